@@ -1,0 +1,44 @@
+# omnirecon: every target bootstraps what it needs (venv, pinned deps, Airflow home).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export OMNIRECON_HOME := $(CURDIR)
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test up sandbox bench clean lock airflow-init
+
+$(STAMP): requirements.lock pyproject.toml
+	@echo "==> creating $(VENV) and installing pinned dependencies (requirements.lock)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip uv
+	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+airflow-init: $(STAMP)
+	@$(BIN)/omnirecon airflow-init
+
+demo: airflow-init
+	@$(BIN)/omnirecon demo --out demo-out
+
+test: airflow-init
+	@$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+up: airflow-init
+	@$(BIN)/omnirecon up
+
+sandbox: $(STAMP)
+	@$(BIN)/omnirecon sandbox --scenario include/scenarios/demo.yaml
+
+bench: airflow-init
+	@$(BIN)/python bench/run_all.py
+
+lock:
+	@$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .airflow data/*.db demo-out

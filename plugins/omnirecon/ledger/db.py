@@ -1,0 +1,204 @@
+"""Ledger access: engine from the `omnirecon_ledger` Airflow connection, Alembic migrations, atomic snapshots."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from omnirecon.config import project_home
+from omnirecon.ledger import models as m
+from omnirecon.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+LEDGER_CONN_ID = "omnirecon_ledger"
+ROW_MODELS = {"inventory": m.InventoryRow, "listings": m.ListingRow, "orders": m.OrderRow}
+
+
+def default_sqlite_url() -> str:
+    path = project_home() / "data" / "ledger.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def url_from_connection(conn) -> str:
+    """SQLAlchemy URL from an Airflow Connection (sqlite: host is the file path; postgres: the usual fields)."""
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    if extra.get("sqlalchemy_url"):
+        return extra["sqlalchemy_url"]
+    ctype = (conn.conn_type or "").lower()
+    if ctype == "sqlite":
+        path = conn.host or str(project_home() / "data" / "ledger.db")
+        return f"sqlite:///{path}"
+    if ctype in ("postgres", "postgresql"):
+        from sqlalchemy.engine import URL
+        return URL.create("postgresql+psycopg2", username=conn.login or None, password=conn.password or None,
+                          host=conn.host or "127.0.0.1", port=conn.port or 5432,
+                          database=conn.schema or "omnirecon").render_as_string(hide_password=False)
+    raise ValueError(f"connection {LEDGER_CONN_ID}: unsupported conn_type {conn.conn_type!r} (sqlite or postgres)")
+
+
+def ledger_url() -> str:
+    """OMNIRECON_LEDGER_URL, else the Airflow connection `omnirecon_ledger`, else data/ledger.db."""
+    if os.environ.get("OMNIRECON_LEDGER_URL"):
+        return os.environ["OMNIRECON_LEDGER_URL"]
+    try:
+        from airflow.sdk import BaseHook  # Airflow 3 task SDK
+        return url_from_connection(BaseHook.get_connection(LEDGER_CONN_ID))
+    except Exception as e:  # not inside Airflow, or no such connection
+        log.debug("ledger connection %s not available (%s); using the default SQLite file", LEDGER_CONN_ID, type(e).__name__)
+    return default_sqlite_url()
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60}, future=True)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+        return engine
+    return create_engine(url, pool_pre_ping=True, future=True)
+
+
+class Ledger:
+    def __init__(self, url: str | None = None):
+        self.url = url or ledger_url()
+        self.engine = _make_engine(self.url)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # -- schema ------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        cfg.attributes["connection_url"] = self.url
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def session(self):
+        with self.Session() as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    # -- runs --------------------------------------------------------------------------
+    def begin_run(self, run_id: str, kind: str, **fields) -> m.Run:
+        with self.session() as s:
+            run = s.get(m.Run, run_id)
+            if run is None:
+                run = m.Run(id=run_id, kind=kind, **fields)
+                s.add(run)
+            else:  # a retried or re-run task: keep the run, refresh its fields
+                for k, v in fields.items():
+                    setattr(run, k, v)
+                run.status = "running"
+            return run
+
+    def finish_run(self, run_id: str, status: str, stats: dict | None = None) -> None:
+        with self.session() as s:
+            s.execute(update(m.Run).where(m.Run.id == run_id).values(status=status, finished_at=utcnow(), stats=stats))
+
+    # -- snapshots ---------------------------------------------------------------------
+    def land_snapshot(self, *, run_id: str, system: str, kind: str, records: list, quarantined: list,
+                      stats: dict, max_quarantine_fraction: float = 0.05) -> m.Snapshot:
+        """Write a complete snapshot and its rows in ONE transaction: visible whole, or not at all."""
+        model = ROW_MODELS[kind]
+        rows_in = len(records) + len(quarantined)
+        frac = (len(quarantined) / rows_in) if rows_in else 0.0
+        status = "unusable" if frac > max_quarantine_fraction else "complete"
+        t0 = time.monotonic()
+        with self.session() as s:
+            snap = m.Snapshot(run_id=run_id, system=system, kind=kind, status=status,
+                              rows_in=rows_in, rows_valid=len(records), rows_quarantined=len(quarantined),
+                              finished_at=utcnow(), **stats)
+            if status == "unusable":
+                snap.error = (f"{len(quarantined)} of {rows_in} rows quarantined ({frac:.1%}) "
+                              f"> max_quarantine_fraction {max_quarantine_fraction:.1%}")
+            s.add(snap)
+            s.flush()
+            self.bulk_insert(s, model, [dict(asdict(r), snapshot_id=snap.id) for r in records])
+            self.bulk_insert(s, m.QuarantinedRow, [
+                dict(snapshot_id=snap.id, system=system, kind=kind, row_index=q.row_index, key=q.key,
+                     reason=q.reason, payload=q.payload if isinstance(q.payload, dict) else {"raw": q.payload})
+                for q in quarantined])
+        log.info("landed %s %s snapshot %s: %d valid, %d quarantined, status %s (%.2fs insert)",
+                 system, kind, snap.id, len(records), len(quarantined), status, time.monotonic() - t0)
+        return snap
+
+    def bulk_insert(self, s: Session, model, rows: list[dict], chunk: int = 5000) -> None:
+        cols = set(model.__table__.columns.keys())
+        for i in range(0, len(rows), chunk):
+            part = [{k: v for k, v in r.items() if k in cols} for r in rows[i:i + chunk]]
+            if part:
+                s.execute(insert(model), part)
+
+    def fail_snapshot(self, *, run_id: str, system: str, kind: str, error: str, stats: dict) -> m.Snapshot:
+        with self.session() as s:
+            snap = m.Snapshot(run_id=run_id, system=system, kind=kind, status="failed", error=error[:4000],
+                              finished_at=utcnow(), **stats)
+            s.add(snap)
+        return snap
+
+    def latest_snapshot(self, system: str, kind: str, statuses=("complete",)) -> m.Snapshot | None:
+        with self.session() as s:
+            return s.scalars(select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind,
+                                                      m.Snapshot.status.in_(statuses))
+                             .order_by(m.Snapshot.id.desc()).limit(1)).first()
+
+    def latest_attempt(self, system: str, kind: str) -> m.Snapshot | None:
+        return self.latest_snapshot(system, kind, statuses=("complete", "unusable", "failed"))
+
+    # -- evidence / audit --------------------------------------------------------------
+    def api_event(self, *, system: str, operation: str, outcome: str, status_code: int | None = None,
+                  message: str | None = None, run_id: str | None = None, snapshot_id: int | None = None) -> None:
+        with self.session() as s:
+            s.add(m.ApiEvent(system=system, operation=operation, outcome=outcome, status_code=status_code,
+                             message=(message or "")[:2000], run_id=run_id, snapshot_id=snapshot_id))
+
+    def audit(self, s: Session | None = None, **fields) -> None:
+        if s is not None:
+            s.add(m.AuditLog(**fields))
+            return
+        with self.session() as s2:
+            s2.add(m.AuditLog(**fields))
+
+    def count(self, model, *where) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+_cache: dict[str, Ledger] = {}
+
+
+def get_ledger(url: str | None = None, migrate: bool = True) -> Ledger:
+    """A process-wide Ledger per URL, migrated on first use."""
+    url = url or ledger_url()
+    if url not in _cache:
+        led = Ledger(url)
+        if migrate:
+            led.migrate()
+        _cache[url] = led
+    return _cache[url]

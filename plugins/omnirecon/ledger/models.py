@@ -1,0 +1,260 @@
+"""The ledger: every run, snapshot, quarantined row, finding, correction, approval and external write.
+
+Schema changes go through Alembic (ledger/migrations); never create tables any other way.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from omnirecon.timeutil import utcnow
+
+ID = BigInteger().with_variant(Integer, "sqlite")   # SQLite autoincrement needs INTEGER
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict: JSON, list: JSON}
+
+
+class Run(Base):
+    """One DAG run (snapshot, reconcile, remediate, report) as the ledger sees it."""
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    dag_id: Mapped[str | None] = mapped_column(String(250))
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    data_interval_start: Mapped[datetime | None]
+    data_interval_end: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="running")   # running | success | failed
+    mode: Mapped[str | None] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    params: Mapped[dict | None]
+    stats: Mapped[dict | None]
+
+
+class Snapshot(Base):
+    """One system's data of one kind, landed atomically: rows are visible only once status is final."""
+    __tablename__ = "snapshots"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    system: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))            # inventory | listings | orders
+    status: Mapped[str] = mapped_column(String(16))          # running | complete | unusable | failed
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fetched_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    window_start: Mapped[datetime | None]                    # orders: the updated-at window pulled
+    window_end: Mapped[datetime | None]
+    source_high_water: Mapped[datetime | None]               # newest last-update time the source reported
+    rows_in: Mapped[int] = mapped_column(default=0)
+    rows_valid: Mapped[int] = mapped_column(default=0)
+    rows_quarantined: Mapped[int] = mapped_column(default=0)
+    api_calls: Mapped[int] = mapped_column(default=0)
+    retries: Mapped[int] = mapped_column(default=0)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict | None]
+    __table_args__ = (Index("ix_snapshots_latest", "system", "kind", "status", "id"),)
+
+
+class InventoryRow(Base):
+    __tablename__ = "inventory_rows"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    system: Mapped[str] = mapped_column(String(16))
+    sku: Mapped[str] = mapped_column(String(255))
+    location: Mapped[str] = mapped_column(String(255))
+    available: Mapped[int | None]
+    on_hand: Mapped[int | None]
+    committed: Mapped[int | None]
+    on_order: Mapped[int | None]
+    reserved: Mapped[int | None]
+    updated_at: Mapped[datetime | None]
+    ref: Mapped[dict | None]
+
+
+class ListingRow(Base):
+    __tablename__ = "listing_rows"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    system: Mapped[str] = mapped_column(String(16))
+    sku: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    raw_status: Mapped[str | None] = mapped_column(String(255))
+    issues: Mapped[list | None]
+    inventory_policy: Mapped[str | None] = mapped_column(String(16))
+    tracked: Mapped[bool | None] = mapped_column(Boolean)
+    item_type: Mapped[str | None] = mapped_column(String(32))
+    is_inactive: Mapped[bool | None] = mapped_column(Boolean)
+    updated_at: Mapped[datetime | None]
+    ref: Mapped[dict | None]
+
+
+class OrderRow(Base):
+    __tablename__ = "order_rows"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    system: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[str] = mapped_column(String(255), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    raw_status: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    erp_ref: Mapped[str | None] = mapped_column(String(255))
+    fulfilled_at: Mapped[datetime | None]
+    fulfillment_channel: Mapped[str | None] = mapped_column(String(8))
+    lines: Mapped[list | None]
+
+
+class QuarantinedRow(Base):
+    """A row that failed validation, with the reason. in = valid + quarantined, always."""
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    system: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    row_index: Mapped[int]
+    key: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiEvent(Base):
+    """Errors, retries and throttles seen while talking to a system (evidence for findings)."""
+    __tablename__ = "api_events"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(128))
+    snapshot_id: Mapped[int | None]
+    system: Mapped[str] = mapped_column(String(16))
+    operation: Mapped[str] = mapped_column(String(128))
+    status_code: Mapped[int | None]
+    outcome: Mapped[str] = mapped_column(String(16))        # retry | throttled | error | ok
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class Finding(Base):
+    """One finding of one reconciliation run (what findings.csv exports)."""
+    __tablename__ = "findings"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)   # stable across runs
+    check: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    sku: Mapped[str | None] = mapped_column(String(255))
+    location: Mapped[str | None] = mapped_column(String(255))
+    order_id: Mapped[str | None] = mapped_column(String(255))
+    expected: Mapped[str | None] = mapped_column(String(64))
+    observed: Mapped[str | None] = mapped_column(String(64))
+    delta: Mapped[int | None]
+    diagnosis: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict | None]
+    lifecycle: Mapped[str] = mapped_column(String(16), default="new")  # new | open (seen before)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FindingState(Base):
+    """A finding's life across runs, keyed by fingerprint: opened, still open, resolved; alerting state."""
+    __tablename__ = "finding_states"
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    check: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    sku: Mapped[str | None] = mapped_column(String(255))
+    order_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))          # open | resolved
+    severity: Mapped[str] = mapped_column(String(16))
+    first_seen_at: Mapped[datetime]
+    first_seen_run: Mapped[str] = mapped_column(String(128))
+    last_seen_at: Mapped[datetime]
+    last_seen_run: Mapped[str] = mapped_column(String(128))
+    resolved_at: Mapped[datetime | None]
+    last_alert_at: Mapped[datetime | None]
+    alerts_sent: Mapped[int] = mapped_column(default=0)
+    resolved_notice_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Correction(Base):
+    """The outbox: written before any call; the idempotency key makes retries and re-runs safe."""
+    __tablename__ = "corrections"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    sku: Mapped[str] = mapped_column(String(255))
+    channel_sku: Mapped[str] = mapped_column(String(255))
+    location: Mapped[str] = mapped_column(String(255))
+    from_qty: Mapped[int]
+    to_qty: Mapped[int]
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    detail: Mapped[str | None] = mapped_column(Text)
+    ref: Mapped[dict | None]                                 # ids the channel needs for the write
+    snapshot_id: Mapped[int | None]
+    batch: Mapped[int | None]
+    external_id: Mapped[str | None] = mapped_column(String(255))   # feed id, submission id
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    pushed_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    correction_id: Mapped[int] = mapped_column(ForeignKey("corrections.id"), index=True)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decision: Mapped[str | None] = mapped_column(String(16))   # approved | rejected | timeout
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditLog(Base):
+    """Every external call that changed (or tried to change) state, and every correction state change."""
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(64))            # omnirecon task, user name, ...
+    system: Mapped[str | None] = mapped_column(String(16))
+    operation: Mapped[str] = mapped_column(String(128))
+    target: Mapped[str | None] = mapped_column(String(500))
+    correction_id: Mapped[int | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    request: Mapped[dict | None]                              # never credentials
+    response_status: Mapped[int | None]
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(24))              # opened | reminder | resolved | guardrail | write_failed
+    transport: Mapped[str] = mapped_column(String(16))         # email | slack | log
+    run_id: Mapped[str | None] = mapped_column(String(128))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    subject: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[list | None]
+
+
+class Report(Base):
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    report_date: Mapped[str] = mapped_column(String(10), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(128))
+    generated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16))            # generated | sent | failed
+    recipients: Mapped[list | None]
+    summary: Mapped[dict | None]
+    __table_args__ = (UniqueConstraint("report_date", "run_id"),)

@@ -1,0 +1,1 @@
+from omnirecon.model.canonical import *  # noqa: F401,F403
