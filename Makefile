@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 airflow-init: $(STAMP)
-	@$(BIN)/omnirecon airflow-init
+	@$(BIN)/omnirecon airflow-init --quiet
 
 demo: airflow-init
 	@$(BIN)/omnirecon demo --out demo-out

@@ -1,0 +1,58 @@
+"""Reconcile DAG: GX checks over the latest snapshots, then corrections (outbox, guardrails, approvals) and alerts."""
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset, Param, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from omnirecon import pipeline
+from omnirecon.dag_defaults import FINDINGS_ASSET, SNAPSHOT_ASSETS, default_args, runtime_option
+
+DOC = """
+### omnirecon_reconcile
+Turns the latest complete snapshots into **findings** (Great Expectations suites: inventory drift, orders,
+freshness, mapping, listing state, low stock), each with a diagnosis (which link of the chain broke) and an
+evidence package, then acts on them:
+
+1. `reconcile` — GX validation, diagnosis, findings lifecycle (new / open / resolved) in the ledger.
+2. `plan_corrections` — every intended correction goes to the outbox first, with a stable idempotency key;
+   guardrails block pushes from stale/partial/failed snapshots and mass drift; large moves wait for approval.
+3. `push` — one mapped task per channel batch, through the channel's own write API, with read-back.
+4. `alert` — email/Slack for everything not pushed, once per finding, with reminders and resolved notices.
+
+Runs every 15 minutes and as soon as fresh snapshots of all four systems land.
+Params: `mode` (apply | dry-run), `channels`, `sku_filter`.
+
+**When it fails:** a failed `reconcile` pushes nothing (corrections depend on it). A failed `push` map index can be
+cleared safely: idempotency keys and compare-and-swap make a retry apply nothing twice.
+"""
+
+snapshots = Asset(SNAPSHOT_ASSETS["erp"]) & Asset(SNAPSHOT_ASSETS["shopify"]) & Asset(SNAPSHOT_ASSETS["amazon"]) & Asset(SNAPSHOT_ASSETS["walmart"])
+
+with DAG(
+    dag_id="omnirecon_reconcile",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(runtime_option("reconcile_schedule"), timezone="UTC", interval=timedelta(minutes=15)),
+        assets=snapshots),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=1),
+    default_args=default_args(retries=1),
+    doc_md=DOC,
+    tags=["omnirecon", "reconcile", "remediation"],
+    params={
+        "mode": Param(runtime_option("mode"), type="string", enum=["apply", "dry-run"],
+                      description="apply pushes corrections; dry-run records what it would push"),
+        "channels": Param([], type="array", items={"type": "string", "enum": ["shopify", "amazon", "walmart"]},
+                          description="Limit to these channels (empty: all configured)"),
+        "sku_filter": Param(None, type=["null", "string"], description="Only SKUs matching this glob, e.g. TEE-*"),
+        "approve_all": Param(False, type="boolean",
+                             description="Approve every correction above the threshold without asking (rehearsals only)"),
+    },
+) as dag:
+    reconciled = task(task_id="reconcile", outlets=[Asset(FINDINGS_ASSET)])(pipeline.reconcile_task)()
+    batches = task(task_id="plan_corrections")(pipeline.plan_task)(reconciled)
+    pushed = task(task_id="push", max_active_tis_per_dagrun=4)(pipeline.push_task).expand(batch=batches)
+    alerted = task(task_id="alert", trigger_rule="all_done")(pipeline.alert_task)(reconciled)
+    pushed >> alerted

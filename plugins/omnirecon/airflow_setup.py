@@ -1,0 +1,110 @@
+"""The project's own Airflow home: airflow.cfg, metadata DB, pools and local connections."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omnirecon.config import project_home
+
+# Pools sized from each API's limits (README "Operations"): concurrent tasks per system.
+POOLS = {
+    "omnirecon_netsuite": (4, "NetSuite account concurrency (default 5 per account; keep one for other integrations)"),
+    "omnirecon_shopify": (2, "Shopify: one GraphQL cost bucket per app and shop; bulk operations run 5 at a time at most"),
+    "omnirecon_amazon": (2, "SP-API per-operation token buckets (getOrders 1/min, reports 1/min)"),
+    "omnirecon_walmart": (2, "Walmart per-seller token buckets"),
+}
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or project_home() / ".airflow")
+
+
+def airflow_env(extra: dict | None = None) -> dict:
+    """Environment for every Airflow process this project starts."""
+    home = airflow_home()
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "OMNIRECON_HOME": str(project_home()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project_home() / "dags"),
+        # The library is a package (pip install -e .); its Airflow plugin loads through the
+        # `airflow.plugins` entry point, so Airflow need not scan plugins/ file by file.
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": env.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home}/airflow.db"),
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(project_home() / "plugins"), env.get("PYTHONPATH")])),
+        "NO_PROXY": "*",  # macOS/proxy quirk: never proxy calls to the local sandbox
+    })
+    env.update(extra or {})
+    return env
+
+
+def airflow_bin() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def write_cfg() -> Path:
+    home = airflow_home()
+    (home / "plugins").mkdir(parents=True, exist_ok=True)
+    cfg = home / "airflow.cfg"
+    cfg.write_text(f"""# Written by `omnirecon airflow-init`; environment variables (AIRFLOW__SECTION__KEY) override it.
+[core]
+dags_folder = {project_home() / 'dags'}
+plugins_folder = {home / 'plugins'}
+executor = LocalExecutor
+load_examples = False
+dags_are_paused_at_creation = True
+max_active_runs_per_dag = 1
+dagbag_import_timeout = 120
+
+[database]
+sql_alchemy_conn = sqlite:///{home}/airflow.db
+
+[core_auth]
+simple_auth_manager_users = admin:admin
+
+[api]
+base_url = http://localhost:8080
+
+[logging]
+base_log_folder = {home}/logs
+
+[scheduler]
+enable_health_check = True
+""")
+    return cfg
+
+
+def run_airflow(args: list[str], env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([airflow_bin(), *args], env=env or airflow_env(), **kw)
+
+
+def init(quiet: bool = False) -> None:
+    """Idempotent: cfg, `airflow db migrate`, pools. Fast when already done."""
+    home = airflow_home()
+    write_cfg()
+    stamp = home / ".initialised"
+    out = subprocess.DEVNULL if quiet else None
+    if not stamp.exists():
+        print(f"==> initialising Airflow home {home} (SQLite metadata, LocalExecutor, no example DAGs)", flush=True)
+        r = run_airflow(["db", "migrate"], stdout=out, stderr=subprocess.STDOUT if quiet else None)
+        if r.returncode != 0:
+            raise SystemExit(f"airflow db migrate failed (exit {r.returncode})")
+        pools = {name: {"slots": slots, "description": desc, "include_deferred": False} for name, (slots, desc) in POOLS.items()}
+        pf = home / "pools.json"
+        pf.write_text(json.dumps(pools, indent=1))
+        r = run_airflow(["pools", "import", str(pf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise SystemExit("airflow pools import failed")
+        stamp.write_text("ok\n")
+
+
+def connection_env(connections: dict) -> dict:
+    """AIRFLOW_CONN_<ID> variables (JSON form) for connections given as dicts."""
+    return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(fields) for cid, fields in connections.items()}

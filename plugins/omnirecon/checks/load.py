@@ -1,0 +1,138 @@
+"""Read what the checks need from the ledger into pandas frames (latest complete snapshots + history)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import select, text
+
+from omnirecon.ledger import models as m
+from omnirecon.model.canonical import SNAPSHOT_KINDS, SYSTEMS
+
+INVENTORY_COLS = ["id", "sku", "location", "available", "on_hand", "committed", "updated_at"]
+LISTING_COLS = ["sku", "state", "inventory_policy", "tracked", "item_type", "is_inactive", "issues", "updated_at"]
+ORDER_COLS = ["order_id", "channel", "status", "created_at", "updated_at", "fulfilled_at", "fulfillment_channel",
+              "erp_ref", "lines"]
+HISTORY_DEPTH = 3            # earlier complete snapshots read per (system, kind)
+API_EVENT_WINDOW = timedelta(hours=24)
+
+
+@dataclass
+class SnapshotInfo:
+    id: int
+    system: str
+    kind: str
+    status: str
+    fetched_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def of(cls, snap: m.Snapshot) -> "SnapshotInfo":
+        return cls(snap.id, snap.system, snap.kind, snap.status, _aware(snap.fetched_at or snap.finished_at), snap.error)
+
+
+@dataclass
+class LedgerView:
+    """The ledger as the checks see it at one moment."""
+    now: datetime
+    latest: dict = field(default_factory=dict)     # (system, kind) -> SnapshotInfo of the latest complete snapshot
+    attempts: dict = field(default_factory=dict)   # (system, kind) -> SnapshotInfo of the latest attempt
+    frames: dict = field(default_factory=dict)     # (system, kind) -> DataFrame of the latest complete snapshot
+    history: dict = field(default_factory=dict)    # (system, kind) -> [(SnapshotInfo, DataFrame)], newest first
+    api_events: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def frame(self, system: str, kind: str) -> pd.DataFrame | None:
+        return self.frames.get((system, kind))
+
+    def usable(self, system: str, kind: str) -> bool:
+        """The latest attempt is complete: data is current and whole."""
+        att = self.attempts.get((system, kind))
+        return att is not None and att.status == "complete"
+
+
+def _aware(dt):
+    if dt is None:
+        return None
+    return pd.Timestamp(dt).tz_localize("UTC").to_pydatetime() if dt.tzinfo is None else dt
+
+
+def _ts(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _read(conn, sql: str, cols: list[str], **params) -> pd.DataFrame:
+    rows = conn.execute(text(sql), params).fetchall()
+    return pd.DataFrame.from_records(rows, columns=cols)
+
+
+def read_rows(conn, kind: str, snapshot_id: int) -> pd.DataFrame:
+    if kind == "inventory":
+        df = _read(conn, f"SELECT {', '.join(INVENTORY_COLS)} FROM inventory_rows WHERE snapshot_id = :sid",
+                   INVENTORY_COLS, sid=snapshot_id)
+        for c in ("available", "on_hand", "committed"):
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+        df["updated_at"] = _ts(df["updated_at"])
+        return df
+    if kind == "listings":
+        df = _read(conn, f"SELECT {', '.join(LISTING_COLS)} FROM listing_rows WHERE snapshot_id = :sid",
+                   LISTING_COLS, sid=snapshot_id)
+        df["issues"] = df["issues"].map(_json)
+        df["updated_at"] = _ts(df["updated_at"])
+        for c in ("tracked", "is_inactive"):
+            df[c] = df[c].map(lambda v: None if v is None else bool(v)).astype(object)
+        return df
+    df = _read(conn, f"SELECT {', '.join(ORDER_COLS)} FROM order_rows WHERE snapshot_id = :sid",
+               ORDER_COLS, sid=snapshot_id)
+    df["lines"] = df["lines"].map(lambda v: _json(v) or [])
+    for c in ("created_at", "updated_at", "fulfilled_at"):
+        df[c] = _ts(df[c])
+    return df
+
+
+def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory", "orders")) -> LedgerView:
+    view = LedgerView(now=now)
+    with ledger.engine.connect() as conn, ledger.session() as s:
+        for system in systems:
+            for kind in SNAPSHOT_KINDS:
+                snaps = s.scalars(select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind,
+                                                           m.Snapshot.status != "running")
+                                  .order_by(m.Snapshot.id.desc()).limit(20)).all()
+                if not snaps:
+                    continue
+                view.attempts[(system, kind)] = SnapshotInfo.of(snaps[0])
+                complete = [SnapshotInfo.of(x) for x in snaps if x.status == "complete"]
+                if not complete:
+                    continue
+                view.latest[(system, kind)] = complete[0]
+                view.frames[(system, kind)] = read_rows(conn, kind, complete[0].id)
+                if kind in history_kinds:
+                    view.history[(system, kind)] = [(info, read_rows(conn, kind, info.id))
+                                                    for info in complete[1:1 + HISTORY_DEPTH]]
+        events = s.scalars(select(m.ApiEvent).where(m.ApiEvent.at >= now - API_EVENT_WINDOW,
+                                                    m.ApiEvent.outcome != "ok")
+                           .order_by(m.ApiEvent.id.desc()).limit(500)).all()
+        view.api_events = pd.DataFrame([{"system": e.system, "operation": e.operation, "status_code": e.status_code,
+                                         "outcome": e.outcome, "message": e.message,
+                                         "at": _aware(e.at)} for e in events],
+                                       columns=["system", "operation", "status_code", "outcome", "message", "at"])
+    return view
+
+
+def inventory_refs(ledger, row_ids: list[int]) -> dict[int, dict]:
+    """The write-back refs of the given inventory rows (read only for rows that need a push)."""
+    out: dict[int, dict] = {}
+    ids = [int(i) for i in row_ids]
+    with ledger.engine.connect() as conn:
+        for i in range(0, len(ids), 900):
+            part = ids[i:i + 900]
+            marks = ", ".join(f":i{k}" for k in range(len(part)))
+            rows = conn.execute(text(f"SELECT id, ref FROM inventory_rows WHERE id IN ({marks})"),
+                                {f"i{k}": v for k, v in enumerate(part)}).fetchall()
+            out.update({r[0]: _json(r[1]) or {} for r in rows})
+    return out

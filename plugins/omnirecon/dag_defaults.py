@@ -1,0 +1,36 @@
+"""Shared DAG defaults and schedules (kept here so DAG files stay thin)."""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from omnirecon.config import DEFAULT_RUNTIME, default_runtime_path
+
+SNAPSHOT_ASSETS = {s: f"omnirecon://snapshots/{s}" for s in ("erp", "shopify", "amazon", "walmart")}
+FINDINGS_ASSET = "omnirecon://findings"
+
+
+def runtime_option(key: str):
+    """A runtime.yaml option at DAG parse time (local file only, no network)."""
+    import yaml
+    path = default_runtime_path()
+    try:
+        doc = yaml.safe_load(path.read_text()) if path.exists() else {}
+    except Exception:
+        doc = {}
+    return (doc or {}).get(key, DEFAULT_RUNTIME[key])
+
+
+def default_args(**over) -> dict:
+    args = {
+        "owner": "omnirecon-data-eng",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(minutes=30),
+    }
+    args.update(over)
+    if os.environ.get("OMNIRECON_TASK_RETRIES"):   # the demo runs each task once
+        args["retries"] = int(os.environ["OMNIRECON_TASK_RETRIES"])
+    return args

@@ -1,0 +1,214 @@
+"""`omnirecon demo` and `omnirecon up`: the whole pipeline through real Airflow against the local sandbox."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from omnirecon import airflow_setup, scenario
+from omnirecon.config import project_home, settings_from_dict
+from omnirecon.ledger import get_ledger, ledger_url
+
+EXIT_OK, EXIT_OUTAGE = 0, 3
+STAGES = (("snapshot", "omnirecon_snapshot"), ("reconcile + remediate", "omnirecon_reconcile"),
+          ("report", "omnirecon_daily_report"))
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _ledger_conn(url: str) -> dict:
+    if url.startswith("sqlite:///"):
+        return {"conn_type": "sqlite", "host": url[len("sqlite:///"):]}
+    return {"conn_type": "postgres", "extra": {"sqlalchemy_url": url}}
+
+
+class _Progress(threading.Thread):
+    """Prints each snapshot as it lands in the ledger, and a heartbeat while a stage runs."""
+
+    def __init__(self, ledger, since_id: int):
+        super().__init__(daemon=True)
+        self.ledger, self.since_id, self.stop_flag, self.stage_started = ledger, since_id, threading.Event(), time.monotonic()
+
+    def run(self):
+        from sqlalchemy import select
+        from omnirecon.ledger.models import Snapshot
+        last_beat = time.monotonic()
+        while not self.stop_flag.wait(1.0):
+            try:
+                with self.ledger.session() as s:
+                    rows = s.scalars(select(Snapshot).where(Snapshot.id > self.since_id).order_by(Snapshot.id)).all()
+            except Exception:
+                rows = []
+            for snap in rows:
+                self.since_id = snap.id
+                mark = {"complete": "ok", "unusable": "UNUSABLE", "failed": "FAILED"}.get(snap.status, snap.status)
+                extra = f" ({snap.error.splitlines()[0][:120]})" if snap.error else ""
+                _say(f"      {snap.system:8s} {snap.kind:9s} {mark:8s} rows={snap.rows_valid} quarantined={snap.rows_quarantined}"
+                     f" api_calls={snap.api_calls}{extra}")
+            if time.monotonic() - last_beat > 15:
+                last_beat = time.monotonic()
+                _say(f"      ... still running ({time.monotonic() - self.stage_started:.0f}s)")
+
+
+def _dags_test(dag_id: str, conf: dict, env: dict, log_path: Path) -> int:
+    with open(log_path, "w") as log:
+        r = airflow_setup.run_airflow(["dags", "test", dag_id, "-c", json.dumps(conf)], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT)
+    return r.returncode
+
+
+def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_all: bool = False,
+             time_scale: float = 0.01) -> int:
+    from omnirecon.report import exports
+    from omnirecon.sandbox import Sandbox
+
+    t0 = time.monotonic()
+    sc = scenario.load(scenario_path)
+    settings_from_dict(sc.settings, source=f"{scenario_path}: settings")
+    out = Path(out_dir).resolve()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    work = project_home() / "data" / "demo"
+    work.mkdir(parents=True, exist_ok=True)
+    settings_file = work / "retailer.yaml"
+    settings_file.write_text(yaml.safe_dump(sc.raw.get("settings", {}), sort_keys=False))
+
+    _say(f"omnirecon demo: scenario {sc.name!r} ({', '.join(sc.systems)}), mode {mode}"
+         f"{', approving all' if approve_all else ''}")
+    airflow_setup.init(quiet=True)
+    url = ledger_url()
+    ledger = get_ledger(url)
+    first_snapshot = _max_snapshot_id(ledger)
+
+    with Sandbox(sc, time_scale=time_scale) as sb:
+        _say(f"[sandbox] serving {', '.join(f'{k} {v}' for k, v in sb.urls.items())}")
+        env = airflow_setup.airflow_env({
+            **airflow_setup.connection_env(sb.connections()),
+            **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(url)}),
+            "OMNIRECON_SETTINGS": str(settings_file),
+            "OMNIRECON_MODE": mode,
+            "OMNIRECON_TASK_RETRIES": "0",   # show an outage at once instead of retrying for minutes
+        })
+        confs = {
+            "omnirecon_snapshot": {"lookback_hours": 24 * 15},
+            "omnirecon_reconcile": {"mode": mode, "approve_all": approve_all},
+            "omnirecon_daily_report": {"out_dir": str(out), "send": False},
+        }
+        for i, (label, dag_id) in enumerate(STAGES, 1):
+            _say(f"[{i}/{len(STAGES)}] {label}: airflow dags test {dag_id}  (log: {out / 'logs' / (dag_id + '.log')})")
+            progress = _Progress(ledger, _max_snapshot_id(ledger))
+            progress.start()
+            ts = time.monotonic()
+            rc = _dags_test(dag_id, confs[dag_id], env, out / "logs" / f"{dag_id}.log")
+            progress.stop_flag.set()
+            progress.join()
+            _say(f"      {'done' if rc == 0 else f'finished with failed tasks (exit {rc})'} in {time.monotonic() - ts:.1f}s")
+            if dag_id == "omnirecon_reconcile" and _latest_run(ledger, "reconcile", first_snapshot) is None:
+                raise SystemExit(f"omnirecon demo: reconciliation did not run; see {out / 'logs' / (dag_id + '.log')}")
+        (out / "sandbox_state.json").write_text(json.dumps(sb.state(), indent=1, default=str))
+
+    reconcile_run = _latest_run(ledger, "reconcile", first_snapshot)
+    snapshot_run = _latest_run(ledger, "snapshot", first_snapshot)
+    duration = round(time.monotonic() - t0, 1)
+    exports.write_findings_csv(ledger, reconcile_run, out / "findings.csv")
+    exports.write_corrections_csv(ledger, reconcile_run, out / "corrections.csv")
+    summary = exports.write_summary_json(ledger, run_id=reconcile_run, snapshot_run_ids=[snapshot_run],
+                                         duration_s=duration, path=out / "summary.json")
+    missing = _failed_systems(ledger, snapshot_run, sc.systems)
+    _print_summary(summary, out, missing)
+    return EXIT_OUTAGE if missing else EXIT_OK
+
+
+def _max_snapshot_id(ledger) -> int:
+    from sqlalchemy import func, select
+    from omnirecon.ledger.models import Snapshot
+    with ledger.session() as s:
+        return s.scalar(select(func.max(Snapshot.id))) or 0
+
+
+def _latest_run(ledger, kind: str, after_snapshot: int) -> str | None:
+    from sqlalchemy import select
+    from omnirecon.ledger.models import Run
+    with ledger.session() as s:
+        return s.scalar(select(Run.id).where(Run.kind == kind).order_by(Run.started_at.desc()).limit(1))
+
+
+def _failed_systems(ledger, snapshot_run: str | None, systems) -> list[str]:
+    """Connected systems without a complete snapshot of every kind in this demo's snapshot run."""
+    from sqlalchemy import select
+    from omnirecon.ledger.models import Snapshot
+    with ledger.session() as s:
+        rows = s.execute(select(Snapshot.system, Snapshot.kind, Snapshot.status)
+                         .where(Snapshot.run_id == snapshot_run)).all() if snapshot_run else []
+    ok = {}
+    for system, kind, status in rows:
+        ok.setdefault(system, set())
+        if status == "complete":
+            ok[system].add(kind)
+    return [s for s in systems if ok.get(s) != {"inventory", "listings", "orders"}]
+
+
+def _print_summary(summary: dict, out: Path, missing: list[str]) -> None:
+    _say("")
+    _say(f"run {summary['run_id']}: {summary['skus_checked']} SKUs checked in {summary['duration_s']}s")
+    f = summary["findings"]
+    _say("  findings:    " + (", ".join(f"{k} {v}" for k, v in sorted(f.items())) or "none"))
+    c = summary["corrections"]
+    _say("  corrections: " + (", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"))
+    for system, snap in summary["snapshots"].items():
+        _say(f"  {system:8s} rows={snap['rows']} quarantined={snap['quarantined']} fetched_at={snap['fetched_at']}")
+    if missing:
+        _say(f"  OUTAGE: no complete snapshot of {', '.join(missing)}; nothing depending on it was pushed (exit 3)")
+    _say("")
+    for name in ("findings.csv", "corrections.csv", "report.html", "sandbox_state.json", "summary.json"):
+        _say(f"  {out / name}")
+
+
+def run_up(*, scenario_path: str, port: int = 8080) -> int:
+    """Sandbox + `airflow standalone`, connections pointed at the sandbox. Ctrl-C stops both."""
+    airflow_setup.init(quiet=True)
+    home = airflow_setup.airflow_home()
+    endpoints = home / "sandbox-endpoints.json"
+    endpoints.unlink(missing_ok=True)
+    sandbox = subprocess.Popen([sys.executable, "-m", "omnirecon.cli", "sandbox", "--scenario", scenario_path,
+                                "--time-scale", "0.1", "--endpoints", str(endpoints)])
+    for _ in range(100):
+        if endpoints.exists():
+            break
+        time.sleep(0.2)
+    else:
+        sandbox.terminate()
+        raise SystemExit("omnirecon up: the sandbox did not start")
+    conns = json.loads(endpoints.read_text())["connections"]
+    url = ledger_url()
+    sc = scenario.load(scenario_path)
+    settings_file = project_home() / "data" / "demo" / "retailer.yaml"
+    settings_file.parent.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(yaml.safe_dump(sc.raw.get("settings", {}), sort_keys=False))
+    env = airflow_setup.airflow_env({**airflow_setup.connection_env(conns),
+                                     **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(url)}),
+                                     "OMNIRECON_SETTINGS": str(settings_file),
+                                     "AIRFLOW__API__PORT": str(port),
+                                     "AIRFLOW__API__BASE_URL": f"http://localhost:{port}"})
+    proc = subprocess.Popen([airflow_setup.airflow_bin(), "standalone"], env=env)
+    pw_file = home / "simple_auth_manager_passwords.json.generated"
+    for _ in range(300):
+        if pw_file.exists() or proc.poll() is not None:
+            break
+        time.sleep(1)
+    login = json.loads(pw_file.read_text()) if pw_file.exists() else {}
+    _say(f"\nAirflow UI: http://localhost:{port}   login: " + ", ".join(f"{u} / {p}" for u, p in login.items()))
+    _say(f"Sandbox: {json.loads(endpoints.read_text())['urls']}\nCtrl-C stops Airflow and the sandbox.\n")
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in (proc, sandbox):
+            p.terminate()

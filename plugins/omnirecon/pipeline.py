@@ -1,0 +1,142 @@
+"""Task callables: the thin glue between Airflow's context and the omnirecon library.
+
+DAG files call these; they hold no reconciliation logic of their own.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from omnirecon.config import load_settings, project_home
+from omnirecon.ledger import get_ledger
+from omnirecon.timeutil import parse_ts, utcnow
+
+log = logging.getLogger(__name__)
+
+SYSTEM_CONN = {"erp": "omnirecon_netsuite", "shopify": "omnirecon_shopify",
+               "amazon": "omnirecon_amazon", "walmart": "omnirecon_walmart"}
+
+
+def ledger_run_id(context) -> str:
+    return f"{context['dag'].dag_id}/{context['run_id']}"
+
+
+def _skip(reason: str):
+    from airflow.exceptions import AirflowSkipException
+    raise AirflowSkipException(reason)
+
+
+def _connection_exists(conn_id: str) -> bool:
+    try:
+        from airflow.sdk import BaseHook
+        BaseHook.get_connection(conn_id)
+        return True
+    except Exception:
+        return False
+
+
+def orders_window(context) -> tuple[datetime, datetime]:
+    """The updated-at window to pull: the run's data interval, or the params' explicit window / lookback."""
+    params = context.get("params") or {}
+    end = parse_ts(params.get("window_end")) or context.get("data_interval_end") or utcnow()
+    if params.get("window_start"):
+        return parse_ts(params["window_start"]), end
+    if params.get("lookback_hours"):
+        return end - timedelta(hours=float(params["lookback_hours"])), end
+    start = context.get("data_interval_start")
+    if start is None or start >= end:
+        start = end - timedelta(minutes=15)
+    return start, end
+
+
+def snapshot_task(system: str, kinds: list[str], **context) -> dict:
+    """Land complete snapshots of one system; fail (and retry) rather than land a partial one."""
+    from omnirecon.snapshot import take_snapshot
+
+    settings = load_settings()
+    params = context.get("params") or {}
+    wanted = params.get("systems") or list(SYSTEM_CONN)
+    if system not in wanted:
+        _skip(f"{system} not selected in this run's params")
+    if system != "erp" and system not in settings.channels:
+        _skip(f"{system} is not a configured channel (settings.channels)")
+    if not _connection_exists(SYSTEM_CONN[system]):
+        _skip(f"connection {SYSTEM_CONN[system]} is not defined: {system} is not connected")
+    ledger = get_ledger()
+    run_id = ledger_run_id(context)
+    ledger.begin_run(run_id, "snapshot", dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
+                     data_interval_start=context.get("data_interval_start"),
+                     data_interval_end=context.get("data_interval_end"))
+    start, end = orders_window(context)
+    landed = {}
+    for kind in kinds:
+        snap = take_snapshot(system, kind, ledger=ledger, run_id=run_id, settings=settings,
+                             window_start=start if kind == "orders" else None,
+                             window_end=end if kind == "orders" else None)
+        landed[kind] = {"snapshot_id": snap.id, "status": snap.status, "rows": snap.rows_valid,
+                        "quarantined": snap.rows_quarantined}
+    return landed
+
+
+def reconcile_task(**context) -> dict:
+    from omnirecon.checks.run import reconcile
+
+    settings = load_settings()
+    params = context.get("params") or {}
+    ledger = get_ledger()
+    run_id = ledger_run_id(context)
+    mode = params.get("mode") or settings.mode
+    ledger.begin_run(run_id, "reconcile", dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
+                     data_interval_start=context.get("data_interval_start"),
+                     data_interval_end=context.get("data_interval_end"), mode=mode, params=dict(params))
+    result = reconcile(ledger, settings, run_id=run_id, channels=params.get("channels") or None,
+                       sku_filter=params.get("sku_filter") or None, gx_dir=str(gx_dir()))
+    stats = {"skus_checked": result.skus_checked, "findings": result.counts,
+             "unusable_systems": list(result.unusable_systems), "data_docs": result.data_docs}
+    ledger.finish_run(run_id, "success", stats)
+    return {"run_id": run_id, **stats}
+
+
+def plan_task(reconciled: dict, **context) -> list[dict]:
+    from omnirecon.remediation.plan import plan_corrections
+
+    settings = load_settings()
+    params = context.get("params") or {}
+    mode = params.get("mode") or settings.mode
+    plan = plan_corrections(get_ledger(), settings, run_id=reconciled["run_id"], mode=mode,
+                            channels=params.get("channels") or None)
+    if params.get("approve_all"):
+        from omnirecon.remediation.approvals import approve_all
+        extra = approve_all(get_ledger(), settings, run_id=reconciled["run_id"], by=f"param approve_all ({context['run_id']})")
+        plan.batches.extend(extra)
+    return plan.batches
+
+
+def push_task(batch: dict, **context) -> dict:
+    from omnirecon.remediation.push import push_batch
+    return push_batch(get_ledger(), load_settings(), batch)
+
+
+def alert_task(reconciled: dict, **context) -> dict:
+    from omnirecon.remediation.alerts import send_alerts
+    return send_alerts(get_ledger(), load_settings(), run_id=reconciled["run_id"],
+                       dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
+
+
+def report_task(**context) -> dict:
+    from omnirecon.report.daily import produce_daily_report
+
+    params = context.get("params") or {}
+    settings = load_settings()
+    day = params.get("report_date") or (context.get("data_interval_end") or utcnow()).date().isoformat()
+    out_dir = params.get("out_dir") or str(project_home() / "data" / "reports" / day)
+    return produce_daily_report(get_ledger(), settings, report_date=day, out_dir=out_dir,
+                                send=bool(params.get("send", True)), gx_docs=str(gx_dir()))
+
+
+def gx_dir() -> Path:
+    path = Path(os.environ.get("OMNIRECON_GX_DIR") or project_home() / "data" / "gx")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""Remediation: the correction outbox, guardrails, approvals, pushes with read-back, alerts."""

@@ -1,0 +1,1 @@
+"""The daily drift report and the CSV/JSON exports of shared/contracts/outputs.md."""
