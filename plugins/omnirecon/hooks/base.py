@@ -218,13 +218,17 @@ class HttpCore:
                 reauthenticate: Callable[[], None] | None = None,
                 pace: Callable[[], None] | None = None,
                 ok: Callable[[requests.Response], bool] | None = None,
-                **kwargs) -> requests.Response:
+                parse: Callable[[requests.Response], Any] | None = None,
+                **kwargs) -> Any:
         """Send one logical call, retrying transient failures.
 
         prepare(kwargs, correlation_id): set auth headers/signature for this attempt.
         pace(): client-side rate limiting before each attempt.
         inspect(resp): raise Retry / Reauthenticate for system-specific signals (THROTTLED in a 200, 403 Unauthorized).
         ok(resp): which statuses count as an answer (default: < 400); others raise ApiError.
+        parse(resp): turn the answer into a value (raising MalformedResponse if it does not parse or misses
+        fields); a malformed answer is retried like a 5xx and `request` then returns the parsed value.
+        Only pass `parse` for calls that are safe to repeat (reads, idempotent writes).
         """
         attempt = 0
         reauthed = False
@@ -289,15 +293,38 @@ class HttpCore:
                 message = self.redact(_body_excerpt(resp))
                 self.event(operation, "error", resp.status_code, f"{message} [cid {cid}]")
                 raise ApiError(self.system, operation, message, resp.status_code, code=error_code(resp))
-            return resp
+            if parse is None:
+                return resp
+            try:
+                return parse(resp)
+            except MalformedResponse as e:
+                if attempt >= self.retry.max_retries:
+                    self.event(operation, "error", resp.status_code, f"malformed answer: {e} [cid {cid}]")
+                    raise
+                delay = self.backoff(attempt)
+                self.event(operation, "retry", resp.status_code,
+                           f"malformed answer ({e}); retry {attempt + 1} in {delay:.2f}s [cid {cid}]")
+                self._count(retries=1)
+                self.sleep(delay)
+                attempt += 1
 
     def json(self, resp: requests.Response, operation: str) -> Any:
         try:
             return resp.json()
         except (ValueError, json.JSONDecodeError):
-            self.event(operation, "error", resp.status_code, "response body is not JSON")
             raise MalformedResponse(self.system, operation, f"response body is not JSON: "
                                     f"{self.redact(_body_excerpt(resp, 120))!r}", resp.status_code) from None
+
+    def json_parser(self, operation: str, *paths: str) -> Callable[[requests.Response], Any]:
+        """A `parse` for `request`: a JSON object holding every dotted path in `paths`."""
+        def parse(resp: requests.Response) -> Any:
+            body = self.json(resp, operation)
+            if not isinstance(body, dict):
+                raise MalformedResponse(self.system, operation, "response is not a JSON object", resp.status_code)
+            for path in paths:
+                require(body, path, self.system, operation)
+            return body
+        return parse
 
     def close(self) -> None:
         self.session.close()

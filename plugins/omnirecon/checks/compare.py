@@ -1,0 +1,361 @@
+"""Comparison frames, one per check: compact, keyed rows that the GX suites validate."""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from omnirecon.checks import expected as ex
+from omnirecon.checks.load import LedgerView
+from omnirecon.config import Settings
+from omnirecon.model.canonical import ORDER_PHASE, ORDER_RANK
+
+SELLABLE_TYPES = ("InvtPart", "Assembly")
+REQUIRED_KINDS = ("inventory", "orders")      # listings are optional evidence
+NEVER = 1e9                                    # age of a snapshot that does not exist
+LOW_STOCK_WINDOW_DAYS = 14
+
+
+@dataclass
+class Comparison:
+    frames: dict = field(default_factory=dict)   # check name -> DataFrame validated by GX
+    inventory: pd.DataFrame | None = None        # the full drift frame (for diagnosis across channels)
+    base: pd.DataFrame | None = None             # ERP expected base per (channel, sku, channel_location)
+    unusable: list = field(default_factory=list)
+    channels: list = field(default_factory=list)
+    skus_checked: int = 0
+
+
+def sku_matcher(pattern: str | None):
+    if not pattern:
+        return None
+    return re.compile(fnmatch.translate(pattern))
+
+
+def _filter(frame: pd.DataFrame, rx, col: str = "sku") -> pd.DataFrame:
+    return frame if rx is None or frame is None else frame[frame[col].astype(str).str.match(rx)]
+
+
+def _item_info(view: LedgerView, settings: Settings) -> pd.DataFrame:
+    items = view.frame("erp", "listings")
+    if items is None:
+        return pd.DataFrame(columns=["sku", "item_type", "is_inactive"])
+    return items[["sku", "item_type", "is_inactive"]].drop_duplicates("sku")
+
+
+def build(view: LedgerView, settings: Settings, channels: list[str], sku_filter: str | None = None) -> Comparison:
+    rx = sku_matcher(sku_filter)
+    cmp = Comparison(channels=channels)
+    systems = ["erp"] + channels
+    cmp.unusable = [s for s in systems if any(not view.usable(s, k) for k in REQUIRED_KINDS)]
+    cmp.frames["freshness"] = _freshness(view, settings, systems)
+
+    erp_ok = "erp" not in cmp.unusable
+    erp_inv = _filter(view.frame("erp", "inventory"), rx) if erp_ok else None
+    erp_orders = view.frame("erp", "orders") if erp_ok else None
+    inv_channels = [c for c in channels if view.usable(c, "inventory")]
+    aliases = ex.alias_frame(settings)
+    items = _item_info(view, settings)
+    bundles = {b["sku"] for b in settings["bundles"]}
+
+    if erp_inv is not None:
+        cmp.base = ex.expected_base(erp_inv, settings, inv_channels)
+        known = set(erp_inv["sku"]) | set(items["sku"]) | bundles
+        observed = _observed(view, inv_channels, aliases, rx)
+        observed["erp_known"] = observed["sku"].isin(known)
+        locs = ex.location_map(settings, channels)
+        mapped = set(zip(locs["channel"], locs["channel_location"]))
+        observed["location_mapped"] = pd.Series(list(zip(observed["channel"], observed["channel_location"])),
+                                                index=observed.index, dtype=object).isin(mapped)
+        observed = observed.merge(items, on="sku", how="left")
+        observed["item_sellable"] = ((observed["item_type"].isna() | observed["item_type"].isin(SELLABLE_TYPES)
+                                      | observed["sku"].isin(bundles)) & (observed["is_inactive"] != True))  # noqa: E712
+        observed["unique_key"] = ~observed.duplicated(["channel", "sku", "channel_location"], keep=False)
+        listings = _listings(view, inv_channels, aliases, rx)
+        unposted = _unposted(view, settings, channels, erp_orders)
+        cmp.inventory = _drift(observed, cmp.base, listings, unposted, aliases, settings)
+        cmp.frames["inventory_drift"] = cmp.inventory
+        cmp.frames["freshness"] = _with_follow_lag(cmp.frames["freshness"], cmp.inventory, settings, view.now)
+        cmp.frames["mapping"] = _mapping(observed, cmp.base, listings, settings)
+        cmp.frames["listing_state"] = _listing_state(cmp.inventory, listings)
+        cmp.frames["low_stock"] = _low_stock(erp_inv, erp_orders, settings, view.now, rx)
+        cmp.skus_checked = int(erp_inv["sku"].nunique())
+    order_channels = [c for c in channels if view.usable(c, "orders")]
+    if erp_orders is not None and order_channels:
+        chan_orders = _channel_orders(view, order_channels, aliases, rx)
+        erp_o = _orders_for_skus(erp_orders, rx)
+        cmp.frames["order_missing"] = _order_missing(chan_orders, erp_o, settings, view.now)
+        matched = _matched_orders(chan_orders, erp_o)
+        cmp.frames["order_sequence"] = _order_sequence(matched, view, ["erp"] + order_channels, rx)
+        cmp.frames["order_status_mismatch"] = _order_status(matched, cmp.frames["order_sequence"], settings, view.now)
+    return cmp
+
+
+# --- inventory -------------------------------------------------------------------------------
+def _observed(view, channels, aliases, rx) -> pd.DataFrame:
+    parts = []
+    for ch in channels:
+        f = view.frame(ch, "inventory")
+        p = pd.DataFrame({"channel": ch, "channel_sku": f["sku"], "channel_location": f["location"].astype(str),
+                          "observed": f["available"].fillna(0).astype("int64"), "updated_at": f["updated_at"],
+                          "row_id": f["id"], "snapshot_id": view.latest[(ch, "inventory")].id})
+        parts.append(p)
+    cols = ["channel", "channel_sku", "channel_location", "observed", "updated_at", "row_id", "snapshot_id"]
+    obs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    return _filter(ex.to_erp_sku(obs, aliases), rx)
+
+
+def _listings(view, channels, aliases, rx) -> pd.DataFrame:
+    parts = []
+    for ch in channels:
+        f = view.frame(ch, "listings")
+        if f is None or f.empty:
+            continue
+        p = f[["sku", "state", "inventory_policy", "tracked", "issues"]].rename(columns={"sku": "channel_sku"})
+        p.insert(0, "channel", ch)
+        parts.append(p)
+    if not parts:
+        return pd.DataFrame(columns=["channel", "channel_sku", "sku", "units", "state", "inventory_policy", "tracked", "issues"])
+    lst = ex.to_erp_sku(pd.concat(parts, ignore_index=True), aliases)
+    return _filter(lst.drop_duplicates(["channel", "channel_sku"]), rx)
+
+
+def _unposted(view, settings, channels, erp_orders) -> pd.DataFrame:
+    if erp_orders is None:
+        return pd.DataFrame()
+    parts = [view.frame(c, "orders") for c in channels if view.usable(c, "orders")]
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        return pd.DataFrame()
+    orders = pd.concat(parts, ignore_index=True)
+    return ex.unposted_orders(orders, erp_orders, view.now, settings["order_slas"]["ingest_minutes"])
+
+
+def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFrame:
+    eligible = observed[observed["erp_known"] & observed["location_mapped"] & observed["item_sellable"]
+                        & observed["unique_key"]]
+    keys = ["channel", "sku", "channel_location"]
+    frame = eligible.merge(base[keys + ["atp", "safety", "base", "erp_updated_at", "is_fba"]], on=keys, how="left")
+    # stock the ERP has at a mapped location the channel carries the SKU for, but shows nowhere there
+    present = eligible[["channel", "sku"]].drop_duplicates()
+    missing = base[base["base"] > 0].merge(present, on=["channel", "sku"]).merge(
+        eligible[keys], on=keys, how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
+    if len(missing):
+        missing = ex.default_channel_sku(settings, missing)
+        missing["observed"], missing["updated_at"], missing["row_id"] = 0, pd.NaT, np.nan
+        snap = eligible.drop_duplicates("channel").set_index("channel")["snapshot_id"]
+        missing["snapshot_id"] = missing["channel"].map(snap)
+        frame = pd.concat([frame, missing[frame.columns.intersection(missing.columns)]], ignore_index=True)
+    frame["base"] = frame["base"].fillna(0).astype("int64")
+    frame["atp"] = frame["atp"].fillna(0).astype("int64")
+    frame["safety"] = frame["safety"].fillna(0).astype("int64")
+    frame["is_fba"] = frame["channel_location"] == ex.FBA
+    frame["expected_raw"] = frame["base"] // frame["units"]
+    qty = ex.unposted_quantities(unposted, aliases) if len(unposted) else ex.unposted_quantities(pd.DataFrame(), aliases)
+    frame = ex.apply_unposted(frame, qty)
+    frame["expected"] = (frame["expected_raw"] - frame["in_flight_units"] - frame["overdue_units"]).clip(lower=0)
+    frame["delta"] = frame["observed"] - frame["expected"]
+    frame["raw_delta"] = frame["observed"] - frame["expected_raw"]
+    lst = listings[["channel", "channel_sku", "state", "inventory_policy", "tracked"]]
+    frame = frame.merge(lst, on=["channel", "channel_sku"], how="left")
+    frame["sells_past_zero"] = (frame["channel"] == "shopify") & (
+        ((frame["inventory_policy"] == "CONTINUE") & (frame["expected"] == 0)) | (frame["tracked"] == False))  # noqa: E712
+    frame["location"] = frame["channel_location"]
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+def _mapping(observed, base, listings, settings) -> pd.DataFrame:
+    obs = observed[["channel", "sku", "channel_sku", "channel_location", "observed", "erp_known", "location_mapped",
+                    "item_sellable", "item_type", "is_inactive", "row_id", "updated_at"]].copy()
+    obs["listed_on_channel"] = True
+    # sellable ERP SKUs a channel shows nowhere (neither inventory nor listing)
+    sellable = base[base["base"] > 0].groupby(["channel", "sku"], sort=False)["base"].sum().reset_index()
+    seen = pd.concat([observed[["channel", "sku"]], listings[["channel", "sku"]]]).drop_duplicates()
+    absent = sellable.merge(seen, on=["channel", "sku"], how="left", indicator=True)
+    absent = absent[absent["_merge"] == "left_only"].drop(columns="_merge")
+    absent = ex.default_channel_sku(settings, absent).rename(columns={"base": "expected_units"})
+    absent["listed_on_channel"], absent["erp_known"], absent["location_mapped"], absent["item_sellable"] = False, True, True, True
+    absent["channel_location"] = ""
+    frame = pd.concat([obs, absent.drop(columns=["units"])], ignore_index=True)
+    frame["location"] = frame["channel_location"]
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+def _listing_state(drift, listings) -> pd.DataFrame:
+    stock = drift.groupby(["channel", "sku"], sort=False)["expected"].sum().rename("erp_expected").reset_index()
+    frame = listings.merge(stock, on=["channel", "sku"])
+    frame = frame[frame["erp_expected"] > 0][["channel", "sku", "channel_sku", "state", "erp_expected", "issues"]].copy()
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+def _low_stock(erp_inv, erp_orders, settings, now, rx) -> pd.DataFrame:
+    selling = {l["erp"] for l in settings["locations"]}
+    atp = ex.erp_atp(erp_inv)
+    if selling:
+        atp = atp[atp["erp_location"].isin(selling)]
+    available = atp.groupby("sku", sort=False)["atp"].sum().rename("erp_available")
+    since = pd.Timestamp(now) - pd.Timedelta(days=LOW_STOCK_WINDOW_DAYS)
+    cols = ["sku", "erp_available", "daily_units", "cover_days", "row"]
+    if erp_orders is None or erp_orders.empty:
+        return pd.DataFrame(columns=cols)
+    recent = erp_orders[(erp_orders["created_at"] >= since) & (erp_orders["status"] != "cancelled")]
+    lines = recent[["lines"]].explode("lines").dropna()
+    if lines.empty:
+        return pd.DataFrame(columns=cols)
+    sold = pd.DataFrame({"sku": lines["lines"].map(lambda l: l.get("sku")),
+                         "qty": lines["lines"].map(lambda l: int(l.get("quantity") or 0))})
+    daily = (sold.groupby("sku")["qty"].sum() / LOW_STOCK_WINDOW_DAYS).rename("daily_units")
+    frame = pd.concat([available, daily], axis=1, join="inner").reset_index().rename(columns={"index": "sku"})
+    frame = _filter(frame[frame["daily_units"] > 0], rx).copy()
+    frame["cover_days"] = frame["erp_available"] / frame["daily_units"]
+    frame["row"] = np.arange(len(frame))
+    return frame[cols]
+
+
+# --- orders ----------------------------------------------------------------------------------
+def _orders_for_skus(orders: pd.DataFrame, rx) -> pd.DataFrame:
+    if rx is None or orders is None:
+        return orders
+    keep = orders["lines"].map(lambda ls: any(rx.match(str(l.get("sku"))) for l in ls))
+    return orders[keep]
+
+
+def _channel_orders(view, channels, aliases, rx) -> pd.DataFrame:
+    parts = []
+    for ch in channels:
+        f = view.frame(ch, "orders")
+        if f is not None and len(f):
+            f = f.copy()
+            f["system"] = ch
+            parts.append(f)
+    if not parts:
+        return pd.DataFrame(columns=["system", "order_id", "channel", "status", "created_at", "updated_at",
+                                     "fulfilled_at", "fulfillment_channel", "erp_ref", "lines"])
+    orders = pd.concat(parts, ignore_index=True)
+    if rx is not None:   # channel SKUs -> ERP SKUs before matching
+        amap = {(a["channel"], a["channel_sku"]): a["sku"] for a in aliases.to_dict("records")}
+        keep = [any(rx.match(str(amap.get((c, l.get("sku")), l.get("sku"))))) for l in ls)
+                for c, ls in zip(orders["channel"], orders["lines"])]
+        orders = orders[keep]
+    return orders
+
+
+def _order_missing(chan_orders, erp_orders, settings, now) -> pd.DataFrame:
+    ingest = settings["order_slas"]["ingest_minutes"]
+    unposted = ex.unposted_orders(chan_orders, erp_orders, now, ingest)
+    frame = chan_orders[["channel", "order_id", "status", "created_at", "updated_at", "lines"]].copy()
+    frame = frame.merge(unposted[["channel", "order_id", "age_minutes"]], on=["channel", "order_id"], how="left")
+    frame = frame.rename(columns={"age_minutes": "unposted_age_minutes"})
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+def _matched_orders(chan_orders, erp_orders) -> pd.DataFrame:
+    erp = erp_orders[["channel", "order_id", "status", "updated_at", "fulfilled_at", "erp_ref"]].rename(
+        columns={"status": "erp_status", "updated_at": "erp_updated_at", "fulfilled_at": "erp_fulfilled_at"})
+    ch = chan_orders[["channel", "order_id", "status", "updated_at", "fulfillment_channel"]].rename(
+        columns={"status": "channel_status", "updated_at": "channel_updated_at"})
+    matched = ch.merge(erp.drop_duplicates(["channel", "order_id"]), on=["channel", "order_id"])
+    matched["channel_phase"] = matched["channel_status"].map(ORDER_PHASE)
+    matched["erp_phase"] = matched["erp_status"].map(ORDER_PHASE)
+    return matched
+
+
+def _order_sequence(matched, view, systems, rx) -> pd.DataFrame:
+    m = matched.copy()
+    m["system"] = m["channel"]
+    m["shipped_without_erp_fulfilment"] = (m["channel"].isin(["amazon", "walmart"]) & (m["channel_phase"] == "shipped")
+                                           & m["erp_phase"].isin(["open", "partial"]) & m["erp_fulfilled_at"].isna()
+                                           & (m["fulfillment_channel"] != "AFN"))
+    phases = m["channel_phase"] + "/" + m["erp_phase"]
+    m["cancelled_vs_shipped"] = phases.isin(["cancelled/shipped", "shipped/cancelled"])
+    m["went_backwards"] = False
+    m["previous_status"] = None
+    back = _went_backwards(view, systems, rx)
+    frame = pd.concat([m, back], ignore_index=True) if len(back) else m
+    for c in ("shipped_without_erp_fulfilment", "cancelled_vs_shipped", "went_backwards"):
+        frame[c] = frame[c].fillna(False).astype(bool)
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+def _went_backwards(view, systems, rx) -> pd.DataFrame:
+    """Orders whose status moved back along the lifecycle between a system's last two snapshots."""
+    parts = []
+    for system in systems:
+        hist = view.history.get((system, "orders")) or []
+        cur = view.frame(system, "orders")
+        if not hist or cur is None or cur.empty:
+            continue
+        prev = hist[0][1][["channel", "order_id", "status"]].rename(columns={"status": "previous_status"})
+        j = _orders_for_skus(cur, rx)[["channel", "order_id", "status", "updated_at"]].merge(prev, on=["channel", "order_id"])
+        now_rank, prev_rank = j["status"].map(ORDER_RANK), j["previous_status"].map(ORDER_RANK)
+        moved_back = (now_rank < prev_rank) & (j["previous_status"] != "cancelled") & (j["status"] != "cancelled")
+        back = j[moved_back].copy()
+        if len(back):
+            back["system"] = system
+            back["channel_status"] = back["status"]
+            back["went_backwards"] = True
+            parts.append(back.drop(columns=["status"]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _order_status(matched, sequence, settings, now) -> pd.DataFrame:
+    flagged = sequence[sequence["shipped_without_erp_fulfilment"] | sequence["cancelled_vs_shipped"]]
+    keys = set(zip(flagged["channel"], flagged["order_id"]))
+    pair = pd.Series(list(zip(matched["channel"], matched["order_id"])), index=matched.index, dtype=object)
+    settled_before = pd.Timestamp(now) - pd.Timedelta(minutes=settings["freshness_minutes"])
+    last_change = matched[["channel_updated_at", "erp_updated_at"]].max(axis=1)
+    frame = matched[~pair.isin(keys) & (last_change.isna() | (last_change <= settled_before))].copy()
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+# --- freshness -------------------------------------------------------------------------------
+def _freshness(view: LedgerView, settings: Settings, systems: list[str]) -> pd.DataFrame:
+    rows = []
+    now = pd.Timestamp(view.now)
+    for system in systems:
+        for kind in ("inventory", "listings", "orders"):
+            att = view.attempts.get((system, kind))
+            if att is None and kind not in REQUIRED_KINDS:
+                continue
+            latest = view.latest.get((system, kind))
+            age = (now - pd.Timestamp(latest.fetched_at)).total_seconds() / 60 if latest and latest.fetched_at else NEVER
+            rows.append({"system": system, "channel": system, "kind": kind, "age_minutes": age,
+                         "attempt_complete": att is not None and att.status == "complete",
+                         "attempt_status": att.status if att else "missing",
+                         "attempt_error": att.error if att else "no snapshot taken",
+                         "snapshot_id": latest.id if latest else None})
+    frame = pd.DataFrame(rows, columns=["system", "channel", "kind", "age_minutes", "attempt_complete",
+                                        "attempt_status", "attempt_error", "snapshot_id"])
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+def _with_follow_lag(fresh: pd.DataFrame, drift: pd.DataFrame, settings: Settings, now) -> pd.DataFrame:
+    lag = follow_lag(drift, now, settings["tolerance_units"])
+    if lag.empty:
+        return fresh.assign(follow_lag_minutes=np.nan, lagging_skus=0)
+    rows = lag.assign(system=lag["channel"], kind="follow", age_minutes=np.nan, attempt_complete=True,
+                      attempt_status="complete", attempt_error=None, snapshot_id=None)
+    frame = pd.concat([fresh.drop(columns="row"), rows], ignore_index=True)
+    frame["row"] = np.arange(len(frame))
+    return frame
+
+
+def follow_lag(drift: pd.DataFrame, now, tolerance: int = 0) -> pd.DataFrame:
+    """Per channel: rows still differing after an ERP change the channel never followed, with the lag in minutes."""
+    lagging = drift[(drift["delta"].abs() > tolerance) & drift["erp_updated_at"].notna()
+                    & (drift["updated_at"].isna() | (drift["updated_at"] < drift["erp_updated_at"]))]
+    lag = (pd.Timestamp(now) - lagging["erp_updated_at"]).dt.total_seconds() / 60
+    out = lagging.assign(lag_minutes=lag).groupby("channel").agg(
+        follow_lag_minutes=("lag_minutes", "max"), lagging_skus=("sku", "nunique")).reset_index()
+    return out

@@ -1,0 +1,224 @@
+"""The reconciliation checks as Great Expectations Core 1.x suites, defined as code.
+
+Each suite validates one compact comparison frame (checks/compare.py). Failing rows come back from GX keyed
+by the suite's key columns plus `row` (the frame row), with COMPLETE result format.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from omnirecon.config import Settings
+
+log = logging.getLogger(__name__)
+DATASOURCE = "omnirecon"
+CHECKPOINT = "omnirecon_reconcile"
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    keys: tuple            # columns identifying a row in results (besides `row`)
+    columns: tuple         # value columns the expectations read
+
+
+SPECS = {
+    "inventory_drift": SuiteSpec("inventory_drift", ("channel", "sku", "location"),
+                                 ("delta", "raw_delta", "sells_past_zero")),
+    "order_missing": SuiteSpec("order_missing", ("channel", "order_id"), ("unposted_age_minutes",)),
+    "order_status_mismatch": SuiteSpec("order_status_mismatch", ("channel", "order_id"), ("erp_phase", "channel_phase")),
+    "order_sequence": SuiteSpec("order_sequence", ("system", "channel", "order_id"),
+                                ("shipped_without_erp_fulfilment", "cancelled_vs_shipped", "went_backwards")),
+    "freshness": SuiteSpec("freshness", ("system", "kind"), ("age_minutes", "attempt_complete", "follow_lag_minutes")),
+    "mapping": SuiteSpec("mapping", ("channel", "sku", "location"),
+                         ("erp_known", "location_mapped", "item_sellable", "listed_on_channel")),
+    "listing_state": SuiteSpec("listing_state", ("channel", "sku"), ("state",)),
+    "low_stock": SuiteSpec("low_stock", ("sku",), ("cover_days",)),
+}
+
+
+def _meta(rule: str, severity: str) -> dict:
+    return {"rule": rule, "finding_severity": severity}
+
+
+def build_suites(settings: Settings) -> dict:
+    """name -> gx.ExpectationSuite (unsaved) for the given settings."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    tol = int(settings["tolerance_units"])
+    fresh = float(settings["freshness_minutes"])
+    E = {
+        "inventory_drift": [
+            gxe.ExpectColumnValuesToBeBetween(column="delta", max_value=tol, meta=_meta("oversell", "critical")),
+            gxe.ExpectColumnValuesToBeBetween(column="delta", min_value=-tol, meta=_meta("undersell", "warning")),
+            gxe.ExpectColumnValuesToBeBetween(column="raw_delta", min_value=-tol, max_value=tol,
+                                              meta=_meta("in_flight", "info")),
+            gxe.ExpectColumnValuesToBeInSet(column="sells_past_zero", value_set=[False],
+                                            meta=_meta("sells_past_zero", "critical")),
+        ],
+        "order_missing": [
+            gxe.ExpectColumnValuesToBeBetween(column="unposted_age_minutes",
+                                              max_value=float(settings["order_slas"]["ingest_minutes"]),
+                                              meta=_meta("not_in_erp", "critical")),
+        ],
+        "order_status_mismatch": [
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="erp_phase", column_B="channel_phase",
+                                                meta=_meta("phase_differs", "warning")),
+        ],
+        "order_sequence": [
+            gxe.ExpectColumnValuesToBeInSet(column="shipped_without_erp_fulfilment", value_set=[False],
+                                            meta=_meta("shipped_without_erp_fulfilment", "warning")),
+            gxe.ExpectColumnValuesToBeInSet(column="cancelled_vs_shipped", value_set=[False],
+                                            meta=_meta("cancelled_vs_shipped", "critical")),
+            gxe.ExpectColumnValuesToBeInSet(column="went_backwards", value_set=[False],
+                                            meta=_meta("went_backwards", "warning")),
+        ],
+        "freshness": [
+            gxe.ExpectColumnValuesToBeInSet(column="attempt_complete", value_set=[True],
+                                            meta=_meta("snapshot_failed", "critical")),
+            gxe.ExpectColumnValuesToBeBetween(column="age_minutes", max_value=fresh, meta=_meta("stale_snapshot", "warning")),
+            gxe.ExpectColumnValuesToBeBetween(column="follow_lag_minutes", max_value=fresh,
+                                              meta=_meta("not_following_erp", "warning")),
+        ],
+        "mapping": [
+            gxe.ExpectColumnValuesToBeInSet(column="erp_known", value_set=[True], meta=_meta("unknown_sku", "warning")),
+            gxe.ExpectColumnValuesToBeInSet(column="location_mapped", value_set=[True],
+                                            meta=_meta("unmapped_location", "warning")),
+            gxe.ExpectColumnValuesToBeInSet(column="item_sellable", value_set=[True],
+                                            meta=_meta("item_not_inventory", "warning")),
+            gxe.ExpectColumnValuesToBeInSet(column="listed_on_channel", value_set=[True],
+                                            meta=_meta("missing_on_channel", "warning")),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["channel", "channel_sku", "location"],
+                                                meta=_meta("duplicate", "warning")),
+        ],
+        "listing_state": [
+            gxe.ExpectColumnValuesToBeInSet(column="state", value_set=["active", "untracked"],
+                                            meta=_meta("not_buyable", "warning")),
+        ],
+        "low_stock": [
+            gxe.ExpectColumnValuesToBeBetween(column="cover_days", min_value=float(settings["low_stock_days"]),
+                                              meta=_meta("low_stock", "warning")),
+        ],
+    }
+    suites = {}
+    for name, exps in E.items():
+        suite = gx.ExpectationSuite(name=name, meta={"omnirecon": "reconciliation check " + name})
+        for e in exps:
+            suite.add_expectation(e)
+        suites[name] = suite
+    return suites
+
+
+def export_suites(directory: str | os.PathLike, settings: Settings | None = None) -> list[Path]:
+    """Write every suite as GX JSON to <directory>/<suite>.json (default settings unless given)."""
+    from omnirecon.config import settings_from_dict
+    settings = settings or settings_from_dict({})
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, suite in build_suites(settings).items():
+        doc = suite.to_json_dict()
+        doc.pop("id", None)
+        for e in doc["expectations"]:
+            e.pop("id", None)
+        path = out / f"{name}.json"
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        paths.append(path)
+    return paths
+
+
+def gx_frame(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The compact frame GX validates: keys, value columns and row number (strings for keys)."""
+    spec = SPECS[name]
+    extra = ["channel_sku"] if name == "mapping" else []
+    cols = list(dict.fromkeys([*spec.keys, *spec.columns, *extra, "row"]))
+    out = frame.reindex(columns=cols).copy()
+    for k in (*spec.keys, *extra):
+        out[k] = out[k].fillna("").astype(str)
+    return out
+
+
+@dataclass
+class Failure:
+    suite: str
+    rule: str
+    severity: str
+    rows: list          # frame row numbers that failed
+    unexpected_count: int
+
+
+class SuiteRunner:
+    """One GX context (file context under gx_dir, else ephemeral) with a checkpoint over every suite."""
+
+    def __init__(self, settings: Settings, gx_dir: str | None = None):
+        import great_expectations as gx
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        self.gx = gx
+        self.gx_dir = gx_dir
+        if gx_dir:
+            Path(gx_dir).mkdir(parents=True, exist_ok=True)
+            self.context = gx.get_context(mode="file", project_root_dir=gx_dir)
+        else:
+            self.context = gx.get_context(mode="ephemeral")
+        try:
+            self.datasource = self.context.data_sources.get(DATASOURCE)
+        except Exception:   # GX raises different errors per store for "not found"
+            self.datasource = self.context.data_sources.add_pandas(DATASOURCE)
+        self.suites = build_suites(settings)
+
+    def _definition(self, name: str):
+        gx = self.gx
+        try:
+            asset = self.datasource.get_asset(name)
+        except Exception:
+            asset = self.datasource.add_dataframe_asset(name)
+        try:
+            batch_def = asset.get_batch_definition("whole")
+        except Exception:
+            batch_def = asset.add_batch_definition_whole_dataframe("whole")
+        suite = self.context.suites.add_or_update(self.suites[name])
+        vd = gx.ValidationDefinition(name=name, data=batch_def, suite=suite)
+        return self.context.validation_definitions.add_or_update(vd)
+
+    def run(self, frames: dict, run_id: str) -> dict[str, list[Failure]]:
+        """Validate each frame with its suite; returns the failures per suite."""
+        from great_expectations.core.run_identifier import RunIdentifier
+        failures: dict[str, list[Failure]] = {}
+        for name, frame in frames.items():
+            if frame is None or frame.empty:
+                failures[name] = []
+                continue
+            spec = SPECS[name]
+            cp = self.gx.Checkpoint(name=f"{CHECKPOINT}_{name}", validation_definitions=[self._definition(name)],
+                                    result_format={"result_format": "COMPLETE",
+                                                   "unexpected_index_column_names": [*spec.keys, "row"]})
+            cp = self.context.checkpoints.add_or_update(cp)
+            result = cp.run(batch_parameters={"dataframe": gx_frame(name, frame)},
+                            run_id=RunIdentifier(run_name=run_id))
+            failures[name] = []
+            for vr in result.run_results.values():
+                for er in vr.results:
+                    if er.success:
+                        continue
+                    meta = er.expectation_config.meta or {}
+                    if er.exception_info and er.exception_info.get("raised_exception"):
+                        raise RuntimeError(f"GX suite {name}: {er.exception_info.get('exception_message')}")
+                    idx = er.result.get("unexpected_index_list") or []
+                    rows = sorted({int(r["row"]) for r in idx})
+                    failures[name].append(Failure(name, meta.get("rule", er.expectation_config.type),
+                                                  meta.get("finding_severity", "warning"), rows,
+                                                  int(er.result.get("unexpected_count") or len(rows))))
+        return failures
+
+    def build_data_docs(self) -> str | None:
+        if not self.gx_dir:
+            return None
+        self.context.build_data_docs()
+        sites = self.context.get_docs_sites_urls()
+        return sites[0]["site_url"] if sites else None

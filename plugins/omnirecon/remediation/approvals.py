@@ -1,0 +1,124 @@
+"""Approvals: corrections above the threshold wait for a person (Airflow HITL ApprovalOperator).
+
+approved -> the correction becomes `planned` (pushable by the next make_batches/push);
+rejected -> `rejected`; timeout -> the runtime's approval_timeout_default (reject unless set to approve).
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from omnirecon.ledger import models as m
+from omnirecon.ledger.db import Ledger
+from omnirecon.timeutil import iso, utcnow
+
+log = logging.getLogger(__name__)
+DECISIONS = ("approved", "rejected", "timeout")
+HITL_APPROVE, HITL_REJECT = "Approve", "Reject"   # ApprovalOperator's fixed options
+
+
+class ApprovalError(ValueError):
+    """A decision that cannot be applied (unknown correction, bad decision, already decided)."""
+
+
+def pending_approvals(ledger: Ledger, run_id: str) -> list[dict]:
+    """Corrections of the run waiting for a decision, with their approval request."""
+    with ledger.session() as s:
+        rows = s.execute(select(m.Correction, m.Approval).join(m.Approval, m.Approval.correction_id == m.Correction.id)
+                         .where(m.Correction.run_id == run_id, m.Correction.status == "pending_approval",
+                                m.Approval.decision.is_(None))
+                         .order_by(m.Correction.id)).all()
+        return [{"correction_id": c.id, "approval_id": a.id, "channel": c.channel, "sku": c.sku,
+                 "channel_sku": c.channel_sku, "location": c.location, "from_qty": c.from_qty, "to_qty": c.to_qty,
+                 "requested_at": iso(a.requested_at), "idempotency_key": c.idempotency_key} for c, a in rows]
+
+
+def decide(ledger: Ledger, correction_id: int, decision: str, by: str, comment: str | None = None,
+           timeout_default: str = "reject") -> dict:
+    """Record a person's (or the timeout's) decision and move the correction on. Returns its new state."""
+    if decision not in DECISIONS:
+        raise ApprovalError(f"decision must be one of {', '.join(DECISIONS)} (got {decision!r})")
+    if timeout_default not in ("reject", "approve"):
+        raise ApprovalError(f"timeout_default must be reject or approve (got {timeout_default!r})")
+    if not by:
+        raise ApprovalError("a decision needs the name of who made it")
+    effective = decision if decision != "timeout" else ("approved" if timeout_default == "approve" else "rejected")
+    with ledger.session() as s:
+        q = select(m.Correction).where(m.Correction.id == int(correction_id))
+        c = s.scalars(q.with_for_update() if ledger.dialect == "postgresql" else q).first()
+        if c is None:
+            raise ApprovalError(f"correction {correction_id}: not found")
+        approval = s.scalars(select(m.Approval).where(m.Approval.correction_id == c.id)
+                             .order_by(m.Approval.id.desc()).limit(1)).first()
+        if c.status != "pending_approval" or (approval is not None and approval.decision is not None):
+            raise ApprovalError(f"correction {correction_id}: not waiting for approval (status {c.status}"
+                                f"{', decided ' + approval.decision if approval and approval.decision else ''})")
+        if approval is None:
+            approval = m.Approval(correction_id=c.id)
+            s.add(approval)
+        approval.decision, approval.decided_by, approval.decided_at = decision, by, utcnow()
+        approval.comment = comment
+        previous = c.status
+        c.status = "planned" if effective == "approved" else "rejected"
+        c.detail = (f"{'approved' if effective == 'approved' else 'rejected'} by {by}"
+                    f"{' (timeout, default ' + timeout_default + ')' if decision == 'timeout' else ''}"
+                    f"{': ' + comment if comment else ''}")
+        c.updated_at = utcnow()
+        s.add(m.AuditLog(run_id=c.run_id, actor=by[:64], system=c.channel, operation="approval_decision",
+                         target=f"{c.channel_sku}@{c.location}", correction_id=c.id,
+                         idempotency_key=c.idempotency_key, outcome=c.status,
+                         request={"decision": decision, "from_status": previous}, detail=c.detail))
+        log.info("correction %s %s by %s -> %s", c.id, decision, by, c.status)
+        return {"correction_id": c.id, "decision": decision, "status": c.status}
+
+
+def apply_hitl_result(ledger: Ledger, correction_ids: list[int], chosen_options: list[str] | None, by: str,
+                      comment: str | None = None, timeout_default: str = "reject") -> list[dict]:
+    """Apply an ApprovalOperator response (["Approve"] / ["Reject"]; None or empty = timed out) to every
+    correction still pending among correction_ids."""
+    options = chosen_options or []
+    decision = "approved" if HITL_APPROVE in options else "rejected" if HITL_REJECT in options else "timeout"
+    out = []
+    with ledger.session() as s:
+        waiting = list(s.scalars(select(m.Correction.id).where(m.Correction.id.in_([int(i) for i in correction_ids]),
+                                                               m.Correction.status == "pending_approval")))
+    for cid in waiting:
+        out.append(decide(ledger, cid, decision, by, comment, timeout_default))
+    return out
+
+
+def _md(value) -> str:
+    """Markdown-safe cell text: no table breaks, no HTML, no code spans."""
+    text = "" if value is None else str(value)
+    for ch in ("\\", "|", "`", "*", "_", "[", "]", "<", ">", "#"):
+        text = text.replace(ch, "\\" + ch)
+    return " ".join(text.split())
+
+
+def approval_request_body(ledger: Ledger, correction_ids: list[int]) -> str:
+    """Markdown for the ApprovalOperator body: each correction with the evidence behind it."""
+    with ledger.session() as s:
+        rows = list(s.scalars(select(m.Correction).where(m.Correction.id.in_([int(i) for i in correction_ids]))
+                              .order_by(m.Correction.id)))
+        findings = {}
+        fps = {c.fingerprint for c in rows if c.fingerprint}
+        if fps:
+            for f in s.scalars(select(m.Finding).where(m.Finding.fingerprint.in_(fps),
+                                                       m.Finding.run_id.in_({c.run_id for c in rows}))):
+                findings[(f.run_id, f.fingerprint)] = f
+    if not rows:
+        return "No corrections are waiting for approval."
+    total = sum(abs(c.to_qty - c.from_qty) for c in rows)
+    lines = [f"**{len(rows)} inventory correction(s)** moving {total} units in all need approval.",
+             "Approve pushes every correction below to the channel (ERP is the source of truth); "
+             "Reject leaves the channels unchanged.", "",
+             "| # | channel | SKU | channel SKU | location | channel now | ERP implies | change | diagnosis | evidence |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in rows:
+        f = findings.get((c.run_id, c.fingerprint))
+        lines.append("| " + " | ".join(_md(v) for v in (
+            c.id, c.channel, c.sku, c.channel_sku, c.location, c.from_qty, c.to_qty, f"{c.to_qty - c.from_qty:+d}",
+            f.diagnosis if f else "", f.detail if f else c.detail or "")) + " |")
+    lines += ["", f"Run: {_md(rows[0].run_id)}"]
+    return "\n".join(lines)

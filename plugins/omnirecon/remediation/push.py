@@ -1,0 +1,448 @@
+"""Push one batch of planned corrections through the channel hooks, then read back and verify.
+
+Safety:
+- only `planned` rows are pushed; each API call's rows are claimed under a lock (PostgreSQL: SELECT ... FOR
+  UPDATE; SQLite: BEGIN IMMEDIATE) that is held until their new status commits, so a re-run or a concurrent
+  duplicate of the batch sees `applied`/`verified` and skips them. A crash mid-call rolls the claim back;
+  the re-run then relies on the channel's own protection (Shopify: the same @idempotent key and
+  changeFromQuantity; Amazon/Walmart: a re-read that finds the target already there).
+- Shopify compares and swaps (changeFromQuantity = from_qty); Amazon and Walmart are re-read right before
+  the write and skipped (`skipped_changed`) when they moved since the snapshot.
+- a write the channel accepted but that does not read back is `failed` ("write accepted but not applied").
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from contextlib import contextmanager
+from typing import Callable
+
+from sqlalchemy import select
+
+from omnirecon.config import Settings
+from omnirecon.ledger import models as m
+from omnirecon.ledger.db import Ledger
+from omnirecon.remediation.channels import get_hook
+from omnirecon.remediation.plan import AMAZON_FEED_MAX_MESSAGES, SHOPIFY_QUANTITIES_PER_CALL, WALMART_FEED_MAX_ITEMS
+from omnirecon.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+ACTOR = "omnirecon.remediation.push"
+NOT_APPLIED = "write accepted but not applied"
+STALE_CODES = ("CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE")
+AUDIT_FIELDS = {"run_id", "actor", "system", "operation", "target", "correction_id", "idempotency_key",
+                "request", "response_status", "outcome", "detail"}
+
+# Read-back and feed polling (the sandbox applies at once; real channels may need a moment).
+VERIFY_ATTEMPTS = 3
+VERIFY_DELAY_S = 0.5
+FEED_POLLS = 60
+FEED_POLL_DELAY_S = 2.0
+
+
+class _Audit:
+    """Correction state changes and the hooks' write calls, written into the claiming transaction."""
+
+    def __init__(self, session, run_id: str | None, system: str):
+        self.s, self.run_id, self.system = session, run_id, system
+
+    def __call__(self, **fields) -> None:   # the hooks' `audit` callable
+        row = {k: v for k, v in fields.items() if k in AUDIT_FIELDS}
+        extra = {k: v for k, v in fields.items() if k not in AUDIT_FIELDS}
+        request = row.get("request") if isinstance(row.get("request"), dict) else {}
+        if extra:
+            request = {**request, **_jsonable(extra)}
+        self.s.add(m.AuditLog(run_id=row.get("run_id", self.run_id), actor=row.get("actor", "omnirecon.hooks"),
+                              system=row.get("system", self.system), operation=str(row.get("operation", "write")),
+                              target=_short(row.get("target")), correction_id=row.get("correction_id"),
+                              idempotency_key=row.get("idempotency_key"), request=request or None,
+                              response_status=row.get("response_status"),
+                              outcome=str(row.get("outcome", "called")), detail=_short(row.get("detail"), 4000)))
+
+    def state(self, c: m.Correction, operation: str, outcome: str, detail: str | None = None,
+              request: dict | None = None) -> None:
+        self.s.add(m.AuditLog(run_id=c.run_id, actor=ACTOR, system=c.channel, operation=operation,
+                              target=f"{c.channel_sku}@{c.location}", correction_id=c.id,
+                              idempotency_key=c.idempotency_key, request=request, outcome=outcome,
+                              detail=_short(detail, 4000)))
+
+
+def _short(value, limit: int = 500):
+    return None if value is None else str(value)[:limit]
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _set(audit: _Audit, c: m.Correction, status: str, detail: str | None = None, operation: str = "status") -> None:
+    previous = c.status
+    c.status = status
+    if detail is not None:
+        c.detail = detail
+    if status == "applied":
+        c.pushed_at = utcnow()
+    if status == "verified":
+        c.verified_at = utcnow()
+    c.updated_at = utcnow()
+    audit.state(c, operation, status, detail, request={"from_status": previous, "from_qty": c.from_qty,
+                                                       "to_qty": c.to_qty})
+
+
+@contextmanager
+def _claim(ledger: Ledger, ids: list[int], system: str):
+    """Lock the rows of one API call until their new status commits."""
+    with ledger.Session() as s:
+        try:
+            q = select(m.Correction).where(m.Correction.id.in_(ids)).order_by(m.Correction.id)
+            if ledger.dialect == "sqlite":
+                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                q = q.with_for_update()
+            rows = list(s.scalars(q))
+            yield s, rows
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+
+
+def _hook(channel: str, factory: Callable[[str], object] | None, audit: _Audit | None = None):
+    hook = get_hook(channel, factory)
+    if audit is not None and hasattr(hook, "audit"):
+        hook.audit = audit
+    return hook
+
+
+# -- entry point -----------------------------------------------------------------------------
+def push_batch(ledger: Ledger, settings: Settings, batch: dict, *,
+               hook_factory: Callable[[str], object] | None = None) -> dict:
+    """Push one batch from plan_corrections; returns counts per resulting status (JSON-serialisable)."""
+    channel, ids = batch["channel"], [int(i) for i in batch["correction_ids"]]
+    if settings.mode == "dry-run":
+        log.info("dry-run: batch %s on %s not pushed", batch.get("batch"), channel)
+        return {"channel": channel, "batch": batch.get("batch"), "pushed": 0, "statuses": {}, "mode": "dry-run"}
+    method = batch.get("method") or {"shopify": "set_quantities", "amazon": "patch", "walmart": "put"}[channel]
+    pusher = {("shopify", "set_quantities"): _push_shopify, ("amazon", "patch"): _push_per_sku,
+              ("walmart", "put"): _push_per_sku, ("amazon", "feed"): _push_feed,
+              ("walmart", "feed"): _push_feed}[(channel, method)]
+    pushed = pusher(ledger, channel, ids, hook_factory)
+    with ledger.session() as s:
+        statuses: dict[str, int] = {}
+        for st in s.scalars(select(m.Correction.status).where(m.Correction.id.in_(ids))):
+            statuses[st] = statuses.get(st, 0) + 1
+    log.info("batch %s on %s: %d written, statuses %s", batch.get("batch"), channel, pushed, statuses)
+    return {"channel": channel, "batch": batch.get("batch"), "pushed": pushed, "statuses": statuses}
+
+
+# -- Shopify: inventorySetQuantities with changeFromQuantity and @idempotent ----------------------
+def _shopify_pair(c: m.Correction) -> tuple[str, str]:
+    ref = c.ref or {}
+    return (str(ref.get("inventory_item_id") or ref.get("inventoryItemId")),
+            str(ref.get("location_id") or ref.get("locationId") or c.location))
+
+
+def _call_key(rows: list[m.Correction]) -> str:
+    """The @idempotent key of one call: derived from its corrections' keys (same rows -> same key)."""
+    return hashlib.sha256("|".join(sorted(r.idempotency_key for r in rows)).encode()).hexdigest()
+
+
+def _push_shopify(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
+    pushed = 0
+    for i in range(0, len(ids), SHOPIFY_QUANTITIES_PER_CALL):
+        chunk = ids[i:i + SHOPIFY_QUANTITIES_PER_CALL]
+        applied: list[int] = []
+        with _claim(ledger, chunk, channel) as (s, rows):
+            audit = _Audit(s, rows[0].run_id if rows else None, channel)
+            hook = _hook(channel, factory, audit)
+            todo = [c for c in rows if c.status == "planned"]
+            for c in todo:
+                c.attempts += 1
+                audit.state(c, "claim", "pushing")
+            for _ in range(2):   # a second call only for rows held back by another row's error
+                if not todo:
+                    break
+                todo = _shopify_call(hook, audit, todo)
+            for c in todo:
+                _set(audit, c, "failed", "not written: the mutation failed twice for other rows")
+            applied = [c.id for c in rows if c.status == "applied"]
+            pushed += len(applied)
+        _verify(ledger, channel, applied, factory)
+    return pushed
+
+
+def _shopify_call(hook, audit: _Audit, rows: list[m.Correction]) -> list[m.Correction]:
+    """One inventorySetQuantities call; returns rows to retry (blocked only by other rows' errors)."""
+    changes = [{"inventory_item_id": item, "location_id": loc, "quantity": c.to_qty, "change_from": c.from_qty}
+               for c in rows for item, loc in [_shopify_pair(c)]]
+    try:
+        res = hook.set_available(changes, idempotency_key=_call_key(rows), reason="correction",
+                                 reference_document_uri=f"gid://omnirecon/Correction/{rows[0].id}")
+    except Exception as e:
+        for c in rows:
+            _set(audit, c, "failed", f"write call failed: {e}", operation="write")
+        return []
+    if res.get("ok"):
+        for c in rows:
+            _set(audit, c, "applied", "inventorySetQuantities accepted", operation="write")
+        return []
+    by_row: dict[int, list[dict]] = {}
+    general: list[dict] = []
+    for err in res.get("user_errors") or []:
+        idx = _quantity_index(err.get("field"))
+        (by_row.setdefault(idx, []) if idx is not None and idx < len(rows) else general).append(err)
+    current = _read_shopify(hook, rows)
+    retry: list[m.Correction] = []
+    for n, c in enumerate(rows):
+        errs = by_row.get(n, [])
+        now = current.get(_shopify_pair(c))
+        if now == c.to_qty:
+            _set(audit, c, "applied", "already at target on the channel", operation="write")
+        elif now is not None and now != c.from_qty:
+            _set(audit, c, "skipped_changed", f"channel changed since the snapshot: {c.from_qty} -> {now}",
+                 operation="write")
+        elif any(e.get("code") in STALE_CODES for e in errs + general) and now is None:
+            _set(audit, c, "skipped_changed", "changeFromQuantity stale: the channel changed since the snapshot",
+                 operation="write")
+        elif errs or (general and len(rows) == 1):
+            msg = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in (errs or general))
+            _set(audit, c, "failed", f"rejected by Shopify: {msg}", operation="write")
+        else:
+            retry.append(c)
+    if retry and not by_row and general:   # errors we cannot pin to a row: do not loop
+        msg = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in general)
+        for c in retry:
+            _set(audit, c, "failed", f"rejected by Shopify: {msg}", operation="write")
+        return []
+    return retry
+
+
+def _quantity_index(field) -> int | None:
+    """["input", "quantities", "3", "changeFromQuantity"] -> 3."""
+    if not isinstance(field, (list, tuple)):
+        return None
+    for a, b in zip(field, field[1:]):
+        if a == "quantities" and str(b).isdigit():
+            return int(b)
+    return None
+
+
+def _read_shopify(hook, rows: list[m.Correction]) -> dict:
+    try:
+        got = hook.read_available([_shopify_pair(c) for c in rows])
+    except Exception as e:
+        log.warning("shopify read-back failed: %s", e)
+        return {}
+    return {(str(k[0]), str(k[1])): v for k, v in (got or {}).items()}
+
+
+# -- Amazon / Walmart: no compare-and-swap: re-read, then write one SKU at a time ----------------
+def _read_one(hook, channel: str, c: m.Correction):
+    if channel == "amazon":
+        return hook.read_quantity(c.channel_sku)
+    return hook.read_inventory(c.channel_sku, _ship_node(c))
+
+
+def _ship_node(c: m.Correction) -> str:
+    ref = c.ref or {}
+    return str(ref.get("ship_node") or ref.get("shipNode") or c.location)
+
+
+def _product_type(c: m.Correction) -> str | None:
+    ref = c.ref or {}
+    return ref.get("product_type") or ref.get("productType")
+
+
+def _precheck(audit: _Audit, c: m.Correction, current) -> bool:
+    """Decide from a fresh read whether to write; sets the status when not."""
+    if current is None:
+        _set(audit, c, "failed", "the channel no longer shows this SKU at this location", operation="write")
+    elif current == c.to_qty:
+        _set(audit, c, "applied", "already at target on the channel", operation="write")
+    elif current != c.from_qty:
+        _set(audit, c, "skipped_changed", f"channel changed since the snapshot: {c.from_qty} -> {current}",
+             operation="write")
+    else:
+        return True
+    return False
+
+
+def _push_per_sku(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
+    pushed = 0
+    for cid in ids:
+        with _claim(ledger, [cid], channel) as (s, rows):
+            if not rows or rows[0].status != "planned":
+                continue
+            c = rows[0]
+            audit = _Audit(s, c.run_id, channel)
+            hook = _hook(channel, factory, audit)
+            c.attempts += 1
+            audit.state(c, "claim", "pushing")
+            try:
+                if not _precheck(audit, c, _read_one(hook, channel, c)):
+                    applied = c.status == "applied"
+                else:
+                    applied = _write_one(hook, audit, channel, c)
+            except Exception as e:
+                _set(audit, c, "failed", f"write call failed: {e}", operation="write")
+                applied = False
+        if applied:
+            pushed += 1
+            _verify(ledger, channel, [cid], factory)
+    return pushed
+
+
+def _write_one(hook, audit: _Audit, channel: str, c: m.Correction) -> bool:
+    if channel == "amazon":
+        res = hook.patch_quantity(c.channel_sku, _product_type(c), c.to_qty) or {}
+        c.external_id = _short(res.get("submission_id"), 255)
+        if res.get("status") not in ("ACCEPTED", "VALID"):
+            issues = "; ".join(f"{i.get('code')}: {i.get('message')}" for i in res.get("issues") or [])
+            _set(audit, c, "failed", f"listing update {res.get('status')}: {issues}".strip(), operation="write")
+            return False
+    else:
+        res = hook.update_inventory(c.channel_sku, _ship_node(c), c.to_qty) or {}
+    _set(audit, c, "applied", f"{channel} accepted the update", operation="write")
+    return True
+
+
+# -- feeds (large sets) ------------------------------------------------------------------------
+def _push_feed(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
+    size = AMAZON_FEED_MAX_MESSAGES if channel == "amazon" else WALMART_FEED_MAX_ITEMS
+    pushed = 0
+    for i in range(0, len(ids), size):
+        chunk = ids[i:i + size]
+        with ledger.session() as s:    # re-read outside the lock: thousands of reads
+            reads = {c.id: _safe_read(get_hook(channel, factory), channel, c)
+                     for c in s.scalars(select(m.Correction).where(m.Correction.id.in_(chunk),
+                                                                   m.Correction.status == "planned"))}
+        with _claim(ledger, chunk, channel) as (s, rows):
+            audit = _Audit(s, rows[0].run_id if rows else None, channel)
+            hook = _hook(channel, factory, audit)
+            todo = []
+            for c in rows:
+                if c.status != "planned" or c.id not in reads:
+                    continue
+                c.attempts += 1
+                audit.state(c, "claim", "pushing")
+                if _precheck(audit, c, reads[c.id]):
+                    todo.append(c)
+            feed_id = None
+            if todo:
+                try:
+                    feed_id = _submit_feed(hook, channel, todo)
+                except Exception as e:
+                    for c in todo:
+                        _set(audit, c, "failed", f"feed submission failed: {e}", operation="write")
+                    todo = []
+            for c in todo:
+                c.external_id = _short(feed_id, 255)
+                _set(audit, c, "applied", f"submitted in feed {feed_id}", operation="write")
+            applied = [c.id for c in rows if c.status == "applied"]
+        if feed_id:
+            _settle_feed(ledger, channel, feed_id, [c.id for c in todo], factory)
+        pushed += len(applied)
+        _verify(ledger, channel, applied, factory)
+    return pushed
+
+
+def _safe_read(hook, channel: str, c: m.Correction):
+    try:
+        return _read_one(hook, channel, c)
+    except Exception as e:
+        log.warning("%s re-read of %s failed: %s", channel, c.channel_sku, e)
+        return None
+
+
+def _submit_feed(hook, channel: str, rows: list[m.Correction]) -> str:
+    if channel == "amazon":
+        messages = [{"messageId": n, "sku": c.channel_sku, "operationType": "PATCH", "productType": _product_type(c),
+                     "patches": [{"op": "replace", "path": "/attributes/fulfillment_availability",
+                                  "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": c.to_qty}]}]}
+                    for n, c in enumerate(rows, start=1)]
+        return str(hook.submit_listings_feed(messages))
+    items = [{"sku": c.channel_sku, "shipNodes": [{"shipNode": _ship_node(c),
+                                                   "quantity": {"unit": "EACH", "amount": c.to_qty}}]}
+             for c in rows]
+    return str(hook.submit_inventory_feed(items))
+
+
+def _settle_feed(ledger: Ledger, channel: str, feed_id: str, ids: list[int], factory) -> None:
+    """Wait for the feed to finish; rows it reports as errors become failed."""
+    hook = get_hook(channel, factory)
+    result: dict = {}
+    for _ in range(FEED_POLLS):
+        result = (hook.feed_result(feed_id) if channel == "amazon" else hook.feed_status(feed_id)) or {}
+        status = str(result.get("processingStatus") or result.get("feedStatus") or result.get("status") or "")
+        if status.upper() in ("DONE", "FATAL", "CANCELLED", "PROCESSED", "ERROR"):
+            break
+        time.sleep(FEED_POLL_DELAY_S)
+    else:
+        log.warning("%s feed %s still processing; corrections stay applied", channel, feed_id)
+        return
+    bad = _feed_errors(channel, result)
+    with ledger.session() as s:
+        audit = _Audit(s, None, channel)
+        for c in s.scalars(select(m.Correction).where(m.Correction.id.in_(ids), m.Correction.status == "applied")):
+            reason = bad.get(c.channel_sku) or (bad.get("*") if status.upper() in ("FATAL", "ERROR", "CANCELLED")
+                                                else None)
+            if reason:
+                _set(audit, c, "failed", f"feed {feed_id}: {reason}", operation="feed_result")
+
+
+def _feed_errors(channel: str, result: dict) -> dict[str, str]:
+    bad: dict[str, str] = {}
+    status = str(result.get("processingStatus") or result.get("feedStatus") or result.get("status") or "")
+    if status.upper() in ("FATAL", "ERROR", "CANCELLED"):
+        bad["*"] = f"feed {status}"
+    for issue in result.get("issues") or []:
+        if str(issue.get("severity", "ERROR")).upper() == "ERROR" and issue.get("sku"):
+            bad[issue["sku"]] = f"{issue.get('code')}: {issue.get('message')}"
+    details = ((result.get("itemDetails") or {}).get("itemIngestionStatus")) or []
+    for item in details:
+        if item.get("ingestionStatus") not in (None, "SUCCESS", "INPROGRESS") and item.get("sku"):
+            bad[item["sku"]] = f"{item.get('ingestionStatus')}: {item.get('ingestionErrors') or ''}".strip()
+    return bad
+
+
+# -- read-back ----------------------------------------------------------------------------------
+def _verify(ledger: Ledger, channel: str, ids: list[int], factory) -> None:
+    """applied -> verified when the channel shows the target; else failed (accepted but not applied)."""
+    if not ids:
+        return
+    hook = get_hook(channel, factory)
+    pending = list(ids)
+    for attempt in range(VERIFY_ATTEMPTS):
+        with ledger.session() as s:
+            rows = list(s.scalars(select(m.Correction).where(m.Correction.id.in_(pending),
+                                                            m.Correction.status == "applied")))
+            if not rows:
+                return
+            seen = _read_back(hook, channel, rows)
+            audit = _Audit(s, rows[0].run_id, channel)
+            last = attempt == VERIFY_ATTEMPTS - 1
+            pending = []
+            for c in rows:
+                now = seen.get(c.id)
+                if now == c.to_qty:
+                    _set(audit, c, "verified", f"read back {now}", operation="verify")
+                elif last:
+                    _set(audit, c, "failed", f"{NOT_APPLIED}: the channel shows {now}, expected {c.to_qty}",
+                         operation="verify")
+                    audit.s.add(m.AuditLog(run_id=c.run_id, actor=ACTOR, system=channel, operation="write_not_applied",
+                                           target=f"{c.channel_sku}@{c.location}", correction_id=c.id,
+                                           idempotency_key=c.idempotency_key, outcome="critical",
+                                           detail=f"{NOT_APPLIED}: shows {now}, pushed {c.to_qty}"))
+                else:
+                    pending.append(c.id)
+        if pending:
+            time.sleep(VERIFY_DELAY_S)
+
+
+def _read_back(hook, channel: str, rows: list[m.Correction]) -> dict[int, int | None]:
+    if channel == "shopify":
+        got = _read_shopify(hook, rows)
+        return {c.id: got.get(_shopify_pair(c)) for c in rows}
+    return {c.id: _safe_read(hook, channel, c) for c in rows}

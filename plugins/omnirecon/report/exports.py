@@ -1,0 +1,114 @@
+"""The output files of shared/contracts/outputs.md: findings.csv, corrections.csv, summary.json."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from omnirecon.ledger import models as m
+from omnirecon.ledger.db import Ledger
+from omnirecon.timeutil import iso, parse_ts
+
+FINDINGS_COLUMNS = ("run_id", "check", "severity", "channel", "sku", "location", "order_id", "expected",
+                    "observed", "delta", "diagnosis", "action", "detail")
+CORRECTIONS_COLUMNS = ("run_id", "channel", "sku", "channel_sku", "location", "from_qty", "to_qty", "status",
+                       "idempotency_key", "attempts", "detail")
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)
+
+
+def findings_rows(ledger: Ledger, run_id: str) -> list[dict]:
+    with ledger.session() as s:
+        found = s.scalars(select(m.Finding).where(m.Finding.run_id == run_id).order_by(m.Finding.id)).all()
+        return [{col: _cell(getattr(f, col)) for col in FINDINGS_COLUMNS} for f in found]
+
+
+def corrections_rows(ledger: Ledger, run_id: str) -> list[dict]:
+    with ledger.session() as s:
+        rows = s.scalars(select(m.Correction).where(m.Correction.run_id == run_id).order_by(m.Correction.id)).all()
+        return [{col: _cell(getattr(c, col)) for col in CORRECTIONS_COLUMNS} for c in rows]
+
+
+def csv_bytes(rows: list[dict], columns) -> bytes:
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\r\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def findings_csv_bytes(ledger: Ledger, run_id: str) -> bytes:
+    return csv_bytes(findings_rows(ledger, run_id), FINDINGS_COLUMNS)
+
+
+def write_findings_csv(ledger: Ledger, run_id: str, path) -> int:
+    """findings.csv; returns the number of rows written."""
+    rows = findings_rows(ledger, run_id)
+    _write(path, csv_bytes(rows, FINDINGS_COLUMNS))
+    return len(rows)
+
+
+def write_corrections_csv(ledger: Ledger, run_id: str, path) -> int:
+    rows = corrections_rows(ledger, run_id)
+    _write(path, csv_bytes(rows, CORRECTIONS_COLUMNS))
+    return len(rows)
+
+
+def _write(path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def snapshot_summary(ledger: Ledger, snapshot_run_ids=None) -> dict:
+    """{system: {"rows", "quarantined", "fetched_at", "status"}} over the snapshots of the given runs
+    (default: each system's latest attempt per kind). status: the worst of its snapshots."""
+    rank = {"complete": 0, "running": 1, "unusable": 2, "failed": 3}
+    with ledger.session() as s:
+        q = select(m.Snapshot)
+        if snapshot_run_ids:
+            snaps = list(s.scalars(q.where(m.Snapshot.run_id.in_(list(snapshot_run_ids))).order_by(m.Snapshot.id)))
+        else:
+            latest = (select(func.max(m.Snapshot.id)).where(m.Snapshot.status != "running")
+                      .group_by(m.Snapshot.system, m.Snapshot.kind))
+            snaps = list(s.scalars(q.where(m.Snapshot.id.in_(latest)).order_by(m.Snapshot.id)))
+    out: dict[str, dict] = {}
+    for snap in snaps:
+        entry = out.setdefault(snap.system, {"rows": 0, "quarantined": 0, "fetched_at": None, "status": "complete"})
+        entry["rows"] += snap.rows_valid or 0
+        entry["quarantined"] += snap.rows_quarantined or 0
+        fetched = parse_ts(snap.fetched_at)
+        if fetched and (entry["fetched_at"] is None or iso(fetched) > entry["fetched_at"]):
+            entry["fetched_at"] = iso(fetched)
+        if rank.get(snap.status, 3) > rank.get(entry["status"], 3):
+            entry["status"] = snap.status
+    return out
+
+
+def build_summary(ledger: Ledger, *, run_id: str, snapshot_run_ids=None, duration_s: float | None = None) -> dict:
+    with ledger.session() as s:
+        run = s.get(m.Run, run_id)
+        findings = dict(s.execute(select(m.Finding.check, func.count()).where(m.Finding.run_id == run_id)
+                                  .group_by(m.Finding.check)).all())
+        corrections = dict(s.execute(select(m.Correction.status, func.count()).where(m.Correction.run_id == run_id)
+                                     .group_by(m.Correction.status)).all())
+    return {
+        "run_id": run_id,
+        "skus_checked": int(((run.stats if run else None) or {}).get("skus_checked", 0)),
+        "findings": {k: int(v) for k, v in sorted(findings.items())},
+        "corrections": {k: int(v) for k, v in sorted(corrections.items())},
+        "snapshots": snapshot_summary(ledger, snapshot_run_ids),
+        "duration_s": round(float(duration_s), 3) if duration_s is not None else None,
+    }
+
+
+def write_summary_json(ledger: Ledger, *, run_id: str, snapshot_run_ids=None, duration_s: float | None = None,
+                       path) -> dict:
+    summary = build_summary(ledger, run_id=run_id, snapshot_run_ids=snapshot_run_ids, duration_s=duration_s)
+    _write(path, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+    return summary

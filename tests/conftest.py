@@ -1,0 +1,90 @@
+"""Shared fixtures: ledgers (SQLite always; PostgreSQL mandatory in CI), scenarios, project paths."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+os.environ.setdefault("OMNIRECON_HOME", str(ROOT))
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow"))
+
+PG_DSN = os.environ.get("OMNIRECON_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int, how: str) -> None:
+    """Skip locally with a reason saying how to start the service; in CI a missing service is a failure."""
+    if _port_open(host, port):
+        return
+    msg = f"{name} is not answering on {host}:{port}; start it with: {how}"
+    if IN_CI:
+        pytest.fail(msg + " (mandatory in CI)")
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path):
+    from omnirecon.ledger import Ledger
+    led = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    led.migrate()
+    return led
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432,
+                    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+    import sqlalchemy as sa
+    name = f"omnirecon_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_DSN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_DSN.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as c:
+        c.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_ledger(pg_url):
+    from omnirecon.ledger import Ledger
+    led = Ledger(pg_url)
+    led.migrate()
+    yield led
+    led.engine.dispose()
+
+
+@pytest.fixture
+def redis_url():
+    require_service("Redis", "127.0.0.1", 6379,
+                    'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no')
+    return "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(scope="session")
+def demo_scenario_path() -> Path:
+    return ROOT / "include" / "scenarios" / "demo.yaml"
+
+
+@pytest.fixture
+def shared_reference() -> Path:
+    ref = SHARED / "reference"
+    if not ref.exists():
+        pytest.skip(f"{ref} is absent: the contract tests need ../shared/reference beside the checkout")
+    return ref
