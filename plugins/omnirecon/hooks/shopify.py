@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import requests
 
-from omnirecon.hooks.base import ApiError, MalformedResponse, Retry
+from omnirecon.hooks.base import ApiError, MalformedResponse, Retry, require
 from omnirecon.hooks.connector import ConnectorHook
 from omnirecon.timeutil import iso
 
@@ -141,20 +141,34 @@ class ShopifyHook(ConnectorHook):
                             resp.status_code, outcome="throttled")
         return inspect
 
-    def graphql(self, query: str, variables: dict | None = None, *, operation: str) -> dict:
-        """POST one GraphQL document; returns `data`. Top-level errors raise ApiError."""
+    def graphql(self, query: str, variables: dict | None = None, *, operation: str,
+                shape: tuple = ()) -> dict:
+        """POST one GraphQL document; returns `data`. Top-level errors raise ApiError.
+
+        `shape`: paths that must exist under `data`; an answer without them is malformed (and retried).
+        """
         expected = self._last_cost.get(operation)
         if expected:
             wait = self._wait_for(expected)
             if wait > 0:
                 self.core.event(operation, "throttled", None, f"pacing {wait:.2f}s for {expected:.0f} points")
                 self.wait(wait)
-        resp = self.core.request("POST", self.endpoint, operation=operation, prepare=self._prepare,
-                                 inspect=self._inspect(operation),
+
+        def parse(resp: requests.Response) -> dict:
+            body = self.core.json(resp, operation)
+            if not isinstance(body, dict) or ("data" not in body and "errors" not in body):
+                raise MalformedResponse(self.system, operation, "answer has neither data nor errors",
+                                        resp.status_code)
+            if not body.get("errors"):
+                if not isinstance(body.get("data"), dict):
+                    raise MalformedResponse(self.system, operation, "answer misses `data`", resp.status_code)
+                for path in shape:
+                    require(body["data"], path, self.system, operation)
+            return body
+
+        body = self.core.request("POST", self.endpoint, operation=operation, prepare=self._prepare,
+                                 inspect=self._inspect(operation), parse=parse,
                                  data=json.dumps({"query": query, "variables": variables or {}}))
-        body = self.core.json(resp, operation)
-        if not isinstance(body, dict):
-            raise MalformedResponse(self.system, operation, "response is not a JSON object", resp.status_code)
         cost = (body.get("extensions") or {}).get("cost") or {}
         if cost.get("requestedQueryCost") is not None:
             self._last_cost[operation] = float(cost["requestedQueryCost"])
@@ -162,23 +176,15 @@ class ShopifyHook(ConnectorHook):
             first = body["errors"][0] if isinstance(body["errors"], list) and body["errors"] else {}
             code = (first.get("extensions") or {}).get("code") if isinstance(first, dict) else None
             msg = first.get("message", str(body["errors"])) if isinstance(first, dict) else str(body["errors"])
-            self.core.event(operation, "error", resp.status_code, f"{code or ''} {msg}")
-            raise ApiError(self.system, operation, self.core.redact(msg), resp.status_code, code=code)
-        if "data" not in body or not isinstance(body["data"], dict):
-            raise MalformedResponse(self.system, operation, "response misses `data`", resp.status_code)
+            self.core.event(operation, "error", None, f"{code or ''} {msg}")
+            raise ApiError(self.system, operation, self.core.redact(msg), code=code)
         return body["data"]
-
-    def _connection(self, data: dict, root: str, operation: str) -> dict:
-        conn = data.get(root)
-        if not isinstance(conn, dict) or not isinstance(conn.get("nodes"), list) \
-                or not isinstance(conn.get("pageInfo"), dict):
-            raise MalformedResponse(self.system, operation, f"response misses `{root}.nodes`/`pageInfo`")
-        return conn
 
     def paginate(self, query: str, root: str, variables: dict, *, first: int) -> Iterator[dict]:
         after = None
         while True:
-            data = self.graphql(query, dict(variables, first=first, after=after), operation=root)
+            data = self.graphql(query, dict(variables, first=first, after=after), operation=root,
+                                shape=(f"{root}.nodes", f"{root}.pageInfo"))
             conn = self._connection(data, root, root)
             yield from conn["nodes"]
             if not conn["pageInfo"].get("hasNextPage"):
