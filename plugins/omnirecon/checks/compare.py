@@ -29,6 +29,16 @@ class Comparison:
     skus_checked: int = 0
 
 
+def joint_codes(left: pd.DataFrame, right: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One int64 key per row for the given columns, comparable across both frames (fast joins on ~1M rows)."""
+    kl, kr = np.zeros(len(left), dtype="int64"), np.zeros(len(right), dtype="int64")
+    for c in cols:
+        codes, uniques = pd.factorize(pd.concat([left[c], right[c]], ignore_index=True))
+        n = len(uniques) + 1
+        kl, kr = kl * n + codes[:len(left)] + 1, kr * n + codes[len(left):] + 1
+    return kl, kr
+
+
 def sku_matcher(pattern: str | None):
     if not pattern:
         return None
@@ -67,19 +77,27 @@ def build(view: LedgerView, settings: Settings, channels: list[str], sku_filter:
         observed = _observed(view, inv_channels, aliases, rx)
         observed["erp_known"] = observed["sku"].isin(known)
         locs = ex.location_map(settings, channels)
-        mapped = set(zip(locs["channel"], locs["channel_location"]))
-        observed["location_mapped"] = pd.Series(list(zip(observed["channel"], observed["channel_location"])),
-                                                index=observed.index, dtype=object).isin(mapped)
-        observed = observed.merge(items, on="sku", how="left")
+        observed["location_mapped"] = False
+        for ch, grp in locs.groupby("channel"):
+            on_ch = observed["channel"] == ch
+            observed.loc[on_ch, "location_mapped"] = observed.loc[on_ch, "channel_location"].isin(set(grp["channel_location"]))
+        by_sku = items.set_index("sku")
+        observed["item_type"] = observed["sku"].map(by_sku["item_type"])
+        observed["is_inactive"] = observed["sku"].map(by_sku["is_inactive"])
         observed["item_sellable"] = ((observed["item_type"].isna() | observed["item_type"].isin(SELLABLE_TYPES)
                                       | observed["sku"].isin(bundles)) & (observed["is_inactive"] != True))  # noqa: E712
-        observed["unique_key"] = ~observed.duplicated(["channel", "sku", "channel_location"], keep=False)
+        observed["_k"], base_k = joint_codes(observed, cmp.base, ["channel", "sku", "channel_location"])
+        cmp.base = cmp.base.assign(_k=base_k)
+        observed["unique_key"] = ~observed["_k"].duplicated(keep=False)
         listings = _listings(view, inv_channels, aliases, rx)
         unposted = _unposted(view, settings, channels, erp_orders)
         cmp.inventory = _drift(observed, cmp.base, listings, unposted, aliases, settings)
         cmp.frames["inventory_drift"] = cmp.inventory
         cmp.frames["freshness"] = _with_follow_lag(cmp.frames["freshness"], cmp.inventory, settings, view.now)
-        cmp.frames["mapping"] = _mapping(observed, cmp.base, listings, settings)
+        not_sellable = set(items.loc[~(items["item_type"].isna() | items["item_type"].isin(SELLABLE_TYPES))
+                                     | (items["is_inactive"] == True), "sku"]) | bundles  # noqa: E712
+        cmp.frames["mapping"] = _mapping(observed, cmp.base[~cmp.base["sku"].isin(not_sellable)], listings, settings)
+        cmp.base = cmp.base.drop(columns="_k")
         cmp.frames["listing_state"] = _listing_state(cmp.inventory, listings)
         cmp.frames["low_stock"] = _low_stock(erp_inv, erp_orders, settings, view.now, rx)
         cmp.skus_checked = int(erp_inv["sku"].nunique())
@@ -138,12 +156,12 @@ def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFram
     eligible = observed[observed["erp_known"] & observed["location_mapped"] & observed["item_sellable"]
                         & observed["unique_key"]]
     keys = ["channel", "sku", "channel_location"]
-    frame = eligible.merge(base[keys + ["atp", "safety", "base", "erp_updated_at", "is_fba"]], on=keys, how="left")
+    cols = ["channel", "channel_sku", "channel_location", "observed", "updated_at", "row_id", "snapshot_id", "sku", "units", "_k"]
+    frame = eligible[cols].merge(base[["_k", "atp", "safety", "base", "erp_updated_at", "is_fba"]], on="_k", how="left")
     # stock the ERP has at a mapped location the channel carries the SKU for, but shows nowhere there
-    present = eligible[["channel", "sku"]].drop_duplicates()
-    missing = base[base["base"] > 0].merge(present, on=["channel", "sku"]).merge(
-        eligible[keys], on=keys, how="left", indicator=True)
-    missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
+    missing = base[(base["base"] > 0).to_numpy() & ~np.isin(base["_k"].to_numpy(), eligible["_k"].to_numpy())]
+    present = eligible[eligible["sku"].isin(missing["sku"].unique())][["channel", "sku"]].drop_duplicates()
+    missing = missing.merge(present, on=["channel", "sku"])
     if len(missing):
         missing = ex.default_channel_sku(settings, missing)
         missing["observed"], missing["updated_at"], missing["row_id"] = 0, pd.NaT, np.nan
@@ -159,9 +177,19 @@ def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFram
     frame = ex.apply_unposted(frame, qty)
     frame["expected"] = (frame["expected_raw"] - frame["in_flight_units"] - frame["overdue_units"]).clip(lower=0)
     frame["delta"] = frame["observed"] - frame["expected"]
-    frame["raw_delta"] = frame["observed"] - frame["expected_raw"]
+    # before the in-flight allowance (overdue orders are order_missing findings, not inventory ones)
+    frame["raw_delta"] = frame["observed"] - (frame["expected_raw"] - frame["overdue_units"]).clip(lower=0)
     lst = listings[["channel", "channel_sku", "state", "inventory_policy", "tracked"]]
-    frame = frame.merge(lst, on=["channel", "channel_sku"], how="left")
+    plain = (lst["state"] == "active") & (lst["inventory_policy"].isna() | (lst["inventory_policy"] == "DENY")) \
+        & (lst["tracked"].isna() | (lst["tracked"] == True))  # noqa: E712
+    special = lst[~plain]   # plain listings (active, DENY, tracked) leave the listing columns empty
+    for c in ("state", "inventory_policy", "tracked"):
+        frame[c] = pd.Series(None, index=frame.index, dtype=object)
+    touched = frame["channel_sku"].isin(set(special["channel_sku"]))
+    if touched.any():
+        part = frame.loc[touched, ["channel", "channel_sku"]].reset_index().merge(special, on=["channel", "channel_sku"])
+        frame.loc[part["index"].to_numpy(), ["state", "inventory_policy", "tracked"]] = \
+            part[["state", "inventory_policy", "tracked"]].to_numpy()
     frame["sells_past_zero"] = (frame["channel"] == "shopify") & (
         ((frame["inventory_policy"] == "CONTINUE") & (frame["expected"] == 0)) | (frame["tracked"] == False))  # noqa: E712
     frame["location"] = frame["channel_location"]
@@ -175,9 +203,9 @@ def _mapping(observed, base, listings, settings) -> pd.DataFrame:
     obs["listed_on_channel"] = True
     # sellable ERP SKUs a channel shows nowhere (neither inventory nor listing)
     sellable = base[base["base"] > 0].groupby(["channel", "sku"], sort=False)["base"].sum().reset_index()
-    seen = pd.concat([observed[["channel", "sku"]], listings[["channel", "sku"]]]).drop_duplicates()
-    absent = sellable.merge(seen, on=["channel", "sku"], how="left", indicator=True)
-    absent = absent[absent["_merge"] == "left_only"].drop(columns="_merge")
+    seen = pd.concat([observed[["channel", "sku"]], listings[["channel", "sku"]]], ignore_index=True)
+    k_sellable, k_seen = joint_codes(sellable, seen, ["channel", "sku"])
+    absent = sellable[~np.isin(k_sellable, k_seen)]
     absent = ex.default_channel_sku(settings, absent).rename(columns={"base": "expected_units"})
     absent["listed_on_channel"], absent["erp_known"], absent["location_mapped"], absent["item_sellable"] = False, True, True, True
     absent["channel_location"] = ""
@@ -241,7 +269,7 @@ def _channel_orders(view, channels, aliases, rx) -> pd.DataFrame:
     orders = pd.concat(parts, ignore_index=True)
     if rx is not None:   # channel SKUs -> ERP SKUs before matching
         amap = {(a["channel"], a["channel_sku"]): a["sku"] for a in aliases.to_dict("records")}
-        keep = [any(rx.match(str(amap.get((c, l.get("sku")), l.get("sku"))))) for l in ls)
+        keep = [any(rx.match(str(amap.get((c, l.get("sku")), l.get("sku")))) for l in ls)
                 for c, ls in zip(orders["channel"], orders["lines"])]
         orders = orders[keep]
     return orders
@@ -281,7 +309,7 @@ def _order_sequence(matched, view, systems, rx) -> pd.DataFrame:
     back = _went_backwards(view, systems, rx)
     frame = pd.concat([m, back], ignore_index=True) if len(back) else m
     for c in ("shipped_without_erp_fulfilment", "cancelled_vs_shipped", "went_backwards"):
-        frame[c] = frame[c].fillna(False).astype(bool)
+        frame[c] = frame[c].astype("boolean").fillna(False).astype(bool)
     frame["row"] = np.arange(len(frame))
     return frame
 

@@ -78,8 +78,11 @@ def diagnose_drift(view: LedgerView, settings: Settings, drift: pd.DataFrame, ro
         "n_marketplaces": same_skus[same_skus["channel"].isin(MARKETPLACES)].groupby("sku")["channel"].nunique(),
         "n_marketplaces_zero": same_skus[same_skus["channel"].isin(MARKETPLACES) & (same_skus["observed"] == 0)
                                          & differs].groupby("sku")["channel"].nunique(),
-    }).fillna({"n_differing": 0, "shopify_differs": False, "shopify_present": False, "n_marketplaces": 0,
-               "n_marketplaces_zero": 0})
+    })
+    for col in ("n_differing", "n_marketplaces", "n_marketplaces_zero"):
+        per_sku[col] = per_sku[col].fillna(0).astype("int64")
+    for col in ("shopify_differs", "shopify_present"):
+        per_sku[col] = per_sku[col].astype("boolean").fillna(False).astype(bool)
     rows = rows.join(per_sku, on="sku")
     rows["previous_erp_values"] = previous_erp_expected(view, settings, rows)
     rows["shows_previous"] = [int(o) in p and int(o) != int(e) for o, p, e in

@@ -35,9 +35,13 @@ def alias_frame(settings: Settings) -> pd.DataFrame:
 
 def to_erp_sku(frame: pd.DataFrame, aliases: pd.DataFrame, sku_col: str = "channel_sku") -> pd.DataFrame:
     """Add `sku` (ERP SKU) and `units` to a frame with channel + channel SKU columns."""
-    out = frame.merge(aliases.rename(columns={"channel_sku": sku_col}), on=["channel", sku_col], how="left")
+    out = frame.copy()
+    if aliases.empty:
+        out["sku"], out["units"] = out[sku_col], 1
+        return out
+    out = out.merge(aliases.rename(columns={"channel_sku": sku_col}), on=["channel", sku_col], how="left")
     out["sku"] = out["sku"].fillna(out[sku_col])
-    out["units"] = out["units"].fillna(1).astype("int64")
+    out["units"] = pd.to_numeric(out["units"]).fillna(1).astype("int64")
     return out
 
 
@@ -75,8 +79,11 @@ def expected_base(erp_inventory: pd.DataFrame, settings: Settings, channels: lis
     if locs.empty or erp_inventory is None or erp_inventory.empty:
         return pd.DataFrame(columns=cols)
     inv = erp_atp(erp_inventory).merge(locs, on="erp_location")
-    grouped = (inv.groupby(["channel", "sku", "channel_location"], sort=False)
-               .agg(atp=("atp", "sum"), erp_updated_at=("erp_updated_at", "max")).reset_index())
+    if locs.duplicated(["channel", "channel_location"]).any() or inv.duplicated(["channel", "sku", "erp_location"]).any():
+        grouped = (inv.groupby(["channel", "sku", "channel_location"], sort=False)
+                   .agg(atp=("atp", "sum"), erp_updated_at=("erp_updated_at", "max")).reset_index())
+    else:   # one ERP row per channel slot: nothing to sum
+        grouped = inv[["channel", "sku", "channel_location", "atp", "erp_updated_at"]].reset_index(drop=True)
     grouped["is_fba"] = grouped["channel_location"] == FBA
     grouped["safety"] = np.where(grouped["is_fba"], 0, safety_stock(settings, grouped))
     grouped["base"] = (grouped["atp"] - grouped["safety"]).clip(lower=0)
@@ -86,6 +93,8 @@ def expected_base(erp_inventory: pd.DataFrame, settings: Settings, channels: lis
 
 def _add_bundles(base: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """A bundle row per (channel, channel_location): min over components of floor(component base / qty)."""
+    if not settings["bundles"]:
+        return base
     frames = [base]
     for bundle in settings["bundles"]:
         parts = []
@@ -93,14 +102,15 @@ def _add_bundles(base: pd.DataFrame, settings: Settings) -> pd.DataFrame:
             c = base[base["sku"] == comp["sku"]][["channel", "channel_location", "base", "erp_updated_at", "is_fba"]].copy()
             c["base"] = c["base"] // int(comp["qty"])
             parts.append(c)
-        slots = base[["channel", "channel_location", "is_fba"]].drop_duplicates()
+        slots = base[["channel", "channel_location", "is_fba"]].drop_duplicates().reset_index(drop=True)
         rows = slots.copy()
-        rows["base"], rows["erp_updated_at"] = np.inf, pd.NaT
+        bases, stamps = [np.full(len(slots), np.inf)], []
         for c in parts:   # a component with no stock at a slot makes the bundle 0 there
             joined = slots.merge(c, on=["channel", "channel_location", "is_fba"], how="left")
-            rows["base"] = np.minimum(rows["base"].to_numpy(), joined["base"].fillna(0).to_numpy())
-            rows["erp_updated_at"] = pd.concat([rows["erp_updated_at"].reset_index(drop=True),
-                                                joined["erp_updated_at"]], axis=1).max(axis=1).to_numpy()
+            bases.append(joined["base"].fillna(0).to_numpy(dtype=float))
+            stamps.append(joined["erp_updated_at"])
+        rows["base"] = np.minimum.reduce(bases)
+        rows["erp_updated_at"] = pd.concat(stamps, axis=1).max(axis=1) if stamps else pd.NaT
         rows["sku"] = bundle["sku"]
         rows["base"] = rows["base"].replace(np.inf, 0).astype("int64")
         rows["atp"], rows["safety"] = rows["base"], 0
@@ -148,7 +158,12 @@ def apply_unposted(frame: pd.DataFrame, unposted_qty: pd.DataFrame) -> pd.DataFr
     """Add in_flight_units/overdue_units/unposted_orders to (channel, sku, channel_location) rows.
 
     Units of non-FBA orders are charged to the channel location with the largest expected quantity."""
-    frame = frame.copy()
+    frame = frame.assign(in_flight_units=0, overdue_units=0, unposted_orders=np.nan)
+    affected = frame["sku"].isin(set(unposted_qty["sku"]))
+    if not affected.any():
+        return frame
+    rest = frame[~affected]
+    frame = frame[affected].drop(columns=["in_flight_units", "overdue_units", "unposted_orders"])
     frame["location_kind"] = np.where(frame["channel_location"] == FBA, FBA, "")
     rank = frame.sort_values("expected_raw", ascending=False, kind="stable").groupby(
         ["channel", "sku", "location_kind"], sort=False).cumcount()
@@ -156,6 +171,7 @@ def apply_unposted(frame: pd.DataFrame, unposted_qty: pd.DataFrame) -> pd.DataFr
     merged = frame.merge(unposted_qty, on=["channel", "sku", "location_kind"], how="left")
     charged = merged["_first"].to_numpy()
     for c in ("in_flight_units", "overdue_units"):
-        merged[c] = np.where(charged, merged[c].fillna(0), 0).astype("int64")
+        merged[c] = np.where(charged, pd.to_numeric(merged[c], errors="coerce").fillna(0), 0).astype("int64")
     merged["unposted_orders"] = merged["order_ids"].where(charged)   # NaN where nothing is charged
-    return merged.drop(columns=["_first", "order_ids", "location_kind"])
+    merged = merged.drop(columns=["_first", "order_ids", "location_kind"])
+    return pd.concat([rest, merged], ignore_index=True)

@@ -67,7 +67,17 @@ def _json(value):
 
 
 def _read(conn, sql: str, cols: list[str], **params) -> pd.DataFrame:
-    rows = conn.execute(text(sql), params).fetchall()
+    """Rows through the DB-API cursor (no per-row SQLAlchemy Row objects: this reads ~1M rows)."""
+    compiled = text(sql).bindparams(**params).compile(conn.engine)
+    raw = conn.connection.driver_connection.cursor()
+    try:
+        if conn.dialect.paramstyle == "qmark":
+            raw.execute(str(compiled), [compiled.params[k] for k in compiled.positiontup])
+        else:
+            raw.execute(str(compiled), compiled.params)
+        rows = raw.fetchall()
+    finally:
+        raw.close()
     return pd.DataFrame.from_records(rows, columns=cols)
 
 

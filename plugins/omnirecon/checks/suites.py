@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +111,7 @@ def build_suites(settings: Settings) -> dict:
     for name, exps in E.items():
         suite = gx.ExpectationSuite(name=name, meta={"omnirecon": "reconciliation check " + name})
         for e in exps:
+            e.severity = e.meta["finding_severity"]   # GX's own severity field mirrors the finding severity
             suite.add_expectation(e)
         suites[name] = suite
     return suites
@@ -117,7 +119,10 @@ def build_suites(settings: Settings) -> dict:
 
 def export_suites(directory: str | os.PathLike, settings: Settings | None = None) -> list[Path]:
     """Write every suite as GX JSON to <directory>/<suite>.json (default settings unless given)."""
+    import great_expectations as gx
+
     from omnirecon.config import settings_from_dict
+    gx.get_context(mode="ephemeral")   # suites serialise through an active context
     settings = settings or settings_from_dict({})
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +171,8 @@ class SuiteRunner:
             self.context = gx.get_context(mode="file", project_root_dir=gx_dir)
         else:
             self.context = gx.get_context(mode="ephemeral")
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         try:
             self.datasource = self.context.data_sources.get(DATASOURCE)
         except Exception:   # GX raises different errors per store for "not found"
@@ -189,6 +196,7 @@ class SuiteRunner:
     def run(self, frames: dict, run_id: str) -> dict[str, list[Failure]]:
         """Validate each frame with its suite; returns the failures per suite."""
         from great_expectations.core.run_identifier import RunIdentifier
+        run_name = re.sub(r"[/\\]", "__", run_id)   # GX's file store keys cannot hold path separators
         failures: dict[str, list[Failure]] = {}
         for name, frame in frames.items():
             if frame is None or frame.empty:
@@ -200,7 +208,7 @@ class SuiteRunner:
                                                    "unexpected_index_column_names": [*spec.keys, "row"]})
             cp = self.context.checkpoints.add_or_update(cp)
             result = cp.run(batch_parameters={"dataframe": gx_frame(name, frame)},
-                            run_id=RunIdentifier(run_name=run_id))
+                            run_id=RunIdentifier(run_name=run_name))
             failures[name] = []
             for vr in result.run_results.values():
                 for er in vr.results:

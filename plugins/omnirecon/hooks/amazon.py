@@ -352,8 +352,8 @@ class AmazonSPAPIHook(ConnectorHook):
     def fetch_orders(self, start: datetime, end: datetime) -> dict:
         """getOrders by LastUpdated window (end capped at now - 2 min) + getOrderItems for each order."""
         before = self.orders_window_end(end)
-        if before <= start:
-            return {"orders": [], "window_end": before}
+        if before <= start:   # the whole window is within the last 2 minutes: nothing may be asked yet
+            return {"orders": [], "window_end": start}
         params = {"MarketplaceIds": self.marketplace_id, "LastUpdatedAfter": iso(start),
                   "LastUpdatedBefore": iso(before), "MaxResultsPerPage": 100}
         orders: list[dict] = []

@@ -14,6 +14,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -170,6 +171,7 @@ class HttpCore:
         self.session.mount("https://", adapter)
         self.api_calls = 0
         self.retries = 0
+        self.calls_by_operation: Counter = Counter()
         self.on_event: EventCallback | None = None
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
@@ -242,6 +244,7 @@ class HttpCore:
             if prepare:
                 prepare(call, cid)
             self._count(calls=1)
+            self.calls_by_operation[operation] += 1
             t0 = time.monotonic()
             try:
                 resp = self.session.request(method, url, **call)

@@ -53,6 +53,7 @@ class ConnectorHook(BaseHook):
         self._time_scale = time_scale
         self._core: HttpCore | None = None
         self.audit: Callable[..., None] | None = None      # audit(system=, operation=, target=, request=, response_status=, outcome=)
+        self.fallback_extras: dict = {}    # used when the connection lacks an extra (e.g. retailer settings)
         self._on_event: Callable[..., None] | None = None
 
     # -- construction -----------------------------------------------------------------
@@ -80,6 +81,8 @@ class ConnectorHook(BaseHook):
         for key in (name, f"extra__{self.conn_type}__{name}"):
             if extra.get(key) not in (None, ""):
                 return extra[key]
+        if self.fallback_extras.get(name) not in (None, ""):
+            return self.fallback_extras[name]
         return default
 
     @property

@@ -40,9 +40,14 @@ query Orders($first: Int!, $after: String, $query: String!) {
     pageInfo { hasNextPage endCursor }
     nodes {
       id name createdAt updatedAt cancelledAt displayFulfillmentStatus displayFinancialStatus
-      lineItems(first: 100) { nodes { sku quantity } }
+      lineItems(first: 50) { pageInfo { hasNextPage endCursor } nodes { sku quantity } }
     }
   }
+}"""
+
+ORDER_LINES_QUERY = """
+query OrderLines($id: ID!, $after: String) {
+  order(id: $id) { lineItems(first: 50, after: $after) { pageInfo { hasNextPage endCursor } nodes { sku quantity } } }
 }"""
 
 BULK_RUN_MUTATION = """
@@ -73,8 +78,9 @@ class ShopifyHook(ConnectorHook):
     hook_name = "Shopify Admin GraphQL (omnirecon)"
     system = "shopify"
 
-    page_size = 50            # variants per page (cost grows with page size x levels)
+    page_size = 25            # nodes per page (cost grows with page size x levels; halved on MAX_COST_EXCEEDED)
     levels_per_variant = 10
+    orders_page_size = 10
     bulk_poll_seconds = 2.0   # documented seconds between bulkOperation polls
     bulk_timeout_seconds = 3600.0
 
@@ -149,7 +155,7 @@ class ShopifyHook(ConnectorHook):
         """
         expected = self._last_cost.get(operation)
         if expected:
-            wait = self._wait_for(expected)
+            wait = self._wait_for(min(expected, self._maximum or expected))
             if wait > 0:
                 self.core.event(operation, "throttled", None, f"pacing {wait:.2f}s for {expected:.0f} points")
                 self.wait(wait)
@@ -170,7 +176,7 @@ class ShopifyHook(ConnectorHook):
                                  inspect=self._inspect(operation), parse=parse,
                                  data=json.dumps({"query": query, "variables": variables or {}}))
         cost = (body.get("extensions") or {}).get("cost") or {}
-        if cost.get("requestedQueryCost") is not None:
+        if cost.get("requestedQueryCost") is not None and not body.get("errors"):
             self._last_cost[operation] = float(cost["requestedQueryCost"])
         if body.get("errors"):
             first = body["errors"][0] if isinstance(body["errors"], list) and body["errors"] else {}
@@ -183,9 +189,17 @@ class ShopifyHook(ConnectorHook):
     def paginate(self, query: str, root: str, variables: dict, *, first: int) -> Iterator[dict]:
         after = None
         while True:
-            data = self.graphql(query, dict(variables, first=first, after=after), operation=root,
-                                shape=(f"{root}.nodes", f"{root}.pageInfo"))
-            conn = self._connection(data, root, root)
+            try:
+                data = self.graphql(query, dict(variables, first=first, after=after), operation=root,
+                                    shape=(f"{root}.nodes", f"{root}.pageInfo"))
+            except ApiError as e:
+                if e.code != "MAX_COST_EXCEEDED" or first <= 1:
+                    raise
+                first = max(1, first // 2)   # the page is too expensive: ask for fewer nodes
+                continue
+            conn = data[root]
+            if not isinstance(conn.get("nodes"), list):
+                raise MalformedResponse(self.system, root, f"{root}.nodes is not a list")
             yield from conn["nodes"]
             if not conn["pageInfo"].get("hasNextPage"):
                 return
@@ -244,7 +258,17 @@ class ShopifyHook(ConnectorHook):
     # -- orders -----------------------------------------------------------------------
     def fetch_orders(self, start: datetime, end: datetime) -> list[dict]:
         query = f"updated_at:>='{iso(start)}' AND updated_at:<'{iso(end)}'"
-        return list(self.paginate(ORDERS_QUERY, "orders", {"query": query}, first=self.page_size))
+        orders = list(self.paginate(ORDERS_QUERY, "orders", {"query": query}, first=self.orders_page_size))
+        for order in orders:
+            lines = order.get("lineItems") if isinstance(order, dict) else None
+            page = (lines or {}).get("pageInfo") or {}
+            while page.get("hasNextPage"):   # more than one page of line items: fetch the rest
+                data = self.graphql(ORDER_LINES_QUERY, {"id": order["id"], "after": page.get("endCursor")},
+                                    operation="order", shape=("order.lineItems.nodes",))
+                more = data["order"]["lineItems"]
+                lines["nodes"].extend(more["nodes"])
+                page = more.get("pageInfo") or {}
+        return orders
 
     # -- writes and read-back ---------------------------------------------------------
     def set_available(self, changes: list[dict], idempotency_key: str, reason: str = "correction",

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from omnirecon.hooks.base import ApiError, MalformedResponse, Reauthenticate, require
+from omnirecon.hooks.base import ApiError, MalformedResponse, Reauthenticate
 from omnirecon.hooks.connector import ConnectorHook
 from omnirecon.timeutil import iso, utcnow
 
@@ -269,7 +269,7 @@ class WalmartHook(ConnectorHook):
         return feed_id
 
     def feed_status(self, feed_id: str) -> dict:
-        body = self.call_json("GET", f"/v3/feeds/{quote(feed_id, safe='')}", "getFeedItemStatus",
+        body = self.call_json("GET", f"/v3/feeds/{quote(feed_id, safe='@')}", "getFeedItemStatus",
                               params={"includeDetails": "true", "offset": 0, "limit": 1000})
         details = ((body.get("itemDetails") or {}).get("itemIngestionStatus")) or []
         return {"feed_id": feed_id, "status": body.get("feedStatus"), "items_received": body.get("itemsReceived"),

@@ -94,6 +94,11 @@ def _run_ids(run: m.Run | None, run_id: str) -> tuple[str, str]:
     return (dag_id, airflow_run_id) if airflow_run_id else ("omnirecon_reconcile", run_id)
 
 
+def run_link(settings: Settings, run: m.Run | None, run_id: str) -> str:
+    """The run's page in the Airflow UI."""
+    return run_url(settings, *_run_ids(run, run_id))
+
+
 def _digest_fingerprint(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
@@ -105,8 +110,7 @@ def collect_alerts(ledger: Ledger, settings: Settings, *, run_id: str, now: date
     remind_after = timedelta(hours=float(settings.runtime.get("alert_reminder_hours", 24)))
     with ledger.session() as s:
         run = s.get(m.Run, run_id)
-        dag_id, airflow_run_id = _run_ids(run, run_id)
-        digest = AlertDigest(run_id=run_id, run_url=run_url(settings, dag_id, airflow_run_id), generated_at=iso(now))
+        digest = AlertDigest(run_id=run_id, run_url=run_link(settings, run, run_id), generated_at=iso(now))
         findings = list(s.scalars(select(m.Finding).where(m.Finding.run_id == run_id).order_by(m.Finding.id)))
         corrections: dict[str, list[m.Correction]] = {}
         for c in s.scalars(select(m.Correction).where(m.Correction.run_id == run_id).order_by(m.Correction.id)):
@@ -122,7 +126,8 @@ def collect_alerts(ledger: Ledger, settings: Settings, *, run_id: str, now: date
             if fixes and all(c.status == "verified" for c in fixes):
                 continue
             state = states.get(f.fingerprint)
-            if state is None or not state.alerts_sent or state.last_alert_at is None:
+            if (state is None or not state.alerts_sent or state.last_alert_at is None
+                    or parse_ts(state.first_seen_at) > parse_ts(state.last_alert_at)):   # new, or re-opened
                 kind = "opened"
             elif now - parse_ts(state.last_alert_at) >= remind_after:
                 kind = "reminder"
@@ -132,10 +137,11 @@ def collect_alerts(ledger: Ledger, settings: Settings, *, run_id: str, now: date
                 continue
             digest.items.append(_finding_item(f, kind, fixes))
 
+        # resolution is the checks' lifecycle (FindingState.status, scope-aware); alerts only announce it
         for state in s.scalars(select(m.FindingState).where(m.FindingState.alerts_sent > 0,
+                                                            m.FindingState.status == "resolved",
                                                             m.FindingState.resolved_notice_sent.is_(False))):
-            gone = state.fingerprint not in present and state.last_seen_run != run_id
-            if state.status == "resolved" or gone:
+            if state.fingerprint not in present:
                 digest.items.append(AlertItem(
                     fingerprint=state.fingerprint, kind="resolved", severity="info", channel=state.channel,
                     check=state.check, sku=state.sku, order_id=state.order_id,
@@ -256,8 +262,8 @@ def _order_values(s, snaps: dict, item: AlertItem) -> list[dict]:
 
 
 # -- sending and bookkeeping ----------------------------------------------------------------------
-def send_alerts(ledger: Ledger, settings: Settings, digest: AlertDigest, *, conn_id: str = "smtp_default",
-                slack_conn_id: str = "slack_default", now: datetime | None = None) -> dict:
+def deliver_digest(ledger: Ledger, settings: Settings, digest: AlertDigest, *, conn_id: str = "smtp_default",
+                   slack_conn_id: str = "slack_default", now: datetime | None = None) -> dict:
     """Send the digest (one e-mail, one Slack message) and record it; nothing to send -> nothing recorded."""
     if not digest.items:
         return {"run_id": digest.run_id, "items": 0, "transports": []}
@@ -280,7 +286,7 @@ def send_alerts(ledger: Ledger, settings: Settings, digest: AlertDigest, *, conn
         transports.append(("log", None))
     _record(ledger, digest, transports, now)
     return {"run_id": digest.run_id, "items": len(digest.items), "counts": digest.counts(),
-            "transports": [t for t, _ in transports]}
+            "transports": [t for t, _ in transports], "run_url": digest.run_url}
 
 
 def _slack_text(digest: AlertDigest) -> str:
@@ -317,8 +323,15 @@ def _record(ledger: Ledger, digest: AlertDigest, transports, now: datetime) -> N
                 state.resolved_notice_sent = False
 
 
-def run_alerts(ledger: Ledger, settings: Settings, *, run_id: str, conn_id: str = "smtp_default",
-               now: datetime | None = None) -> dict:
-    """Collect and send this run's alert digest (the task callable's one call)."""
+def send_alerts(ledger: Ledger, settings: Settings, *, run_id: str, dag_id: str | None = None,
+                airflow_run_id: str | None = None, conn_id: str = "smtp_default",
+                now: datetime | None = None) -> dict:
+    """Collect and send this run's alert digest (the alert task's one call). dag_id/airflow_run_id, when
+    given, build the link into the Airflow UI; otherwise they come from the ledger's run."""
     digest = collect_alerts(ledger, settings, run_id=run_id, now=now)
-    return send_alerts(ledger, settings, digest, conn_id=conn_id, now=now)
+    if dag_id and airflow_run_id:
+        digest.run_url = run_url(settings, dag_id, airflow_run_id)
+    return deliver_digest(ledger, settings, digest, conn_id=conn_id, now=now)
+
+
+run_alerts = send_alerts

@@ -88,6 +88,16 @@ def apply_hitl_result(ledger: Ledger, correction_ids: list[int], chosen_options:
     return out
 
 
+def approve_all(ledger: Ledger, settings, *, run_id: str, by: str) -> list[dict]:
+    """Approve every correction of the run still waiting (rehearsals, `--approve-all`); returns push batches
+    for exactly those corrections, numbered after the run's existing batches."""
+    from omnirecon.remediation.plan import make_batches
+
+    approved = [decide(ledger, p["correction_id"], "approved", by=by, comment="approve_all")["correction_id"]
+                for p in pending_approvals(ledger, run_id)]
+    return make_batches(ledger, run_id, only_ids=approved) if approved else []
+
+
 def _md(value) -> str:
     """Markdown-safe cell text: no table breaks, no HTML, no code spans."""
     text = "" if value is None else str(value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Callable
 
 CONN_IDS = {"shopify": "omnirecon_shopify", "amazon": "omnirecon_amazon", "walmart": "omnirecon_walmart"}
-HOOK_CLASSES = {"shopify": "ShopifyHook", "amazon": "AmazonSPAPIHook", "walmart": "WalmartHook"}
 
 _factory: Callable[[str], object] | None = None
 
@@ -13,8 +12,8 @@ def default_hook(channel: str):
     """The real hook for a channel, on the Airflow connection `omnirecon_<channel>`."""
     if channel not in CONN_IDS:
         raise ValueError(f"no write path for channel {channel!r} (known: {', '.join(CONN_IDS)})")
-    import omnirecon.hooks as hooks
-    return getattr(hooks, HOOK_CLASSES[channel])(CONN_IDS[channel])
+    from omnirecon.hooks import get_hook as connector
+    return connector(channel, CONN_IDS[channel])
 
 
 def set_hook_factory(factory: Callable[[str], object] | None) -> None:

@@ -291,14 +291,22 @@ def batch_method(channel: str, n: int) -> tuple[str, int]:
     raise ValueError(f"no write path for channel {channel!r}")
 
 
-def make_batches(ledger: Ledger, run_id: str, *, channels=None, max_batches: int | None = None) -> list[dict]:
-    """Batches of the run's `planned` corrections, per channel, at most max_map_length of them in all."""
+def make_batches(ledger: Ledger, run_id: str, *, channels=None, max_batches: int | None = None,
+                 only_ids=None) -> list[dict]:
+    """Batches of the run's `planned` corrections, per channel, at most max_map_length of them in all.
+    only_ids: batch just these (e.g. freshly approved), numbered after the run's existing batches."""
     limit = max_batches or _max_map_length()
     with ledger.session() as s:
         q = select(m.Correction.id, m.Correction.channel).where(m.Correction.run_id == run_id,
                                                                m.Correction.status == "planned")
         if channels:
             q = q.where(m.Correction.channel.in_(tuple(channels)))
+        number = 0
+        if only_ids is not None:
+            ids = [int(i) for i in only_ids]
+            q = q.where(m.Correction.id.in_(ids))
+            number = s.scalar(select(func.max(m.Correction.batch)).where(
+                m.Correction.run_id == run_id, m.Correction.id.not_in(ids))) or 0
         per_channel: dict[str, list[int]] = {}
         for cid, channel in s.execute(q.order_by(m.Correction.id)):
             per_channel.setdefault(channel, []).append(cid)
@@ -306,7 +314,7 @@ def make_batches(ledger: Ledger, run_id: str, *, channels=None, max_batches: int
         factor = 1
         while sum(math.ceil(len(ids) / (sizes[c][1] * factor)) for c, ids in per_channel.items()) > limit:
             factor *= 2    # bigger batches; push_batch still splits them into API-sized calls
-        batches, number = [], 0
+        batches = []
         for channel in sorted(per_channel):
             ids = per_channel[channel]
             method, size = sizes[channel]

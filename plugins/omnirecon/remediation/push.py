@@ -341,10 +341,9 @@ def _push_feed(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
                 c.external_id = _short(feed_id, 255)
                 _set(audit, c, "applied", f"submitted in feed {feed_id}", operation="write")
             applied = [c.id for c in rows if c.status == "applied"]
-        if feed_id:
-            _settle_feed(ledger, channel, feed_id, [c.id for c in todo], factory)
+        settled = bool(feed_id) and _settle_feed(ledger, channel, feed_id, [c.id for c in todo], factory)
         pushed += len(applied)
-        _verify(ledger, channel, applied, factory)
+        _verify(ledger, channel, applied, factory, conclusive=settled or not feed_id)
     return pushed
 
 
@@ -363,44 +362,55 @@ def _submit_feed(hook, channel: str, rows: list[m.Correction]) -> str:
                                   "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": c.to_qty}]}]}
                     for n, c in enumerate(rows, start=1)]
         return str(hook.submit_listings_feed(messages))
-    items = [{"sku": c.channel_sku, "shipNodes": [{"shipNode": _ship_node(c),
-                                                   "quantity": {"unit": "EACH", "amount": c.to_qty}}]}
-             for c in rows]
+    items = [{"sku": c.channel_sku, "ship_node": _ship_node(c), "amount": c.to_qty} for c in rows]
     return str(hook.submit_inventory_feed(items))
 
 
-def _settle_feed(ledger: Ledger, channel: str, feed_id: str, ids: list[int], factory) -> None:
-    """Wait for the feed to finish; rows it reports as errors become failed."""
+def _feed_state(result: dict) -> str:
+    return str(result.get("status") or result.get("processingStatus") or result.get("feedStatus") or "").upper()
+
+
+def _settle_feed(ledger: Ledger, channel: str, feed_id: str, ids: list[int], factory) -> bool:
+    """Wait for the feed to finish; rows it reports as errors become failed. False: outcome unknown."""
     hook = get_hook(channel, factory)
     result: dict = {}
     for _ in range(FEED_POLLS):
-        result = (hook.feed_result(feed_id) if channel == "amazon" else hook.feed_status(feed_id)) or {}
-        status = str(result.get("processingStatus") or result.get("feedStatus") or result.get("status") or "")
-        if status.upper() in ("DONE", "FATAL", "CANCELLED", "PROCESSED", "ERROR"):
+        try:
+            result = (hook.feed_result(feed_id) if channel == "amazon" else hook.feed_status(feed_id)) or {}
+        except Exception as e:   # the read-back still decides verified or failed
+            log.warning("%s feed %s: status unavailable (%s)", channel, feed_id, e)
+            return False
+        if _feed_state(result) in FEED_FINAL:
             break
         time.sleep(FEED_POLL_DELAY_S)
     else:
-        log.warning("%s feed %s still processing; corrections stay applied", channel, feed_id)
-        return
-    bad = _feed_errors(channel, result)
+        log.warning("%s feed %s still processing", channel, feed_id)
+        return False
+    bad = _feed_errors(result)
     with ledger.session() as s:
         audit = _Audit(s, None, channel)
         for c in s.scalars(select(m.Correction).where(m.Correction.id.in_(ids), m.Correction.status == "applied")):
-            reason = bad.get(c.channel_sku) or (bad.get("*") if status.upper() in ("FATAL", "ERROR", "CANCELLED")
-                                                else None)
+            reason = bad.get(c.channel_sku) or bad.get("*")
             if reason:
                 _set(audit, c, "failed", f"feed {feed_id}: {reason}", operation="feed_result")
+    return True
 
 
-def _feed_errors(channel: str, result: dict) -> dict[str, str]:
+FEED_FINAL = ("DONE", "FATAL", "CANCELLED", "PROCESSED", "ERROR")
+
+
+def _feed_errors(result: dict) -> dict[str, str]:
+    """{channel SKU: reason} from an Amazon processing report or Walmart item ingestion statuses
+    ("*": the whole feed failed)."""
     bad: dict[str, str] = {}
-    status = str(result.get("processingStatus") or result.get("feedStatus") or result.get("status") or "")
-    if status.upper() in ("FATAL", "ERROR", "CANCELLED"):
-        bad["*"] = f"feed {status}"
-    for issue in result.get("issues") or []:
+    state = _feed_state(result)
+    if state in ("FATAL", "ERROR", "CANCELLED"):
+        bad["*"] = f"feed {state}"
+    report = result.get("report") or result
+    for issue in report.get("issues") or []:
         if str(issue.get("severity", "ERROR")).upper() == "ERROR" and issue.get("sku"):
             bad[issue["sku"]] = f"{issue.get('code')}: {issue.get('message')}"
-    details = ((result.get("itemDetails") or {}).get("itemIngestionStatus")) or []
+    details = result.get("items") or ((result.get("itemDetails") or {}).get("itemIngestionStatus")) or []
     for item in details:
         if item.get("ingestionStatus") not in (None, "SUCCESS", "INPROGRESS") and item.get("sku"):
             bad[item["sku"]] = f"{item.get('ingestionStatus')}: {item.get('ingestionErrors') or ''}".strip()
@@ -408,8 +418,9 @@ def _feed_errors(channel: str, result: dict) -> dict[str, str]:
 
 
 # -- read-back ----------------------------------------------------------------------------------
-def _verify(ledger: Ledger, channel: str, ids: list[int], factory) -> None:
-    """applied -> verified when the channel shows the target; else failed (accepted but not applied)."""
+def _verify(ledger: Ledger, channel: str, ids: list[int], factory, conclusive: bool = True) -> None:
+    """applied -> verified when the channel shows the target; else failed (accepted but not applied).
+    Not conclusive (a feed whose processing is unconfirmed): rows not yet at the target stay applied."""
     if not ids:
         return
     hook = get_hook(channel, factory)
@@ -428,6 +439,9 @@ def _verify(ledger: Ledger, channel: str, ids: list[int], factory) -> None:
                 now = seen.get(c.id)
                 if now == c.to_qty:
                     _set(audit, c, "verified", f"read back {now}", operation="verify")
+                elif last and not conclusive:
+                    c.detail = f"submitted; processing not confirmed, the channel still shows {now}"
+                    audit.state(c, "verify", "unconfirmed", c.detail)
                 elif last:
                     _set(audit, c, "failed", f"{NOT_APPLIED}: the channel shows {now}, expected {c.to_qty}",
                          operation="verify")

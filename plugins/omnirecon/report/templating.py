@@ -1,6 +1,7 @@
 """Jinja2 environment over include/templates, autoescaping every HTML template."""
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,8 @@ def _env(path: str) -> Environment:
                                                                         default_for_string=True))
     env.filters["num"] = lambda v: "" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
     env.filters["money"] = lambda v: f"${v:,.0f}"
+    env.filters["compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False, sort_keys=True) \
+        if isinstance(v, (dict, list)) else str(v)
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{v:.1f}%"
     return env
 

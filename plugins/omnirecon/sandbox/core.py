@@ -112,11 +112,11 @@ class Sandbox:
     def state(self) -> dict:
         """The whole current state in the scenario format, writes applied (JSON-serialisable copy)."""
         with self.lock:
-            out = {k: copy.deepcopy(v) for k, v in self.data.items() if k not in self.systems}
+            view = {k: v for k, v in self.data.items() if k not in self.systems and k != "generate"}
             for name, system in self.systems.items():
-                out[name] = copy.deepcopy(system.dump())
-        out.pop("generate", None)   # its records are already expanded into the system blocks
-        return out
+                view[name] = system.dump()
+            # a JSON round trip is a deep copy several times faster than copy.deepcopy at 100k records
+            return json.loads(json.dumps(view))   # `generate` records are already expanded into the blocks
 
     def writes(self) -> list[dict]:
         with self._writes_lock:

@@ -33,8 +33,13 @@ class _Generator:
                        for c in ("shopify", "amazon", "walmart")}
         self.drift = float(spec.get("drift_fraction", 0.0))
 
+    def pick(self, n: int) -> int:
+        """0 <= i < n; random() is several times faster than randrange for bulk generation."""
+        return int(self.rng.random() * n)
+
     def stamp(self, newest_minutes: int = 0) -> str:
-        return self.stamps[self.rng.randrange(newest_minutes // 7, len(self.stamps))]
+        lo = newest_minutes // 7
+        return self.stamps[lo + self.pick(len(self.stamps) - lo)]
 
     def run(self) -> None:
         erp = self.data.get("erp")
@@ -88,8 +93,8 @@ class _Generator:
             sku = f"{GEN_PREFIX}{i + 1:06d}"
             net, locs = {}, []
             for loc in locations:
-                on_hand = rng.randrange(0, 200)
-                committed = rng.randrange(0, min(5, on_hand) + 1)
+                on_hand = self.pick(200)
+                committed = self.pick(min(5, on_hand) + 1)
                 stamp = self.stamp(60)
                 locs.append({"location": loc, "on_hand": on_hand, "committed": committed, "on_order": 0,
                              "last_modified": stamp})
@@ -101,11 +106,12 @@ class _Generator:
         return out
 
     def _expected(self, row: dict, channel: str, erp_location: str) -> int:
-        return max(0, row["net"].get(erp_location, self.rng.randrange(0, 100)) - self.safety[channel])
+        return max(0, row["net"].get(erp_location, self.pick(100)) - self.safety[channel])
 
     def _drifted(self, qty: int) -> int:
         if self.drift and self.rng.random() < self.drift:
-            return qty + self.rng.choice([-1, 1]) * self.rng.randrange(1, 10) if qty > 10 else qty + self.rng.randrange(1, 10)
+            step = 1 + self.pick(9)
+            return qty + (step if qty <= 10 or self.rng.random() < 0.5 else -step)
         return qty
 
     # -- channels -----------------------------------------------------------------------------------------
@@ -122,7 +128,7 @@ class _Generator:
             levels = []
             for erp_loc, loc_id in mapping["shopify"]:
                 available = self._drifted(self._expected(row, "shopify", erp_loc))
-                committed = self.rng.randrange(0, 3)
+                committed = self.pick(3)
                 levels.append({"location_id": loc_id, "available": available, "on_hand": available + committed,
                                "committed": committed, "updated_at": self.stamp(30)})
             variants.append({"id": f"gid://shopify/ProductVariant/{base + i}", "sku": row["sku"],

@@ -87,6 +87,8 @@ def _handler_class(app):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "omnirecon-sandbox"
+        disable_nagle_algorithm = True
+        wbufsize = 1 << 16          # headers and body leave in one segment (no delayed-ACK stalls)
 
         def log_message(self, *args):  # quiet: tests and the CLI own the output
             pass

@@ -424,13 +424,6 @@ class ShopifySystem(System):
     # -- bulk operations ---------------------------------------------------------------------------------------
     def bulk_run(self, info, query: str, groupObjects: bool = False) -> dict:
         ctx = info.context
-        limit = BULK_CONCURRENT if ctx["version"] >= (2026, 1) else 1
-        running = [op for op in self.bulk_ops.values() if self.bulk_status(op) in ("CREATED", "RUNNING")]
-        if len(running) >= limit:
-            code = "LIMIT_REACHED" if limit > 1 else "OPERATION_IN_PROGRESS"
-            msg = (f"A maximum of {limit} bulk operations can run at the same time." if limit > 1
-                   else f"A bulk query operation for this app and shop is already in progress: {running[0]['id']}.")
-            return {"bulkOperation": None, "userErrors": [_user_error(code, ["query"], msg)]}
         try:
             doc = parse(query)
         except GraphQLError as e:
@@ -444,6 +437,13 @@ class ShopifySystem(System):
         if not any(str(get_named_type(SCHEMA.query_type.fields[s.name.value].type)).endswith("Connection") for s in roots):
             return {"bulkOperation": None, "userErrors": [_user_error(
                 "INVALID", ["query"], "Bulk queries must contain at least one connection.")]}
+        limit = BULK_CONCURRENT if ctx["version"] >= (2026, 1) else 1
+        running = [op for op in self.bulk_ops.values() if self.bulk_status(op) in ("CREATED", "RUNNING")]
+        if len(running) >= limit:
+            code = "LIMIT_REACHED" if limit > 1 else "OPERATION_IN_PROGRESS"
+            msg = (f"A maximum of {limit} bulk operations can run at the same time." if limit > 1
+                   else f"A bulk query operation for this app and shop is already in progress: {running[0]['id']}.")
+            return {"bulkOperation": None, "userErrors": [_user_error(code, ["query"], msg)]}
         result = execute(SCHEMA, doc, root_value=_Root(self), context_value=dict(ctx, bulk=True))
         if result.errors:
             return {"bulkOperation": None, "userErrors": [_user_error("INVALID", ["query"], result.errors[0].message)]}
@@ -485,11 +485,11 @@ def _user_error(code: str, field: list, message: str) -> dict:
 
 
 def idempotency_key(info):
-    for directive in info.field_nodes[0].directives:
+    for directive in info.field_nodes[0].directives or ():
         if directive.name.value == "idempotent":
-            for arg in directive.arguments:
+            for arg in directive.arguments or ():
                 if arg.name.value == "key":
-                    return value_from_ast_untyped(arg.value, info.variable_values)
+                    return value_from_ast_untyped(arg.value, info.context["variables"])
     return None
 
 
@@ -615,7 +615,7 @@ def _selections(selection_set, fragments):
 
 
 def _arg(field: FieldNode, name: str, variables: dict):
-    for a in field.arguments:
+    for a in field.arguments or ():
         if a.name.value == name:
             return value_from_ast_untyped(a.value, variables)
     return None

@@ -1,12 +1,15 @@
 """What every imitated system shares: routing, faults, the /_sandbox endpoints, served files."""
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import uuid
 from dataclasses import dataclass
 
 from omnirecon.sandbox.http import DropConnection, Request, Response, Router
+
+log = logging.getLogger(__name__)
 
 _HTTP_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
                  409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
@@ -98,7 +101,13 @@ class System:
             return self.decorate(self.throttled(ops), ops)
         if "expired_token" in fired and self.token_operation not in ops:
             return self.decorate(self.expire_token(req), ops)
-        resp = handler(Call(req, ops, apply="drop_writes" not in fired), **params)
+        try:
+            resp = handler(Call(req, ops, apply="drop_writes" not in fired), **params)
+        except DropConnection:
+            raise
+        except Exception as e:  # a sandbox bug must still answer like a server, never hang the client
+            log.exception("sandbox %s: %s failed", self.name, ops)
+            resp = self.error(500, "INTERNAL_SERVER_ERROR", f"Internal error ({type(e).__name__})")
         if "malformed" in fired:
             resp = self._malform(resp, fired["malformed"])
         return self.decorate(resp, ops)

@@ -1,0 +1,33 @@
+"""Connectors (Airflow hooks) for the four systems, on the shared HTTP core in `base.py`."""
+from __future__ import annotations
+
+SYSTEM_HOOKS = {
+    "shopify": "omnirecon.hooks.shopify.ShopifyHook",
+    "amazon": "omnirecon.hooks.amazon.AmazonSPAPIHook",
+    "walmart": "omnirecon.hooks.walmart.WalmartHook",
+    "erp": "omnirecon.hooks.netsuite.NetSuiteHook",
+}
+CONN_IDS = {"shopify": "omnirecon_shopify", "amazon": "omnirecon_amazon", "walmart": "omnirecon_walmart",
+            "erp": "omnirecon_netsuite"}
+
+
+def hook_class(system: str):
+    """The hook class of a system (erp, shopify, amazon, walmart)."""
+    import importlib
+    try:
+        path = SYSTEM_HOOKS[system]
+    except KeyError:
+        raise ValueError(f"unknown system {system!r} (expected one of {', '.join(SYSTEM_HOOKS)})") from None
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def get_hook(system: str, conn_id: str | None = None, **kwargs):
+    """A hook reading its Airflow connection (default conn id of the system)."""
+    return hook_class(system)(conn_id or CONN_IDS[system], **kwargs)
+
+
+def hook_from_fields(system: str, fields: dict, **kwargs):
+    """A hook from plain connection fields, e.g. one entry of `Sandbox.connections()`."""
+    f = {k: v for k, v in fields.items() if k in ("host", "login", "password", "extra", "port", "schema")}
+    return hook_class(system).from_fields(**f, **kwargs)

@@ -1,0 +1,86 @@
+"""The outbox under concurrency: PostgreSQL row locks (127.0.0.1:5432) and SQLite BEGIN IMMEDIATE claims
+make two pushers of one batch write once."""
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from test_remediation_support import RUN, FakeAmazon, add_finding, add_run, fresh_snapshots, make_settings  # noqa: E402
+
+from omnirecon.ledger import models as m  # noqa: E402
+from omnirecon.ledger.db import Ledger  # noqa: E402
+from omnirecon.remediation import push as push_mod  # noqa: E402
+from omnirecon.remediation.plan import plan_corrections  # noqa: E402
+from omnirecon.remediation.push import push_batch  # noqa: E402
+
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
+def ledger(request, tmp_path):
+    if request.param == "sqlite":
+        led = Ledger("sqlite:///" + str(tmp_path / "l.db"))
+        led.migrate()
+        yield led
+    else:
+        yield request.getfixturevalue("pg_ledger")
+
+
+@pytest.fixture
+def pg_ledger():
+    name = f"omnirecon_remed_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    ledger = Ledger(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
+    ledger.migrate()
+    try:
+        yield ledger
+    finally:
+        ledger.engine.dispose()
+        admin.cursor().execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+class SlowAmazon(FakeAmazon):
+    """Blocks inside the write until released, so a second pusher races the first."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def patch_quantity(self, sku, product_type, quantity):
+        self.entered.set()
+        self.release.wait(10)
+        return super().patch_quantity(sku, product_type, quantity)
+
+
+def test_concurrent_pushes_of_one_batch_write_once(ledger, monkeypatch):
+    pg_ledger = ledger
+    monkeypatch.setattr(push_mod, "VERIFY_DELAY_S", 0)
+    add_run(pg_ledger)
+    fresh_snapshots(pg_ledger, ["SKU-1", "SKU-2"])
+    add_finding(pg_ledger, channel="amazon", sku="SKU-1", from_qty=8, to_qty=5)
+    settings = make_settings()
+    plan = plan_corrections(pg_ledger, settings, run_id=RUN, mode="apply")
+    assert plan_corrections(pg_ledger, settings, run_id=RUN, mode="apply").created == 0
+    amazon = SlowAmazon({"SKU-1": 8})
+    batch = plan.batches[0]
+    first = threading.Thread(target=push_batch, args=(pg_ledger, settings, batch), kwargs={"hook_factory": lambda c: amazon})
+    first.start()
+    assert amazon.entered.wait(10)
+    results = {}
+    second = threading.Thread(target=lambda: results.update(push_batch(pg_ledger, settings, batch,
+                                                                       hook_factory=lambda c: amazon)))
+    second.start()                  # waits on the row lock held by the first pusher
+    amazon.release.set()
+    first.join(10)
+    second.join(10)
+    assert amazon.writes == [("SKU-1", "SHIRT", 5)] and results["pushed"] == 0
+    with pg_ledger.session() as s:
+        c = s.scalars(select(m.Correction)).one()
+        assert (c.status, c.attempts) == ("verified", 1)

@@ -1,0 +1,51 @@
+"""GX suites: exported JSON, per-row results keyed by the suite's keys, Data Docs in the caller's dir."""
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from omnirecon.checks.suites import SPECS, SuiteRunner, build_suites, export_suites
+from omnirecon.config import settings_from_dict
+from omnirecon.model.canonical import CHECKS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_check_has_a_suite_and_committed_exports_match(tmp_path):
+    assert set(SPECS) == set(CHECKS)
+    paths = export_suites(tmp_path)
+    assert sorted(p.stem for p in paths) == sorted(CHECKS)
+    for p in paths:
+        doc = json.loads(p.read_text())
+        assert doc["name"] == p.stem and doc["expectations"]
+        committed = REPO / "include" / "gx" / "expectations" / p.name
+        assert json.loads(committed.read_text()) == doc, f"{committed} is stale: re-run export_suites"
+
+
+def test_suite_tolerance_comes_from_settings():
+    suite = build_suites(settings_from_dict({"tolerance_units": 3}))["inventory_drift"]
+    kwargs = [e["kwargs"] for e in suite.to_json_dict()["expectations"]]
+    assert {"column": "delta", "max_value": 3.0} in kwargs
+
+
+def test_runner_returns_failing_rows_per_rule_and_builds_data_docs(tmp_path):
+    frame = pd.DataFrame({"channel": ["shopify", "amazon", "walmart"], "sku": ["A", "B", "C"], "location": ["L"] * 3,
+                          "delta": [0, 4, -2], "raw_delta": [0, 4, -2], "sells_past_zero": [False, False, True],
+                          "row": [0, 1, 2]})
+    runner = SuiteRunner(settings_from_dict({}), gx_dir=str(tmp_path / "gx"))
+    failures = {f.rule: f for f in runner.run({"inventory_drift": frame}, "omnirecon_reconcile/manual__2026-03-01T12:00:00+00:00")["inventory_drift"]}
+    assert failures["oversell"].rows == [1] and failures["oversell"].severity == "critical"
+    assert failures["undersell"].rows == [2] and failures["undersell"].severity == "warning"
+    assert failures["sells_past_zero"].rows == [2]
+    url = runner.build_data_docs()
+    assert url and url.startswith("file://")
+    index = Path(url[len("file://"):])
+    assert index.exists() and str(tmp_path) in str(index)
+    validations = list((tmp_path / "gx").rglob("validations/**/*.json"))
+    assert validations, "GX validation results were not kept"
+
+
+def test_clean_frame_has_no_failures():
+    frame = pd.DataFrame({"channel": ["shopify"], "sku": ["A"], "location": ["L"], "delta": [0], "raw_delta": [0],
+                          "sells_past_zero": [False], "row": [0]})
+    assert SuiteRunner(settings_from_dict({})).run({"inventory_drift": frame}, "r")["inventory_drift"] == []
