@@ -23,6 +23,11 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _scaled(connections: dict, time_scale: float) -> dict:
+    """Tell the hooks the sandbox's time scale, so pacing and backoff shrink with its rate limits."""
+    return {cid: {**c, "extra": {**(c.get("extra") or {}), "time_scale": time_scale}} for cid, c in connections.items()}
+
+
 def _ledger_conn(url: str) -> dict:
     if url.startswith("sqlite:///"):
         return {"conn_type": "sqlite", "host": url[len("sqlite:///"):]}
@@ -89,7 +94,7 @@ def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_a
     with Sandbox(sc, time_scale=time_scale) as sb:
         _say(f"[sandbox] serving {', '.join(f'{k} {v}' for k, v in sb.urls.items())}")
         env = airflow_setup.airflow_env({
-            **airflow_setup.connection_env(sb.connections()),
+            **airflow_setup.connection_env(_scaled(sb.connections(), time_scale)),
             **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(url)}),
             "OMNIRECON_SETTINGS": str(settings_file),
             "OMNIRECON_MODE": mode,
@@ -185,7 +190,7 @@ def run_up(*, scenario_path: str, port: int = 8080) -> int:
     else:
         sandbox.terminate()
         raise SystemExit("omnirecon up: the sandbox did not start")
-    conns = json.loads(endpoints.read_text())["connections"]
+    conns = _scaled(json.loads(endpoints.read_text())["connections"], 0.1)
     url = ledger_url()
     sc = scenario.load(scenario_path)
     settings_file = project_home() / "data" / "demo" / "retailer.yaml"

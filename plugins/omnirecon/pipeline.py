@@ -53,7 +53,8 @@ def orders_window(context) -> tuple[datetime, datetime]:
 
 def snapshot_task(system: str, kinds: list[str], **context) -> dict:
     """Land complete snapshots of one system; fail (and retry) rather than land a partial one."""
-    from omnirecon.snapshot import take_snapshot
+    from omnirecon.errors import SnapshotFailed
+    from omnirecon.snapshot import snapshot_system
 
     settings = load_settings()
     params = context.get("params") or {}
@@ -70,14 +71,13 @@ def snapshot_task(system: str, kinds: list[str], **context) -> dict:
                      data_interval_start=context.get("data_interval_start"),
                      data_interval_end=context.get("data_interval_end"))
     start, end = orders_window(context)
-    landed = {}
-    for kind in kinds:
-        snap = take_snapshot(system, kind, ledger=ledger, run_id=run_id, settings=settings,
-                             window_start=start if kind == "orders" else None,
-                             window_end=end if kind == "orders" else None)
-        landed[kind] = {"snapshot_id": snap.id, "status": snap.status, "rows": snap.rows_valid,
-                        "quarantined": snap.rows_quarantined}
-    return landed
+    results = snapshot_system(system, ledger=ledger, run_id=run_id, settings=settings, kinds=kinds,
+                              window_start=start, window_end=end)
+    failed = {k: str(v) for k, v in results.items() if isinstance(v, SnapshotFailed)}
+    if failed:   # the failed snapshot rows are in the ledger; fail the task so Airflow retries it
+        raise SnapshotFailed(f"{system}: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return {k: {"snapshot_id": v.id, "status": v.status, "rows": v.rows_valid, "quarantined": v.rows_quarantined}
+            for k, v in results.items()}
 
 
 def reconcile_task(**context) -> dict:
@@ -99,13 +99,22 @@ def reconcile_task(**context) -> dict:
     return {"run_id": run_id, **stats}
 
 
+def run_settings(context):
+    """Settings with this run's `mode` param applied."""
+    import dataclasses
+    settings = load_settings()
+    mode = (context.get("params") or {}).get("mode")
+    if mode and mode != settings.mode:
+        settings = dataclasses.replace(settings, runtime={**settings.runtime, "mode": mode})
+    return settings
+
+
 def plan_task(reconciled: dict, **context) -> list[dict]:
     from omnirecon.remediation.plan import plan_corrections
 
-    settings = load_settings()
+    settings = run_settings(context)
     params = context.get("params") or {}
-    mode = params.get("mode") or settings.mode
-    plan = plan_corrections(get_ledger(), settings, run_id=reconciled["run_id"], mode=mode,
+    plan = plan_corrections(get_ledger(), settings, run_id=reconciled["run_id"], mode=settings.mode,
                             channels=params.get("channels") or None)
     if params.get("approve_all"):
         from omnirecon.remediation.approvals import approve_all
@@ -116,7 +125,7 @@ def plan_task(reconciled: dict, **context) -> list[dict]:
 
 def push_task(batch: dict, **context) -> dict:
     from omnirecon.remediation.push import push_batch
-    return push_batch(get_ledger(), load_settings(), batch)
+    return push_batch(get_ledger(), run_settings(context), batch)
 
 
 def alert_task(reconciled: dict, **context) -> dict:

@@ -39,6 +39,12 @@ def joint_codes(left: pd.DataFrame, right: pd.DataFrame, cols: list[str]) -> tup
     return kl, kr
 
 
+def join_on_keys(left: pd.DataFrame, right: pd.DataFrame, keys: list[str], how: str = "left") -> pd.DataFrame:
+    """left.merge(right, on=keys) through one int64 key (how the drift join runs)."""
+    kl, kr = joint_codes(left, right, keys)
+    return left.assign(_k=kl).merge(right.drop(columns=keys).assign(_k=kr), on="_k", how=how).drop(columns="_k")
+
+
 def sku_matcher(pattern: str | None):
     if not pattern:
         return None
