@@ -16,6 +16,7 @@ LISTING_COLS = ["sku", "state", "inventory_policy", "tracked", "item_type", "is_
 ORDER_COLS = ["order_id", "channel", "status", "created_at", "updated_at", "fulfilled_at", "fulfillment_channel",
               "erp_ref", "lines"]
 HISTORY_DEPTH = 3            # earlier complete snapshots read per (system, kind)
+ORDER_HORIZON = timedelta(days=30)   # order snapshots are incremental windows: merge those landed this recently
 API_EVENT_WINDOW = timedelta(hours=24)
 
 
@@ -105,6 +106,35 @@ def read_rows(conn, kind: str, snapshot_id: int) -> pd.DataFrame:
     return df
 
 
+def read_order_state(conn, s, system: str, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Orders are pulled incrementally (one updated-at window per run), so the current state of an order is
+    its newest row across the complete order snapshots of the horizon; the previous state is the one before."""
+    ids = s.scalars(select(m.Snapshot.id).where(m.Snapshot.system == system, m.Snapshot.kind == "orders",
+                                                m.Snapshot.status == "complete",
+                                                m.Snapshot.finished_at >= now - ORDER_HORIZON)
+                    .order_by(m.Snapshot.id.desc())).all()
+    cols = ORDER_COLS + ["snapshot_id"]
+    if not ids:
+        latest = s.scalar(select(m.Snapshot.id).where(m.Snapshot.system == system, m.Snapshot.kind == "orders",
+                                                      m.Snapshot.status == "complete").order_by(m.Snapshot.id.desc()))
+        ids = [latest] if latest else []
+    frames = []
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        marks = ", ".join(f":s{k}" for k in range(len(part)))
+        frames.append(_read(conn, f"SELECT {', '.join(cols)} FROM order_rows WHERE snapshot_id IN ({marks})",
+                            cols, **{f"s{k}": v for k, v in enumerate(part)}))
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    df["lines"] = df["lines"].map(lambda v: _json(v) or [])
+    for c in ("created_at", "updated_at", "fulfilled_at"):
+        df[c] = _ts(df[c])
+    df = df.sort_values("snapshot_id", ascending=False, kind="stable")
+    dup = df.duplicated(["channel", "order_id"], keep="first")
+    current = df[~dup].drop(columns=["snapshot_id"]).reset_index(drop=True)
+    previous = df[dup].drop_duplicates(["channel", "order_id"], keep="first").drop(columns=["snapshot_id"])
+    return current, previous.reset_index(drop=True)
+
+
 def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory", "orders")) -> LedgerView:
     view = LedgerView(now=now)
     with ledger.engine.connect() as conn, ledger.session() as s:
@@ -120,6 +150,12 @@ def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory"
                 if not complete:
                     continue
                 view.latest[(system, kind)] = complete[0]
+                if kind == "orders":
+                    current, previous = read_order_state(conn, s, system, now)
+                    view.frames[(system, kind)] = current
+                    if kind in history_kinds and len(previous):
+                        view.history[(system, kind)] = [(complete[1] if len(complete) > 1 else complete[0], previous)]
+                    continue
                 view.frames[(system, kind)] = read_rows(conn, kind, complete[0].id)
                 if kind in history_kinds:
                     view.history[(system, kind)] = [(info, read_rows(conn, kind, info.id))
