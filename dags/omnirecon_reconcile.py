@@ -6,7 +6,7 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from omnirecon import pipeline
-from omnirecon.dag_defaults import FINDINGS_ASSET, SNAPSHOT_ASSETS, default_args, runtime_option
+from omnirecon.dag_defaults import FINDINGS_ASSET, PENDING_APPROVALS_ASSET, SNAPSHOT_ASSETS, default_args, runtime_option
 
 DOC = """
 ### omnirecon_reconcile
@@ -18,6 +18,7 @@ evidence package, then acts on them:
 2. `plan_corrections` — every intended correction goes to the outbox first, with a stable idempotency key;
    guardrails block pushes from stale/partial/failed snapshots and mass drift; large moves wait for approval.
 3. `push` — one mapped task per channel batch, through the channel's own write API, with read-back.
+   Corrections above `approval_threshold_units` wait for a person in `omnirecon_approvals`.
 4. `alert` — email/Slack for everything not pushed, once per finding, with reminders and resolved notices.
 
 Runs every 15 minutes and as soon as fresh snapshots of all four systems land.
@@ -52,7 +53,7 @@ with DAG(
     },
 ) as dag:
     reconciled = task(task_id="reconcile", outlets=[Asset(FINDINGS_ASSET)])(pipeline.reconcile_task)()
-    batches = task(task_id="plan_corrections")(pipeline.plan_task)(reconciled)
+    batches = task(task_id="plan_corrections", outlets=[Asset(PENDING_APPROVALS_ASSET)])(pipeline.plan_task)(reconciled)
     pushed = task(task_id="push", max_active_tis_per_dagrun=4)(pipeline.push_task).expand(batch=batches)
     alerted = task(task_id="alert", trigger_rule="all_done")(pipeline.alert_task)(reconciled)
     pushed >> alerted

@@ -8,6 +8,7 @@ from omnirecon.config import DEFAULT_RUNTIME, default_runtime_path
 
 SNAPSHOT_ASSETS = {s: f"omnirecon://snapshots/{s}" for s in ("erp", "shopify", "amazon", "walmart")}
 FINDINGS_ASSET = "omnirecon://findings"
+PENDING_APPROVALS_ASSET = "omnirecon://corrections/pending_approval"
 
 
 def runtime_option(key: str):

@@ -149,3 +149,59 @@ def gx_dir() -> Path:
     path = Path(os.environ.get("OMNIRECON_GX_DIR") or project_home() / "data" / "gx")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- approvals (omnirecon_approvals DAG) -----------------------------------------------------
+MAX_APPROVAL_REQUESTS = 50
+
+
+def approval_requests_task(**context) -> list[dict]:
+    """Corrections waiting for a person, one request each, with the evidence as the request body."""
+    from sqlalchemy import select
+
+    from omnirecon.ledger import models as m
+    from omnirecon.remediation.approvals import approval_request_body
+
+    ledger = get_ledger()
+    with ledger.session() as s:
+        rows = s.execute(select(m.Correction).join(m.Approval, m.Approval.correction_id == m.Correction.id)
+                         .where(m.Correction.status == "pending_approval", m.Approval.decision.is_(None))
+                         .order_by(m.Correction.id).limit(MAX_APPROVAL_REQUESTS)).scalars().all()
+    if not rows:
+        _skip("no correction is waiting for approval")
+    return [{"correction_id": c.id, "run_id": c.run_id,
+             "subject": f"Approve inventory correction: {c.channel} {c.sku} at {c.location}: {c.from_qty} -> {c.to_qty}",
+             "body": approval_request_body(ledger, [c.id])} for c in rows]
+
+
+def hitl_kwargs(request: dict) -> dict:
+    """The HITL operator's arguments for one request (used with XComArg.map)."""
+    return {"subject": request["subject"], "body": request["body"]}
+
+
+def _responder(response) -> str | None:
+    user = (response or {}).get("responded_by_user")
+    if isinstance(user, dict):
+        return user.get("name") or user.get("id")
+    return user or None
+
+
+def apply_approvals_task(requests: list[dict], responses, **context) -> list[dict]:
+    """Record each decision (a default taken on timeout counts as a timeout) and batch what was approved."""
+    from omnirecon.remediation.approvals import apply_hitl_result
+    from omnirecon.remediation.plan import make_batches
+
+    settings = load_settings()
+    ledger = get_ledger()
+    approved: dict[str, list[int]] = {}
+    for request, response in zip(requests, list(responses)):
+        by = _responder(response)
+        chosen = (response or {}).get("chosen_options") if by else None
+        for outcome in apply_hitl_result(ledger, [request["correction_id"]], chosen, by=by or "timeout",
+                                         timeout_default=settings.runtime["approval_timeout_default"]):
+            if outcome.get("status") == "planned":
+                approved.setdefault(request["run_id"], []).append(request["correction_id"])
+    batches = []
+    for run_id, ids in approved.items():
+        batches += make_batches(ledger, run_id, only_ids=ids)
+    return batches

@@ -1,0 +1,53 @@
+"""Approvals DAG: corrections above the approval threshold wait for a person (Airflow human-in-the-loop)."""
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import DAG, Asset, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from omnirecon import pipeline
+from omnirecon.dag_defaults import PENDING_APPROVALS_ASSET, default_args, runtime_option
+
+DOC = """
+### omnirecon_approvals
+A correction that moves a channel quantity by more than `approval_threshold_units` is never pushed on its own.
+This DAG asks a person, one Human-in-the-loop request per correction, with the evidence in the request
+(channel value, what the ERP implies, diagnosis, the finding's detail):
+
+* **Approve** -> the correction is pushed (compare-and-swap / re-read first: if the channel moved meanwhile it is
+  `skipped_changed`, never overwritten), then read back and `verified`.
+* **Reject** -> recorded as `rejected`; nothing is pushed.
+* **No answer** within `approval_timeout_minutes` -> `approval_timeout_default` (runtime.yaml; default reject).
+
+Respond in the Airflow UI: *Browse -> Required Actions* (or the task's page). Runs when the reconcile DAG
+plans corrections that need approval, and every 30 minutes.
+
+**When it fails:** decisions already recorded stay recorded (ledger `approvals`, `audit_log`); clear the
+failed task to continue.
+"""
+
+_timeout_default = "Approve" if runtime_option("approval_timeout_default") == "approve" else "Reject"
+
+with DAG(
+    dag_id="omnirecon_approvals",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/30 * * * *", timezone="UTC", interval=timedelta(minutes=30)),
+        assets=Asset(PENDING_APPROVALS_ASSET)),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    doc_md=DOC,
+    tags=["omnirecon", "remediation", "approvals"],
+) as dag:
+    requests = task(task_id="collect_pending")(pipeline.approval_requests_task)()
+    responses = HITLOperator.partial(
+        task_id="request_approval",
+        options=["Approve", "Reject"],
+        defaults=[_timeout_default],
+        response_timeout=timedelta(minutes=int(runtime_option("approval_timeout_minutes"))),
+        retries=0,
+    ).expand_kwargs(requests.map(pipeline.hitl_kwargs))
+    batches = task(task_id="apply_decisions", trigger_rule="all_done")(pipeline.apply_approvals_task)(requests, responses.output)
+    task(task_id="push_approved", max_active_tis_per_dagrun=4)(pipeline.push_task).expand(batch=batches)
