@@ -185,3 +185,11 @@ class ConnectorHook(BaseHook):
 
     def ping(self) -> None:
         raise NotImplementedError
+
+    def call_json(self, method: str, path: str, operation: str, *, shape: tuple = (), **kwargs) -> dict:
+        """A JSON object answer holding every path in `shape`; malformed answers of reads are retried
+        (writes are not: a malformed answer to a write is raised, never replayed). Needs `self.call`."""
+        parser = self.core.json_parser(operation, *shape)
+        if method == "GET":
+            return self.call(method, path, operation, parse=parser, **kwargs)
+        return parser(self.call(method, path, operation, **kwargs))

@@ -138,13 +138,6 @@ class WalmartHook(ConnectorHook):
                                  ok=lambda r: r.status_code < 400 or r.status_code in ok_statuses,
                                  parse=parse, **kwargs)
 
-    def call_json(self, method: str, path: str, operation: str, *, shape: tuple = (), **kwargs) -> dict:
-        """A JSON object answer holding every path in `shape`; malformed answers of reads are retried."""
-        parser = self.core.json_parser(operation, *shape)
-        if method == "GET":
-            return self.call(method, path, operation, parse=parser, **kwargs)
-        return parser(self.call(method, path, operation, **kwargs))
-
     def ping(self) -> None:
         self.access_token(force=True)
 
