@@ -1,0 +1,88 @@
+"""Clients written by others against the real Amazon and Shopify APIs work against the sandbox unchanged,
+apart from their base URL and credentials: saleweaver's python-amazon-sp-api and Shopify's ShopifyAPI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from omnirecon import scenario
+from omnirecon.sandbox import Sandbox
+
+
+@pytest.fixture(scope="module")
+def sandbox(demo_scenario_path):
+    sc = scenario.from_dict(yaml.safe_load(demo_scenario_path.read_text()))
+    with Sandbox(sc, time_scale=0.01) as sb:
+        yield sb
+
+
+def test_python_amazon_sp_api(sandbox):
+    from sp_api.api import ListingsItems, Orders, Reports
+    from sp_api.auth import AccessTokenClient
+    from sp_api.base import Marketplaces
+
+    conn = sandbox.connections()["omnirecon_amazon"]
+    base = sandbox.urls["amazon"]
+
+    class LocalLWA(AccessTokenClient):       # the library's own extension point for the LWA host
+        scheme = "http://"
+        host = base.split("://", 1)[1]
+
+    creds = {"lwa_app_id": conn["login"], "lwa_client_secret": conn["password"],
+             "refresh_token": conn["extra"]["refresh_token"]}
+
+    def client(cls):
+        c = cls(credentials=creds, marketplace=Marketplaces.US, auth_token_client_class=LocalLWA)
+        c.endpoint = base                     # the base URL
+        return c
+
+    orders = client(Orders).get_orders(LastUpdatedAfter="2020-01-01T00:00:00Z").payload["Orders"]
+    assert {o["AmazonOrderId"] for o in orders} == {"111-0000000-0000001", "111-0000000-0000003"}
+    items = client(Orders).get_order_items("111-0000000-0000003").payload["OrderItems"]
+    assert items[0]["SellerSKU"] == "BOOK-XL" and items[0]["QuantityOrdered"] == 1
+
+    seller = conn["extra"]["seller_id"]
+    listing = client(ListingsItems).get_listings_item(seller, "TEE-BLK-M-FBM",
+                                                      includedData=["summaries", "fulfillmentAvailability"]).payload
+    assert listing["fulfillmentAvailability"] == [{"fulfillmentChannelCode": "DEFAULT", "quantity": 8}]
+    patched = client(ListingsItems).patch_listings_item(seller, "TEE-BLK-M-FBM", body={
+        "productType": "HOME",
+        "patches": [{"op": "replace", "path": "/attributes/fulfillment_availability",
+                     "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": 3}]}]}).payload
+    assert patched["status"] == "ACCEPTED"
+    after = client(ListingsItems).get_listings_item(seller, "TEE-BLK-M-FBM", includedData=["fulfillmentAvailability"])
+    assert after.payload["fulfillmentAvailability"][0]["quantity"] == 3
+
+    report = client(Reports).create_report(reportType="GET_MERCHANT_LISTINGS_ALL_DATA").payload
+    assert report["reportId"]
+
+
+def test_shopify_python_api(sandbox):
+    import shopify
+
+    conn = sandbox.connections()["omnirecon_shopify"]
+    version = conn["extra"]["api_version"]
+    session = shopify.Session("demo-store.myshopify.com", version, conn["password"])
+    shopify.ShopifyResource.activate_session(session)
+    try:
+        shopify.ShopifyResource.set_site(f"{conn['host']}/admin/api/{version}")     # the base URL
+        query = """query($first: Int!, $after: String) {
+          productVariants(first: $first, after: $after) {
+            nodes { sku inventoryItem { id inventoryLevels(first: 5) { nodes { location { id }
+              quantities(names: ["available"]) { name quantity } } } } }
+            pageInfo { hasNextPage endCursor } } }"""
+        skus, after = [], None
+        while True:
+            page = json.loads(shopify.GraphQL().execute(query, variables={"first": 10, "after": after}))
+            assert "errors" not in page, page
+            data = page["data"]["productVariants"]
+            skus += [n["sku"] for n in data["nodes"]]
+            if not data["pageInfo"]["hasNextPage"]:
+                break
+            after = data["pageInfo"]["endCursor"]
+        assert len(skus) == len(sandbox.state()["shopify"]["variants"]) and "TEE-BLK-M" in skus
+        assert "throttleStatus" in page["extensions"]["cost"]
+    finally:
+        shopify.ShopifyResource.clear_session()
