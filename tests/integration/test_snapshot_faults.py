@@ -145,6 +145,15 @@ def test_shopify_throttled_answers_are_waited_out_and_complete(world):
     assert outcomes.count("throttled") == 3
 
 
+def test_unbounded_throttle_enforces_the_real_bucket_and_the_snapshot_completes(world):
+    """The contract's own example, `{system: shopify, operation: "*", kind: throttle}`: strict real limits."""
+    w = world([{"system": "shopify", "operation": "*", "kind": "throttle"}])
+    hook = w.hook("shopify")
+    snap = w.snap("shopify", "inventory", hook=hook)
+    assert_complete_and_correct(w, "shopify", snap)
+    assert snap.retries >= 1                      # the drained bucket throttled at least once, then refilled
+
+
 def test_shopify_bulk_failure_falls_back_to_paged_listing(world):
     w = world([{"system": "shopify", "operation": "bulkOperationRunQuery", "kind": "http_status", "status": 500}])
     snap = w.snap("shopify", "inventory")

@@ -2,6 +2,8 @@
 
 A fault counts every call to its system whose operation matches (`*` matches every call, token calls
 included). Call number n (1-based) is hit when `after < n <= after + count` (`count` absent: for ever).
+`throttle` with a count answers throttled on each hit; without one it drains the rate-limit bucket at its
+first hit and then leaves the real limits, always enforced, to throttle the client.
 """
 from __future__ import annotations
 

@@ -97,7 +97,10 @@ class System:
             self.sb.clock.sleep(fault.seconds)
             if fault.options.get("x_drop"):
                 raise DropConnection()
-        if "throttle" in fired:
+        throttle = fired.get("throttle")
+        if throttle and (throttle.count is not None or throttle.hits == 1):
+            # A bounded throttle answers "throttled" on each hit; an unbounded one drains the bucket once
+            # and from then on enforces the real limits strictly (contracts/scenario.md).
             return self.decorate(self.throttled(ops), ops)
         if "expired_token" in fired and self.token_operation not in ops:
             return self.decorate(self.expire_token(req), ops)
