@@ -40,6 +40,8 @@ def airflow_env(extra: dict | None = None) -> dict:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(project_home() / "plugins"), env.get("PYTHONPATH")])),
         "NO_PROXY": "*",  # macOS/proxy quirk: never proxy calls to the local sandbox
+        # `airflow standalone` starts its components as `airflow ...`: this venv's bin must come first
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     })
     env.update(extra or {})
     return env

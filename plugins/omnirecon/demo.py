@@ -196,9 +196,17 @@ def run_up(*, scenario_path: str, port: int = 8080) -> int:
     settings_file = project_home() / "data" / "demo" / "retailer.yaml"
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(yaml.safe_dump(sc.raw.get("settings", {}), sort_keys=False))
-    env = airflow_setup.airflow_env({**airflow_setup.connection_env(conns),
-                                     **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(url)}),
-                                     "OMNIRECON_SETTINGS": str(settings_file),
+    # Store the sandbox's connections in Airflow's metadata DB so they show (and can be edited) in the UI.
+    conn_file = home / "sandbox-connections.json"
+    conn_file.touch(mode=0o600)
+    conn_file.write_text(json.dumps({cid: {**c, "extra": json.dumps(c.get("extra") or {})}
+                                     for cid, c in {**conns, "omnirecon_ledger": _ledger_conn(url)}.items()}))
+    try:
+        airflow_setup.run_airflow(["connections", "import", "--overwrite", str(conn_file)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True)
+    finally:
+        conn_file.unlink(missing_ok=True)
+    env = airflow_setup.airflow_env({"OMNIRECON_SETTINGS": str(settings_file),
                                      "AIRFLOW__API__PORT": str(port),
                                      "AIRFLOW__API__BASE_URL": f"http://localhost:{port}"})
     proc = subprocess.Popen([airflow_setup.airflow_bin(), "standalone"], env=env)

@@ -38,6 +38,13 @@ def _iso(v) -> str | None:
         return None
 
 
+def _iso_list(series: pd.Series) -> list:
+    """_iso of every value, formatting each distinct timestamp once (snapshot rows share few timestamps)."""
+    codes, uniques = pd.factorize(series)
+    table = np.array([_iso(v) for v in uniques] + [None], dtype=object)
+    return table[codes].tolist()   # code -1 (missing) picks the trailing None
+
+
 def _plain(v):
     """JSON fallback for numpy/pandas scalars."""
     if isinstance(v, np.generic):
@@ -122,15 +129,18 @@ class FindingBuilder:
         rows = dg.diagnose_drift(self.view, self.settings, frame, rows)
         tol, limit = int(self.settings["tolerance_units"]), int(self.settings["approval_threshold_units"])
         # the write-back ref: this row's, or another row of the same channel SKU (a location with no level yet)
+        same_sku = frame.loc[frame["channel_sku"].isin(rows["channel_sku"].unique()) & frame["row_id"].notna(),
+                             ["channel", "channel_sku", "row_id"]].drop_duplicates(["channel", "channel_sku"])
         ref_row = rows["row_id"].fillna(rows[["channel", "channel_sku"]].merge(
-            frame.dropna(subset=["row_id"]).drop_duplicates(["channel", "channel_sku"])[["channel", "channel_sku", "row_id"]],
-            on=["channel", "channel_sku"], how="left")["row_id"].set_axis(rows.index))
+            same_sku, on=["channel", "channel_sku"], how="left")["row_id"].set_axis(rows.index))
         refs = inventory_refs(self.ledger, ref_row.dropna().astype("int64").unique().tolist())
-        others = frame[frame["sku"].isin(rows["sku"].unique())][["sku", "channel", "channel_location", "observed", "updated_at"]]
+        others = frame.loc[frame["sku"].isin(rows["sku"].unique()), ["sku", "channel", "channel_location", "observed", "updated_at"]]
         other_vals: dict = {}
-        for r in others.itertuples(index=False):
-            other_vals.setdefault(r.sku, {}).setdefault(r.channel, {})[r.channel_location] = {"value": int(r.observed), "updated_at": _iso(r.updated_at)}
+        for sku, ch, loc, obs, at in zip(others["sku"], others["channel"], others["channel_location"],
+                                         others["observed"].tolist(), _iso_list(others["updated_at"])):
+            other_vals.setdefault(sku, {}).setdefault(ch, {})[loc] = {"value": obs, "updated_at": at}
         states = self._first_seen()
+        rows["erp_updated_iso"], rows["updated_iso"] = _iso_list(rows["erp_updated_at"]), _iso_list(rows["updated_at"])
         out = []
         for r, ref_id in zip(rows.itertuples(index=False), ref_row.to_numpy()):
             rs = rules[r.row]
@@ -149,9 +159,10 @@ class FindingBuilder:
             action = ("push" if abs(int(r.delta)) <= limit else "approval") if pushable else (
                 "alert" if drift or "sells_past_zero" in rs else "none")
             fp = fingerprint("inventory_drift", r.channel, r.sku, location, None)
-            diverged = min(filter(None, [states.get(fp), _iso(max(filter(lambda t: not pd.isna(t), [r.erp_updated_at, r.updated_at]), default=None))]), default=None)
+            diverged = min(filter(None, [states.get(fp), max(filter(None, [r.erp_updated_iso, r.updated_iso]), default=None)]),
+                           default=None)
             systems = {"erp": {"value": int(r.expected_raw), "atp": int(r.atp), "safety_stock": int(r.safety),
-                               "units_per_channel_unit": int(r.units), "updated_at": _iso(r.erp_updated_at)}}
+                               "units_per_channel_unit": int(r.units), "updated_at": r.erp_updated_iso}}
             systems.update({ch: locs for ch, locs in other_vals.get(r.sku, {}).items()})
             push = None
             if action in ("push", "approval"):
@@ -346,28 +357,30 @@ def persist(ledger, run_id: str, findings: list[dict], now: datetime, scope) -> 
             for i in range(0, len(rest), 30000):
                 states.update({st.fingerprint: st for st in s.scalars(select(m.FindingState).where(
                     m.FindingState.fingerprint.in_(rest[i:i + 30000]))).all()})
-        new_states = []
+        new_states: dict[str, dict] = {}   # first seen now: inserted in bulk, not as ORM objects
         for f in findings:
-            st = states.get(f["fingerprint"])
-            if st is None or st.status == "resolved" and st.last_seen_run != run_id:
+            fp = f["fingerprint"]
+            st = states.get(fp)
+            if st is None:
                 f["lifecycle"] = "new"
-                if st is None:
-                    st = m.FindingState(fingerprint=f["fingerprint"], check=f["check"], channel=f["channel"],
-                                        sku=f["sku"] or None, order_id=f["order_id"] or None, status="open",
-                                        severity=f["severity"], first_seen_at=now, first_seen_run=run_id,
-                                        last_seen_at=now, last_seen_run=run_id)
-                    new_states.append(st)
-                    states[st.fingerprint] = st
-                else:
-                    st.status, st.first_seen_at, st.first_seen_run, st.resolved_at = "open", now, run_id, None
-                    st.resolved_notice_sent = False
+                row = new_states.setdefault(fp, dict(
+                    fingerprint=fp, check=f["check"], channel=f["channel"], sku=f["sku"] or None,
+                    order_id=f["order_id"] or None, status="open", first_seen_at=now, first_seen_run=run_id,
+                    last_seen_at=now, last_seen_run=run_id))
+                row["severity"] = f["severity"]
+                continue
+            if st.status == "resolved" and st.last_seen_run != run_id:
+                f["lifecycle"] = "new"
+                st.status, st.first_seen_at, st.first_seen_run, st.resolved_at = "open", now, run_id, None
+                st.resolved_notice_sent = False
             else:
                 f["lifecycle"] = "new" if st.first_seen_run == run_id else "open"
                 st.status, st.resolved_at = "open", None
             st.last_seen_at, st.last_seen_run, st.severity = now, run_id, f["severity"]
-        s.add_all(new_states)
         for st in states.values():
             if st.status == "open" and st.fingerprint not in fps and scope(st):
                 st.status, st.resolved_at = "resolved", now
         s.flush()
+        ledger.bulk_insert(s, m.FindingState, [dict(r, alerts_sent=0, resolved_notice_sent=False, resolved_at=None,
+                                                    last_alert_at=None) for r in new_states.values()])
         ledger.bulk_insert(s, m.Finding, [dict(f, created_at=now) for f in findings])

@@ -1,7 +1,8 @@
 """The reconciliation checks as Great Expectations Core 1.x suites, defined as code.
 
-Each suite validates one compact comparison frame (checks/compare.py). Failing rows come back from GX keyed
-by the suite's key columns plus `row` (the frame row), with COMPLETE result format.
+Each suite validates a compact frame cut from one comparison frame (checks/compare.py): only the columns its
+expectations read, string keys as int codes, the frame row as index. Failing rows come back from GX as the
+COMPLETE result format's unexpected_index_list (frame rows); findings take the keys from the comparison frame.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from omnirecon.config import Settings
@@ -24,8 +26,9 @@ CHECKPOINT = "omnirecon_reconcile"
 @dataclass(frozen=True)
 class SuiteSpec:
     name: str
-    keys: tuple            # columns identifying a row in results (besides `row`)
-    columns: tuple         # value columns the expectations read
+    keys: tuple            # columns identifying a row of the comparison frame (findings read them there)
+    columns: tuple         # columns the expectations read (the GX frame holds only these)
+    coded: tuple = ()      # of those, the ones GX only compares for equality: passed as int codes
 
 
 SPECS = {
@@ -37,7 +40,8 @@ SPECS = {
                                 ("shipped_without_erp_fulfilment", "cancelled_vs_shipped", "went_backwards")),
     "freshness": SuiteSpec("freshness", ("system", "kind"), ("age_minutes", "attempt_complete", "follow_lag_minutes")),
     "mapping": SuiteSpec("mapping", ("channel", "sku", "location"),
-                         ("erp_known", "location_mapped", "item_sellable", "listed_on_channel")),
+                         ("erp_known", "location_mapped", "item_sellable", "listed_on_channel",
+                          "channel", "channel_sku", "location"), coded=("channel", "channel_sku", "location")),
     "listing_state": SuiteSpec("listing_state", ("channel", "sku"), ("state",)),
     "low_stock": SuiteSpec("low_stock", ("sku",), ("cover_days",)),
 }
@@ -139,14 +143,18 @@ def export_suites(directory: str | os.PathLike, settings: Settings | None = None
 
 
 def gx_frame(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The compact frame GX validates: keys, value columns and row number (strings for keys)."""
+    """The compact frame GX validates: the suite's columns only (absent ones all-null), coded columns as int32
+    codes (null and "" share one code), and a RangeIndex equal to the frame's `row`."""
     spec = SPECS[name]
-    extra = ["channel_sku"] if name == "mapping" else []
-    cols = list(dict.fromkeys([*spec.keys, *spec.columns, *extra, "row"]))
-    out = frame.reindex(columns=cols).copy()
-    for k in (*spec.keys, *extra):
-        out[k] = out[k].fillna("").astype(str)
-    return out
+    data = {}
+    for c in spec.columns:
+        if c not in frame:
+            data[c] = np.full(len(frame), np.nan)
+        elif c in spec.coded:
+            data[c] = pd.factorize(frame[c].fillna("").astype(str), sort=False)[0].astype("int32")
+        else:
+            data[c] = frame[c].to_numpy()
+    return pd.DataFrame(data, index=pd.RangeIndex(len(frame)))
 
 
 @dataclass
@@ -202,10 +210,9 @@ class SuiteRunner:
             if frame is None or frame.empty:
                 failures[name] = []
                 continue
-            spec = SPECS[name]
+            # unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
             cp = self.gx.Checkpoint(name=f"{CHECKPOINT}_{name}", validation_definitions=[self._definition(name)],
-                                    result_format={"result_format": "COMPLETE",
-                                                   "unexpected_index_column_names": [*spec.keys, "row"]})
+                                    result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False})
             cp = self.context.checkpoints.add_or_update(cp)
             result = cp.run(batch_parameters={"dataframe": gx_frame(name, frame)},
                             run_id=RunIdentifier(run_name=run_name))
@@ -218,7 +225,7 @@ class SuiteRunner:
                     if er.exception_info and er.exception_info.get("raised_exception"):
                         raise RuntimeError(f"GX suite {name}: {er.exception_info.get('exception_message')}")
                     idx = er.result.get("unexpected_index_list") or []
-                    rows = sorted({int(r["row"]) for r in idx})
+                    rows = sorted({int(r) for r in idx})
                     failures[name].append(Failure(name, meta.get("rule", er.expectation_config.type),
                                                   meta.get("finding_severity", "warning"), rows,
                                                   int(er.result.get("unexpected_count") or len(rows))))

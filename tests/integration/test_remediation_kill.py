@@ -1,0 +1,211 @@
+"""Fault injection: the push worker is SIGKILLed at random points (seeded) against the real sandbox over HTTP and
+a real ledger (SQLite file, PostgreSQL); re-runs complete the batch. The sandbox's audit of received writes must
+show no correction applied twice, every correction must end verified, and the ledger audit must be consistent.
+
+A worker is a child process forked from a preloaded forkserver. It dies in one of two ways:
+- crash point: its n-th call into a channel hook SIGKILLs the process right before or right after the call
+  (after = the channel has the write, the ledger transaction holding the claim has not committed);
+- random delay: the parent SIGKILLs it a random time after it started pushing.
+"""
+import itertools
+import multiprocessing
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_remediation_sandbox import (SETTINGS, SKUS, TIME_SCALE, amazon_finding, channel_state,  # noqa: E402
+                                      scenario, shopify_finding, walmart_finding)
+from test_remediation_support import RUN, add_finding, add_run, fresh_snapshots  # noqa: E402
+
+from omnirecon.config import settings_from_dict  # noqa: E402
+from omnirecon.hooks import hook_from_fields  # noqa: E402
+from omnirecon.ledger import models as m  # noqa: E402
+from omnirecon.ledger.db import Ledger  # noqa: E402
+from omnirecon.remediation import push as push_mod  # noqa: E402
+from omnirecon.remediation.channels import CONN_IDS  # noqa: E402
+from omnirecon.remediation.plan import plan_corrections  # noqa: E402
+from omnirecon.sandbox import Sandbox  # noqa: E402
+
+# every correction moves by a few units: under the approval threshold, so all are planned and pushed
+FINDINGS = ([shopify_finding(s, q) for s, q in zip(SKUS, (10, 5, 6, 3))]
+            + [amazon_finding(s, q) for s, q in zip(SKUS, (7, 2, 4, 6))]
+            + [walmart_finding(s, q) for s, q in zip(SKUS, (9, 8, 5, 4))])
+HOOK_CALLS = 2 + 2 * 3 * len(SKUS)     # Shopify: one set + one read-back; Amazon, Walmart: re-read, write, read-back
+WORKER_TIMEOUT_S = 60
+_MP = multiprocessing.get_context("forkserver")
+_MP.set_forkserver_preload(["omnirecon.remediation.push", "omnirecon.hooks.shopify", "omnirecon.hooks.amazon",
+                            "omnirecon.hooks.walmart", "omnirecon.sandbox", "psycopg2", "pytest"])
+
+
+# -- the worker (runs in the child) -----------------------------------------------------------------------------
+class _KillSwitch:
+    """A real hook whose n-th channel call (counted across the worker's hooks) SIGKILLs this process."""
+
+    def __init__(self, hook, calls, crash_at):
+        object.__setattr__(self, "_hook", hook)
+        object.__setattr__(self, "_calls", calls)
+        object.__setattr__(self, "_crash_at", crash_at)
+
+    def __getattr__(self, name):
+        attr = getattr(self._hook, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            n = next(self._calls)
+            if self._crash_at == (n, "before"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = attr(*args, **kwargs)
+            if self._crash_at == (n, "after"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+        return call
+
+    def __setattr__(self, name, value):      # push sets `audit` on the hook
+        setattr(self._hook, name, value)
+
+
+def _worker(ledger_url: str, conns: dict, batches: list[dict], crash_at, started) -> None:
+    push_mod.VERIFY_DELAY_S = push_mod.FEED_POLL_DELAY_S = 0.1
+    ledger = Ledger(ledger_url)
+    settings = settings_from_dict(SETTINGS, {"mode": "apply"})
+    calls = itertools.count(1)
+
+    def factory(channel):
+        fields = dict(conns[CONN_IDS[channel]])
+        fields["extra"] = {**fields.get("extra", {}), "time_scale": TIME_SCALE}
+        return _KillSwitch(hook_from_fields(channel, fields), calls, crash_at)
+    started.set()
+    for batch in batches:
+        push_mod.push_batch(ledger, settings, batch, hook_factory=factory)
+
+
+def _run_worker(ledger, conns, batches, crash_at=None, kill_after_s=None) -> int:
+    """Run one worker to its end (or its death); returns its exit code (-9: killed)."""
+    started = _MP.Event()
+    proc = _MP.Process(target=_worker, args=(ledger.url, conns, batches, crash_at, started))
+    proc.start()
+    if kill_after_s is not None and started.wait(WORKER_TIMEOUT_S):
+        time.sleep(kill_after_s)
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+    proc.join(WORKER_TIMEOUT_S)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("a push worker hung")
+    return proc.exitcode
+
+
+# -- checks (in the test process) -------------------------------------------------------------------------------
+def _applied_writes(sb) -> dict[tuple, list]:
+    """{(system, target): [quantities the channel applied]} from the sandbox's audit of received writes."""
+    out: dict[tuple, list] = {}
+    for w in sb.writes():
+        if not w["applied"]:
+            continue                                    # e.g. a replay of a Shopify @idempotent key
+        if w["system"] == "shopify":
+            for q in w["body"]["quantities"]:
+                out.setdefault(("shopify", q["inventoryItemId"]), []).append(q["quantity"])
+        elif w["system"] == "amazon":
+            qty = w["body"]["patches"][0]["value"][0]["quantity"]
+            out.setdefault(("amazon", w["key"]), []).append(qty)
+        else:
+            out.setdefault(("walmart", w["key"].split("@")[0]), []).append(w["body"]["quantity"]["amount"])
+    return out
+
+
+def _target(c: m.Correction) -> tuple:
+    return (c.channel, c.ref["inventory_item_id"] if c.channel == "shopify" else c.channel_sku)
+
+
+def _assert_outcome(ledger, sb) -> None:
+    writes = _applied_writes(sb)
+    with ledger.session() as s:
+        corrections = list(s.scalars(select(m.Correction)))
+        audit = list(s.scalars(select(m.AuditLog).where(m.AuditLog.actor == push_mod.ACTOR)
+                               .order_by(m.AuditLog.id)))
+    assert len(corrections) == len(FINDINGS)
+    assert {c.status for c in corrections} == {"verified"}, [(c.sku, c.channel, c.status, c.detail)
+                                                            for c in corrections if c.status != "verified"]
+    for c in corrections:                               # each correction reached its channel exactly once
+        assert writes.get(_target(c)) == [c.to_qty], (_target(c), writes.get(_target(c)))
+    assert len(writes) == len(corrections)              # and nothing else was written
+    shop, amazon, walmart = channel_state(sb)
+    assert {("shopify", k): v for k, v in shop.items()} | {("amazon", k): v for k, v in amazon.items()} | \
+        {("walmart", k): v for k, v in walmart.items()} == {(c.channel, c.sku): c.to_qty for c in corrections}
+    for c in corrections:                               # the ledger's story of each correction is one chain
+        rows = [a for a in audit if a.correction_id == c.id]
+        changes = [a for a in rows if a.operation != "claim"]
+        chain = ["planned"] + [a.outcome for a in changes]
+        assert [a.request["from_status"] for a in changes] == chain[:-1], chain
+        assert chain == ["planned", "applied", "verified"], chain
+        assert c.attempts == sum(a.operation == "claim" for a in rows) >= 1
+
+
+def _reset(ledger) -> None:
+    with ledger.session() as s:
+        for table in reversed(m.Base.metadata.sorted_tables):
+            s.execute(delete(table))
+
+
+def _prepare(ledger) -> list[dict]:
+    _reset(ledger)
+    add_run(ledger)
+    fresh_snapshots(ledger, SKUS)
+    for f in FINDINGS:
+        add_finding(ledger, **f)
+    plan = plan_corrections(ledger, settings_from_dict(SETTINGS, {"mode": "apply"}), run_id=RUN, mode="apply")
+    assert plan.counts == {"planned": len(FINDINGS)}
+    return plan.batches
+
+
+def _kill_runs(ledger, runs: int, seed: int) -> dict:
+    """`runs` times: fresh sandbox and ledger, one or two killed workers, then a worker that completes."""
+    tally = {"killed": 0, "finished_before_kill": 0}
+    for i in range(runs):
+        rng = random.Random(seed * 1000 + i)
+        batches = _prepare(ledger)
+        sb = Sandbox(scenario(), time_scale=TIME_SCALE).start()
+        try:
+            conns = sb.connections()
+            for _ in range(rng.choice((1, 1, 2))):
+                if rng.random() < 0.7:
+                    crash_at = (rng.randint(1, HOOK_CALLS), rng.choice(("before", "after")))
+                    code = _run_worker(ledger, conns, batches, crash_at=crash_at)
+                else:
+                    code = _run_worker(ledger, conns, batches, kill_after_s=rng.uniform(0.0, 1.5))
+                assert code in (0, -signal.SIGKILL)
+                tally["killed" if code == -signal.SIGKILL else "finished_before_kill"] += 1
+            assert _run_worker(ledger, conns, batches) == 0
+            _assert_outcome(ledger, sb)
+            assert _run_worker(ledger, conns, batches) == 0        # one more re-run: nothing new
+            _assert_outcome(ledger, sb)
+        finally:
+            sb.stop()
+    return tally
+
+
+def test_killed_pushes_never_write_twice_sqlite(tmp_path):
+    ledger = Ledger("sqlite:///" + str(tmp_path / "ledger.db"))
+    ledger.migrate()
+    tally = _kill_runs(ledger, runs=int(os.environ.get("KILL_RUNS", 24)), seed=6)
+    assert tally["killed"] >= 20, tally
+
+
+@pytest.mark.postgres
+def test_killed_pushes_never_write_twice_postgres(pg_url):
+    ledger = Ledger(pg_url)
+    ledger.migrate()
+    try:
+        tally = _kill_runs(ledger, runs=8, seed=7)
+    finally:
+        ledger.engine.dispose()
+    assert tally["killed"] >= 6, tally
