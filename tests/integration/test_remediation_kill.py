@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
+from sqlalchemy.orm import configure_mappers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,7 +27,7 @@ from test_remediation_sandbox import (SETTINGS, SKUS, TIME_SCALE, amazon_finding
 from test_remediation_support import RUN, add_finding, add_run, fresh_snapshots  # noqa: E402
 
 from omnirecon.config import settings_from_dict  # noqa: E402
-from omnirecon.hooks import hook_from_fields  # noqa: E402
+from omnirecon.hooks import hook_class, hook_from_fields  # noqa: E402
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
 from omnirecon.remediation import push as push_mod  # noqa: E402
@@ -41,8 +42,10 @@ FINDINGS = ([shopify_finding(s, q) for s, q in zip(SKUS, (10, 5, 6, 3))]
 HOOK_CALLS = 2 + 2 * 3 * len(SKUS)     # Shopify: one set + one read-back; Amazon, Walmart: re-read, write, read-back
 WORKER_TIMEOUT_S = 60
 _MP = multiprocessing.get_context("forkserver")
-_MP.set_forkserver_preload(["omnirecon.remediation.push", "omnirecon.hooks.shopify", "omnirecon.hooks.amazon",
-                            "omnirecon.hooks.walmart", "omnirecon.sandbox", "psycopg2", "pytest"])
+_MP.set_forkserver_preload([__name__])    # workers fork from a server that imported this module (warm)
+for _system in CONN_IDS:
+    hook_class(_system)                       # the hook modules (and Airflow under them) load lazily
+configure_mappers()
 
 
 # -- the worker (runs in the child) -----------------------------------------------------------------------------

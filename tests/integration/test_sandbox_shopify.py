@@ -190,3 +190,30 @@ def test_bulk_concurrency_limits():
         assert old == [{"code": "OPERATION_IN_PROGRESS"}]
         bad = gql(sb, 'mutation { bulkOperationRunQuery(query: "{ location(id: \\"x\\") { id } }") { userErrors { code } } }').json()
         assert bad["data"]["bulkOperationRunQuery"]["userErrors"] == [{"code": "INVALID"}]
+
+
+BULK_PRODUCTS = ('mutation { bulkOperationRunQuery(query: """{ products { edges { node { id variants { edges { node '
+                 '{ id sku inventoryItem { id } } } } } } } }""") { bulkOperation { id status } userErrors { field message code } } }')
+
+
+def test_products_with_variants_and_the_documented_bulk_query(sb):
+    page = gql(sb, "{ products(first: 2) { nodes { id title variants(first: 5) { nodes { sku product { id } } } } "
+                   "pageInfo { hasNextPage } } }").json()["data"]["products"]
+    assert [p["title"] for p in page["nodes"]] == ["TEE-BLK-M", "MUG-WHT"] and page["pageInfo"]["hasNextPage"]
+    first = page["nodes"][0]
+    assert first["variants"]["nodes"] == [{"sku": "TEE-BLK-M", "product": {"id": first["id"]}}]
+    # the bulk query of reference/channel-apis.md §1.8, verbatim
+    payload = gql(sb, BULK_PRODUCTS).json()["data"]["bulkOperationRunQuery"]
+    assert payload["userErrors"] == []
+    op = None
+    for _ in range(200):
+        op = gql(sb, 'query($id: ID!) { bulkOperation(id: $id) { status url } }',
+                 {"id": payload["bulkOperation"]["id"]}).json()["data"]["bulkOperation"]
+        if op["status"] == "COMPLETED":
+            break
+        time.sleep(0.01)
+    lines = [json.loads(l) for l in requests.get(op["url"], timeout=10).text.splitlines()]
+    products = [l["id"] for l in lines if "__parentId" not in l]
+    variants = [l for l in lines if "__parentId" in l]
+    assert len(products) == 3 and {v["__parentId"] for v in variants} == set(products)
+    assert [v["sku"] for v in variants] == ["TEE-BLK-M", "MUG-WHT", "SOCK-RED"]

@@ -87,9 +87,9 @@ def build(view: LedgerView, settings: Settings, channels: list[str], sku_filter:
         for ch, grp in locs.groupby("channel"):
             on_ch = observed["channel"] == ch
             observed.loc[on_ch, "location_mapped"] = observed.loc[on_ch, "channel_location"].isin(set(grp["channel_location"]))
-        by_sku = items.set_index("sku")
-        observed["item_type"] = observed["sku"].map(by_sku["item_type"])
-        observed["is_inactive"] = observed["sku"].map(by_sku["is_inactive"])
+        at = pd.Index(items["sku"]).get_indexer(observed["sku"])   # items are unique per SKU; -1: no ERP item
+        for c in ("item_type", "is_inactive"):
+            observed[c] = pd.Series(items[c].to_numpy(dtype=object), dtype=object).reindex(at).to_numpy()
         observed["item_sellable"] = ((observed["item_type"].isna() | observed["item_type"].isin(SELLABLE_TYPES)
                                       | observed["sku"].isin(bundles)) & (observed["is_inactive"] != True))  # noqa: E712
         observed["_k"], base_k = joint_codes(observed, cmp.base, ["channel", "sku", "channel_location"])
@@ -159,11 +159,10 @@ def _unposted(view, settings, channels, erp_orders) -> pd.DataFrame:
 
 
 def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFrame:
-    eligible = observed[observed["erp_known"] & observed["location_mapped"] & observed["item_sellable"]
-                        & observed["unique_key"]]
-    keys = ["channel", "sku", "channel_location"]
     cols = ["channel", "channel_sku", "channel_location", "observed", "updated_at", "row_id", "snapshot_id", "sku", "units", "_k"]
-    frame = eligible[cols].merge(base[["_k", "atp", "safety", "base", "erp_updated_at", "is_fba"]], on="_k", how="left")
+    eligible = observed.loc[(observed["erp_known"] & observed["location_mapped"] & observed["item_sellable"]
+                             & observed["unique_key"]).to_numpy(), cols]
+    frame = eligible.merge(base[["_k", "atp", "safety", "base", "erp_updated_at", "is_fba"]], on="_k", how="left")
     # stock the ERP has at a mapped location the channel carries the SKU for, but shows nowhere there
     missing = base[(base["base"] > 0).to_numpy() & ~np.isin(base["_k"].to_numpy(), eligible["_k"].to_numpy())]
     present = eligible[eligible["sku"].isin(missing["sku"].unique())][["channel", "sku"]].drop_duplicates()
@@ -205,7 +204,7 @@ def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFram
 
 def _mapping(observed, base, listings, settings) -> pd.DataFrame:
     obs = observed[["channel", "sku", "channel_sku", "channel_location", "observed", "erp_known", "location_mapped",
-                    "item_sellable", "item_type", "is_inactive", "row_id", "updated_at"]].copy()
+                    "item_sellable", "item_type", "is_inactive", "row_id", "updated_at"]].copy(deep=False)
     obs["listed_on_channel"] = True
     # sellable ERP SKUs a channel shows nowhere (neither inventory nor listing)
     sellable = base[base["base"] > 0].groupby(["channel", "sku"], sort=False)["base"].sum().reset_index()

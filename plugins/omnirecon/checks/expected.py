@@ -35,11 +35,11 @@ def alias_frame(settings: Settings) -> pd.DataFrame:
 
 def to_erp_sku(frame: pd.DataFrame, aliases: pd.DataFrame, sku_col: str = "channel_sku") -> pd.DataFrame:
     """Add `sku` (ERP SKU) and `units` to a frame with channel + channel SKU columns."""
-    out = frame.copy()
-    if aliases.empty:
+    if aliases.empty:   # a shallow copy: the new columns do not touch the caller's frame
+        out = frame.copy(deep=False)
         out["sku"], out["units"] = out[sku_col], 1
         return out
-    out = out.merge(aliases.rename(columns={"channel_sku": sku_col}), on=["channel", sku_col], how="left")
+    out = frame.merge(aliases.rename(columns={"channel_sku": sku_col}), on=["channel", sku_col], how="left")
     out["sku"] = out["sku"].fillna(out[sku_col])
     out["units"] = pd.to_numeric(out["units"]).fillna(1).astype("int64")
     return out
@@ -158,7 +158,8 @@ def apply_unposted(frame: pd.DataFrame, unposted_qty: pd.DataFrame) -> pd.DataFr
     """Add in_flight_units/overdue_units/unposted_orders to (channel, sku, channel_location) rows.
 
     Units of non-FBA orders are charged to the channel location with the largest expected quantity."""
-    frame = frame.assign(in_flight_units=0, overdue_units=0, unposted_orders=np.nan)
+    frame = frame.copy(deep=False)   # new columns only: no copy of the (large) frame's data
+    frame["in_flight_units"], frame["overdue_units"], frame["unposted_orders"] = 0, 0, np.nan
     affected = frame["sku"].isin(set(unposted_qty["sku"]))
     if not affected.any():
         return frame

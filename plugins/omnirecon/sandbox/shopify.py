@@ -244,7 +244,22 @@ class ShopifySystem(System):
                 "title": variant.get("sku") or "Default Title", "displayName": variant.get("sku") or variant["id"],
                 "inventoryPolicy": variant.get("inventory_policy", "DENY"),
                 "inventoryQuantity": sum(int(l.get("available", 0)) for l in variant.get("levels", [])),
-                "inventoryItem": lambda info: self.item_view(variant), "updatedAt": self._updated(variant)}
+                "inventoryItem": lambda info: self.item_view(variant), "product": lambda info: self.product_view(variant),
+                "updatedAt": self._updated(variant)}
+
+    def product_view(self, variant: dict) -> dict:
+        """A variant's product (one variant per product: the scenario format has no products)."""
+        num = gid_num(variant["id"])
+
+        def variants(info, first=None, after=None, last=None, before=None, reverse=False):
+            return self.connection(info, [variant], lambda v: (gid_num(v["id"]),), self.variant_view,
+                                   first, after, last, before, reverse)
+
+        sku = variant.get("sku") or f"variant-{num}"
+        return {"id": gid("Product", num), "legacyResourceId": str(num), "title": sku, "handle": sku.lower(),
+                "status": "ACTIVE", "tracksInventory": bool(variant.get("tracked", True)),
+                "totalInventory": sum(int(l.get("available", 0)) for l in variant.get("levels", [])),
+                "variants": variants, "updatedAt": self._updated(variant)}
 
     def order_view(self, order: dict) -> dict:
         lines = order.get("line_items", [])
@@ -513,6 +528,20 @@ class _Root:
         if match:
             rows, keys = [v for v in rows if match(v)], None
         return s.connection(info, rows, key_fn, s.variant_view, first, after, last, before, reverse, keys)
+
+    def products(self, info, first=None, after=None, last=None, before=None, query=None, reverse=False, sortKey="ID"):
+        s = self.shop
+        match = shopify_search.matcher(query, {"sku": lambda v: v.get("sku"), "title": lambda v: v.get("sku"),
+                                               "id": lambda v: gid_num(v["id"]), "updated_at": s._updated})
+        rows, keys = s.variants, s.variant_keys
+        if match:
+            rows, keys = [v for v in rows if match(v)], None
+        return s.connection(info, rows, lambda v: (gid_num(v["id"]),), s.product_view, first, after, last, before,
+                            reverse, keys)
+
+    def product(self, info, id):
+        v = self.shop.by_variant.get(gid("ProductVariant", gid_num(id)))
+        return self.shop.product_view(v) if v else None
 
     def productVariant(self, info, id):
         v = self.shop.by_variant.get(id)
