@@ -26,6 +26,7 @@ demo: airflow-init
 	@$(BIN)/omnirecon demo --out demo-out
 
 test: airflow-init
+	@scripts/system-packages.sh
 	@$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 up: airflow-init

@@ -9,6 +9,7 @@ A worker is a child process forked from a preloaded forkserver. It dies in one o
 """
 import itertools
 import multiprocessing
+from multiprocessing import forkserver
 import os
 import random
 import signal
@@ -42,10 +43,23 @@ FINDINGS = ([shopify_finding(s, q) for s, q in zip(SKUS, (10, 5, 6, 3))]
 HOOK_CALLS = 2 + 2 * 3 * len(SKUS)     # Shopify: one set + one read-back; Amazon, Walmart: re-read, write, read-back
 WORKER_TIMEOUT_S = 60
 _MP = multiprocessing.get_context("forkserver")
-_MP.set_forkserver_preload([__name__])    # workers fork from a server that imported this module (warm)
+_MP.set_forkserver_preload([__name__])    # workers fork from a server that imported this module: they start warm
 for _system in CONN_IDS:
     hook_class(_system)                       # the hook modules (and Airflow under them) load lazily
 configure_mappers()
+
+
+def _start_forkserver() -> None:
+    """Python 3.11's forkserver ignores sys.path when preloading: hand it ours through PYTHONPATH."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    try:
+        forkserver.ensure_running()
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 # -- the worker (runs in the child) -----------------------------------------------------------------------------
@@ -93,6 +107,7 @@ def _worker(ledger_url: str, conns: dict, batches: list[dict], crash_at, started
 
 def _run_worker(ledger, conns, batches, crash_at=None, kill_after_s=None) -> int:
     """Run one worker to its end (or its death); returns its exit code (-9: killed)."""
+    _start_forkserver()
     started = _MP.Event()
     proc = _MP.Process(target=_worker, args=(ledger.url, conns, batches, crash_at, started))
     proc.start()

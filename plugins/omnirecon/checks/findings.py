@@ -67,6 +67,7 @@ class FindingBuilder:
         self.view, self.settings, self.cmp, self.run_id, self.ledger = view, settings, cmp, run_id, ledger
         self.connectors = self._connectors()
         self.api_errors = self._api_errors()
+        self._shared: dict = {}
         locs = ex.location_map(settings, settings.channels)
         self.erp_location_of = locs.groupby(["channel", "channel_location"])["erp_location"].agg("+".join).to_dict()
         erp_stale = (not view.usable("erp", "inventory")) or self.connectors.get("erp", {}).get("inventory", {}).get(
@@ -93,12 +94,22 @@ class FindingBuilder:
                             "outcome": r.outcome, "message": r.message} for r in grp.head(API_ERRORS_PER_SYSTEM).itertuples()]
         return out
 
+    def _shared_evidence(self, channel: str) -> dict:
+        """Connector status and API errors of the ERP and a channel: plain JSON, built once per channel and
+        shared (read-only) by that channel's findings."""
+        if channel not in self._shared:
+            systems = [s for s in dict.fromkeys(["erp", channel]) if s]
+            self._shared[channel] = json.loads(json.dumps({
+                "connectors": {s: self.connectors.get(s, {}) for s in systems},
+                "api_errors": {s: self.api_errors[s] for s in systems if s in self.api_errors}}, default=_plain))
+        return self._shared[channel]
+
     def _evidence(self, systems: dict, channel: str, first_diverged_at=None, **extra) -> dict:
-        ev = {"systems": systems, "first_diverged_at": first_diverged_at,
-              "connectors": {s: self.connectors.get(s, {}) for s in dict.fromkeys(["erp", channel]) if s},
-              "api_errors": {s: self.api_errors[s] for s in dict.fromkeys(["erp", channel]) if s in self.api_errors}}
-        ev.update({k: v for k, v in extra.items() if v is not None})
-        return json.loads(json.dumps(ev, default=_plain))
+        own = {"systems": systems, "first_diverged_at": first_diverged_at}
+        own.update({k: v for k, v in extra.items() if v is not None})
+        own = json.loads(json.dumps(own, default=_plain))
+        return {"systems": own.pop("systems"), "first_diverged_at": own.pop("first_diverged_at"),
+                **self._shared_evidence(channel), **own}
 
     def _finding(self, check, severity, channel, diagnosis, action, detail, evidence, sku=None, location=None,
                  order_id=None, expected=None, observed=None, delta=None) -> dict:

@@ -11,8 +11,11 @@ from sqlalchemy import select, text
 from omnirecon.ledger import models as m
 from omnirecon.model.canonical import SNAPSHOT_KINDS, SYSTEMS
 
-INVENTORY_COLS = ["id", "sku", "location", "available", "on_hand", "committed", "updated_at"]
-LISTING_COLS = ["sku", "state", "inventory_policy", "tracked", "item_type", "is_inactive", "issues", "updated_at"]
+# only the columns the checks read, per kind and system class ("erp" | "channel")
+INVENTORY_COLS = {"erp": ["sku", "location", "available", "on_hand", "committed", "updated_at"],
+                  "channel": ["id", "sku", "location", "available", "updated_at"]}
+LISTING_COLS = {"erp": ["sku", "item_type", "is_inactive"],
+                "channel": ["sku", "state", "inventory_policy", "tracked", "issues"]}
 ORDER_COLS = ["order_id", "channel", "status", "created_at", "updated_at", "fulfilled_at", "fulfillment_channel",
               "erp_ref", "lines"]
 HISTORY_DEPTH = 3            # earlier complete snapshots read per (system, kind)
@@ -82,21 +85,30 @@ def _read(conn, sql: str, cols: list[str], **params) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=cols)
 
 
-def read_rows(conn, kind: str, snapshot_id: int) -> pd.DataFrame:
+def _flag(series: pd.Series) -> pd.Series:
+    """0/1 or bool -> True/False objects, None where missing."""
+    return series.map({0: False, 1: True}).astype(object).where(series.notna(), None)
+
+
+def read_rows(conn, kind: str, snapshot_id: int, system: str = "erp") -> pd.DataFrame:
+    side = "erp" if system == "erp" else "channel"
     if kind == "inventory":
-        df = _read(conn, f"SELECT {', '.join(INVENTORY_COLS)} FROM inventory_rows WHERE snapshot_id = :sid",
-                   INVENTORY_COLS, sid=snapshot_id)
+        cols = INVENTORY_COLS[side]
+        df = _read(conn, f"SELECT {', '.join(cols)} FROM inventory_rows WHERE snapshot_id = :sid", cols, sid=snapshot_id)
         for c in ("available", "on_hand", "committed"):
-            df[c] = pd.to_numeric(df[c], errors="coerce")
+            if c in df:
+                df[c] = pd.to_numeric(df[c], errors="coerce")
         df["updated_at"] = _ts(df["updated_at"])
         return df
     if kind == "listings":
-        df = _read(conn, f"SELECT {', '.join(LISTING_COLS)} FROM listing_rows WHERE snapshot_id = :sid",
-                   LISTING_COLS, sid=snapshot_id)
-        df["issues"] = df["issues"].map(_json)
-        df["updated_at"] = _ts(df["updated_at"])
+        cols = LISTING_COLS[side]
+        df = _read(conn, f"SELECT {', '.join(cols)} FROM listing_rows WHERE snapshot_id = :sid", cols, sid=snapshot_id)
+        if "issues" in df:
+            has = df["issues"].notna()
+            df.loc[has, "issues"] = df.loc[has, "issues"].map(_json)
         for c in ("tracked", "is_inactive"):
-            df[c] = df[c].map(lambda v: None if v is None else bool(v)).astype(object)
+            if c in df:
+                df[c] = _flag(df[c])
         return df
     df = _read(conn, f"SELECT {', '.join(ORDER_COLS)} FROM order_rows WHERE snapshot_id = :sid",
                ORDER_COLS, sid=snapshot_id)
@@ -156,9 +168,9 @@ def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory"
                     if kind in history_kinds and len(previous):
                         view.history[(system, kind)] = [(complete[1] if len(complete) > 1 else complete[0], previous)]
                     continue
-                view.frames[(system, kind)] = read_rows(conn, kind, complete[0].id)
+                view.frames[(system, kind)] = read_rows(conn, kind, complete[0].id, system)
                 if kind in history_kinds:
-                    view.history[(system, kind)] = [(info, read_rows(conn, kind, info.id))
+                    view.history[(system, kind)] = [(info, read_rows(conn, kind, info.id, system))
                                                     for info in complete[1:1 + HISTORY_DEPTH]]
         events = s.scalars(select(m.ApiEvent).where(m.ApiEvent.at >= now - API_EVENT_WINDOW,
                                                     m.ApiEvent.outcome != "ok")

@@ -5,11 +5,13 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
+import io
+import json
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import JSON, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -145,7 +147,7 @@ class Ledger:
                               f"> max_quarantine_fraction {max_quarantine_fraction:.1%}")
             s.add(snap)
             s.flush()
-            self.bulk_insert(s, model, [dict(asdict(r), snapshot_id=snap.id) for r in records])
+            self.insert_records(s, model, records, snapshot_id=snap.id)
             self.bulk_insert(s, m.QuarantinedRow, [
                 dict(snapshot_id=snap.id, system=system, kind=kind, row_index=q.row_index, key=q.key,
                      reason=q.reason, payload=q.payload if isinstance(q.payload, dict) else {"raw": q.payload})
@@ -153,6 +155,19 @@ class Ledger:
         log.info("landed %s %s snapshot %s: %d valid, %d quarantined, status %s (%.2fs insert)",
                  system, kind, snap.id, len(records), len(quarantined), status, time.monotonic() - t0)
         return snap
+
+    def insert_records(self, s: Session, model, records: list, **common) -> None:
+        """Canonical records (one dataclass type) as rows of `model`, in the session's transaction: PostgreSQL
+        COPY, else one executemany. Fields are read shallowly (no `asdict` deep copy: the rows are written at once)."""
+        if not records:
+            return
+        cols = model.__table__.columns
+        names = [f.name for f in fields(records[0]) if f.name in cols and f.name not in common]
+        rows = [dict(common, **{n: getattr(r, n) for n in names}) for r in records]
+        if self.dialect == "postgresql":
+            copy_rows(s, model.__table__, list(common) + names, rows)
+        else:
+            s.execute(insert(model.__table__), rows)
 
     def bulk_insert(self, s: Session, model, rows: list[dict], chunk: int = 5000) -> None:
         cols = set(model.__table__.columns.keys())
@@ -194,6 +209,35 @@ class Ledger:
     def count(self, model, *where) -> int:
         with self.session() as s:
             return s.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def _copy_field(value, is_json: bool) -> str:
+    """One value in PostgreSQL COPY text format (NULL is \\N; JSON columns keep SQLAlchemy's None -> 'null')."""
+    if is_json:
+        value = json.dumps(value)
+    elif value is None:
+        return "\\N"
+    elif isinstance(value, bool):
+        return "t" if value else "f"
+    elif isinstance(value, datetime):
+        value = value.isoformat()
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def copy_rows(s: Session, table, columns: list[str], rows: list[dict]) -> None:
+    """COPY `rows` into `table` on the session's own connection, so inside its transaction (atomic with it)."""
+    json_cols = {c for c in columns if isinstance(table.columns[c].type, JSON)}
+    buf = io.StringIO()
+    for r in rows:
+        buf.write("\t".join(_copy_field(r[c], c in json_cols) for c in columns))
+        buf.write("\n")
+    buf.seek(0)
+    cursor = s.connection().connection.cursor()
+    try:
+        names = ", ".join(f'"{c}"' for c in columns)
+        cursor.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN', buf)
+    finally:
+        cursor.close()
 
 
 _cache: dict[str, Ledger] = {}
