@@ -132,6 +132,8 @@ def main() -> int:
                         "--generate-only", str(db)], check=True)
         print(f"generated {args.skus:,} SKUs x (ERP + 3 channels) in {time.perf_counter() - t:.1f}s -> {db}")
 
+    import pandas  # noqa: F401  (imported by any task process anyway: not counted as GX import)
+    import sqlalchemy  # noqa: F401
     t = time.perf_counter()
     import great_expectations  # noqa: F401  (import cost reported separately)
     gx_import = time.perf_counter() - t
@@ -159,13 +161,16 @@ def main() -> int:
     rows = sum(len(view.frame(s, "inventory")) for s in ["erp"] + channels)
     print(f"inventory rows: {rows:,}; findings: {len(result.findings):,} {dict((k, v) for k, v in result.counts.items() if v)}")
     print(f"reconcile wall time: {wall:.2f}s (stages {result.timings}); GX import beforehand {gx_import:.2f}s")
+    # a reconcile task is a fresh process: it pays the GX import too (pandas/SQLAlchemy are imported anyway)
+    print(f"reconcile task including the GX import: {wall + gx_import:.2f}s")
     print(f"peak RSS: {peak_mb:,.0f} MB")
     print(f"core comparison (join + differing rows): omnirecon {ours:.2f}s ({ours_diff:,} differ) vs datacompy "
           f"PandasCompare {theirs:.2f}s ({theirs_diff:,} differ) -> {theirs / ours:.1f}x")
     print(f"all comparison frames (every check, compare.build): {full_compare:.2f}s")
     print(f"data docs: {result.data_docs}")
     ok = wall <= 15 and peak_mb <= 2048 and theirs / ours >= 3
-    print("targets (<=15s, <=2GB, >=3x datacompy):", "met" if ok else "NOT met")
+    print("targets (<=15s, <=2GB, >=3x datacompy):", "met" if ok else "NOT met",
+          f"(with the GX import: {'within' if wall + gx_import <= 15 else 'over'} 15s)")
     return 0 if ok else 1
 
 

@@ -43,10 +43,13 @@ from omnirecon.snapshot import snapshot_system  # noqa: E402
 
 CONN = {"shopify": "omnirecon_shopify", "amazon": "omnirecon_amazon", "walmart": "omnirecon_walmart",
         "erp": "omnirecon_netsuite"}
-# Time scale per system at 100k SKUs: the floor (documented seconds x scale) is ~30-130 s of real time, well
+# Time scale per system at 100k SKUs: the floor (documented seconds x scale) is ~120-135 s of real time, well
 # above the client's CPU. NetSuite has no rate limit (only a concurrency cap), so its floor is the sandbox's
 # service time and its scale does not matter.
-DEFAULT_SCALES = {"erp": 1.0, "shopify": 10.0, "amazon": 10.0, "walmart": 0.25}
+DEFAULT_SCALES = {"erp": 1.0, "shopify": 30.0, "amazon": 30.0, "walmart": 0.25}
+# The sandbox builds a Shopify bulk export inside the mutation (~1 min at 100k variants); a longer read
+# timeout than the hooks' default 60 s keeps that from turning into a retried (duplicate) bulk operation.
+READ_TIMEOUT = (10.0, 600.0)
 
 
 def bucket_wait(calls: int, rate: float, burst: float) -> float:
@@ -104,7 +107,7 @@ def instrument(system) -> list:
 def run_system(system: str, sb: Sandbox, ledger: Ledger, settings, scale: float, profile: bool) -> dict:
     sb.clock.time_scale = scale      # the sandbox's buckets read the scale on every refill
     service = instrument(sb.systems[system])
-    hook = hook_from_fields(system, sb.connections()[CONN[system]], time_scale=scale)
+    hook = hook_from_fields(system, sb.connections()[CONN[system]], time_scale=scale, timeout=READ_TIMEOUT)
     prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
     if prof:

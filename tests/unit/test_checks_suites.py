@@ -1,10 +1,10 @@
-"""GX suites: exported JSON, per-row results keyed by the suite's keys, Data Docs in the caller's dir."""
+"""GX suites: exported JSON, compact GX frames, per-row results (frame rows), Data Docs in the caller's dir."""
 import json
 from pathlib import Path
 
 import pandas as pd
 
-from omnirecon.checks.suites import SPECS, SuiteRunner, build_suites, export_suites
+from omnirecon.checks.suites import SPECS, SuiteRunner, build_suites, export_suites, gx_frame
 from omnirecon.config import settings_from_dict
 from omnirecon.model.canonical import CHECKS
 
@@ -49,3 +49,17 @@ def test_clean_frame_has_no_failures():
     frame = pd.DataFrame({"channel": ["shopify"], "sku": ["A"], "location": ["L"], "delta": [0], "raw_delta": [0],
                           "sells_past_zero": [False], "row": [0]})
     assert SuiteRunner(settings_from_dict({})).run({"inventory_drift": frame}, "r")["inventory_drift"] == []
+
+
+def test_gx_frame_holds_only_what_the_expectations_read_and_duplicates_still_fail_per_row():
+    frame = pd.DataFrame({"channel": ["shopify", "shopify", "shopify"], "sku": ["A", "A", "B"],
+                          "channel_sku": ["A", "A", "B"], "location": ["L1", "L1", None], "observed": [1, 2, 3],
+                          "erp_known": [True, True, False], "location_mapped": [True] * 3, "item_sellable": [True] * 3,
+                          "listed_on_channel": [True] * 3, "row": [0, 1, 2]})
+    compact = gx_frame("mapping", frame)
+    assert list(compact.columns) == list(dict.fromkeys(SPECS["mapping"].columns))
+    assert "observed" not in compact and "sku" not in compact
+    assert all(str(compact[c].dtype) == "int32" for c in SPECS["mapping"].coded)
+    assert list(compact.index) == [0, 1, 2]
+    failures = {f.rule: f.rows for f in SuiteRunner(settings_from_dict({})).run({"mapping": frame}, "r")["mapping"]}
+    assert failures == {"unknown_sku": [2], "duplicate": [0, 1]}

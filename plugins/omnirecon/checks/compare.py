@@ -39,10 +39,19 @@ def joint_codes(left: pd.DataFrame, right: pd.DataFrame, cols: list[str]) -> tup
     return kl, kr
 
 
-def join_on_keys(left: pd.DataFrame, right: pd.DataFrame, keys: list[str], how: str = "left") -> pd.DataFrame:
-    """left.merge(right, on=keys) through one int64 key (how the drift join runs)."""
+def add_by_key(left: pd.DataFrame, left_k, right: pd.DataFrame, right_k, cols: list[str]) -> pd.DataFrame:
+    """Add right's cols to left (in place) where the int64 keys match: a left join on a right side that has
+    one row per key (missing: NaN/NaT), without a merge's copies."""
+    at = pd.Index(right_k).get_indexer(left_k)
+    for c in cols:
+        left[c] = right[c].set_axis(pd.RangeIndex(len(right)), copy=False).reindex(at).array   # keeps tz dtypes
+    return left
+
+
+def join_on_keys(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """left.merge(right, on=keys, how="left") for a right side unique on keys (how the drift join runs)."""
     kl, kr = joint_codes(left, right, keys)
-    return left.assign(_k=kl).merge(right.drop(columns=keys).assign(_k=kr), on="_k", how=how).drop(columns="_k")
+    return add_by_key(left.copy(deep=False), kl, right, kr, [c for c in right.columns if c not in keys])
 
 
 def sku_matcher(pattern: str | None):
@@ -162,7 +171,8 @@ def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFram
     cols = ["channel", "channel_sku", "channel_location", "observed", "updated_at", "row_id", "snapshot_id", "sku", "units", "_k"]
     eligible = observed.loc[(observed["erp_known"] & observed["location_mapped"] & observed["item_sellable"]
                              & observed["unique_key"]).to_numpy(), cols]
-    frame = eligible.merge(base[["_k", "atp", "safety", "base", "erp_updated_at", "is_fba"]], on="_k", how="left")
+    frame = add_by_key(eligible.set_axis(pd.RangeIndex(len(eligible)), copy=False), eligible["_k"], base, base["_k"],
+                       ["atp", "safety", "base", "erp_updated_at", "is_fba"])   # base: one row per key
     # stock the ERP has at a mapped location the channel carries the SKU for, but shows nowhere there
     missing = base[(base["base"] > 0).to_numpy() & ~np.isin(base["_k"].to_numpy(), eligible["_k"].to_numpy())]
     present = eligible[eligible["sku"].isin(missing["sku"].unique())][["channel", "sku"]].drop_duplicates()

@@ -78,7 +78,14 @@ def expected_base(erp_inventory: pd.DataFrame, settings: Settings, channels: lis
     cols = ["channel", "sku", "channel_location", "atp", "safety", "base", "erp_updated_at", "is_fba"]
     if locs.empty or erp_inventory is None or erp_inventory.empty:
         return pd.DataFrame(columns=cols)
-    inv = erp_atp(erp_inventory).merge(locs, on="erp_location")
+    atp = erp_atp(erp_inventory)
+    codes, names = pd.factorize(atp["erp_location"])
+    parts = []   # atp.merge(locs, on="erp_location"), one slice per mapped location (few, against ~1M rows)
+    for ch, erp_loc, ch_loc in locs.itertuples(index=False):
+        part = atp.take(np.flatnonzero(codes == names.get_indexer([erp_loc])[0]) if erp_loc in names else [])
+        part["channel"], part["channel_location"] = ch, ch_loc
+        parts.append(part)
+    inv = pd.concat(parts, ignore_index=True)
     if locs.duplicated(["channel", "channel_location"]).any() or inv.duplicated(["channel", "sku", "erp_location"]).any():
         grouped = (inv.groupby(["channel", "sku", "channel_location"], sort=False)
                    .agg(atp=("atp", "sum"), erp_updated_at=("erp_updated_at", "max")).reset_index())

@@ -49,7 +49,7 @@ class AmazonSPAPIHook(ConnectorHook):
     system = "amazon"
     secret_extras = ("refresh_token",)
 
-    report_poll_seconds = 15.0
+    report_poll_seconds = 15.0       # the longest wait between getReport polls (poll_wait)
     report_timeout_seconds = 3600.0
     max_listing_restarts = 3
 
@@ -166,7 +166,8 @@ class AmazonSPAPIHook(ConnectorHook):
         created = self.call_json("POST", "/reports/2021-06-30/reports", "createReport", body=spec,
                                  shape=("reportId",))
         report_id = created["reportId"]
-        deadline = time.monotonic() + self.report_timeout_seconds * self.time_scale
+        started = time.monotonic()
+        deadline = started + self.report_timeout_seconds * self.time_scale
         while True:
             report = self.call_json("GET", f"/reports/2021-06-30/reports/{quote(str(report_id), safe='')}",
                                     "getReport", shape=("processingStatus",))
@@ -181,7 +182,7 @@ class AmazonSPAPIHook(ConnectorHook):
                 raise MalformedResponse(self.system, "getReport", f"unknown processingStatus {status!r}")
             if time.monotonic() > deadline:
                 raise ApiError(self.system, "getReport", f"report {report_id} still {status} at the time limit")
-            self.wait(self.report_poll_seconds)
+            self.poll_wait(started, self.report_poll_seconds)
         doc_id = require(report, "reportDocumentId", self.system, "getReport")
         doc = self.call_json("GET", f"/reports/2021-06-30/documents/{quote(str(doc_id), safe='')}",
                              "getReportDocument", shape=("url",))
@@ -387,10 +388,12 @@ def parse_flat_file(content: bytes) -> list[dict]:
             break
         except UnicodeDecodeError:
             continue
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
-    if not reader.fieldnames or "seller-sku" not in [f.strip() for f in reader.fieldnames]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = [h.strip() for h in next(reader, [])]
+    if "seller-sku" not in header:
         raise MalformedResponse("amazon", "getReportDocument", "listings report has no seller-sku column")
-    rows = []
-    for row in reader:
-        rows.append({(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()})
+    rows, width = [], len(header)
+    for values in reader:
+        if values:   # short rows miss trailing fields (None), as with csv.DictReader; extra fields are dropped
+            rows.append(dict(zip(header, [v.strip() for v in values[:width]] + [None] * (width - len(values)))))
     return rows

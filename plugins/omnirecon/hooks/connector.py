@@ -107,6 +107,15 @@ class ConnectorHook(BaseHook):
         if seconds > 0:
             time.sleep(seconds * self.time_scale)
 
+    poll_fraction = 0.1       # between polls of a server-side job, wait this fraction of the time it has run...
+    poll_min_seconds = 0.5    # ...but at least this (documented seconds): a job is seen done <= ~10% late
+
+    def poll_wait(self, started: float, longest: float) -> None:
+        """Wait before the next poll of a job started at `started` (time.monotonic()): short waits while
+        the job is young, growing with its age up to `longest` documented seconds."""
+        age = (time.monotonic() - started) / self.time_scale
+        self.wait(min(longest, max(self.poll_min_seconds, age * self.poll_fraction)))
+
     @property
     def core(self) -> HttpCore:
         if self._core is None:

@@ -81,7 +81,7 @@ class ShopifyHook(ConnectorHook):
     page_size = 25            # nodes per page (cost grows with page size x levels; halved on MAX_COST_EXCEEDED)
     levels_per_variant = 10
     orders_page_size = 10
-    bulk_poll_seconds = 2.0   # documented seconds between bulkOperation polls
+    bulk_poll_seconds = 2.0   # the longest wait between bulkOperation polls (poll_wait)
     bulk_timeout_seconds = 3600.0
 
     def __init__(self, shopify_conn_id: str | None = None, **kwargs):
@@ -232,7 +232,8 @@ class ShopifyHook(ConnectorHook):
         op_id = (payload.get("bulkOperation") or {}).get("id")
         if not op_id:
             raise MalformedResponse(self.system, "bulkOperationRunQuery", "no bulkOperation.id in the answer")
-        deadline = time.monotonic() + self.bulk_timeout_seconds * self.time_scale
+        started = time.monotonic()
+        deadline = started + self.bulk_timeout_seconds * self.time_scale
         while True:
             op = self.graphql(BULK_POLL_QUERY, {"id": op_id}, operation="bulkOperation").get("bulkOperation") or {}
             status = op.get("status")
@@ -245,7 +246,7 @@ class ShopifyHook(ConnectorHook):
                 raise MalformedResponse(self.system, "bulkOperation", f"unknown bulk status {status!r}")
             if time.monotonic() > deadline:
                 raise ApiError(self.system, "bulkOperation", "bulk operation did not finish in time")
-            self.wait(self.bulk_poll_seconds)
+            self.poll_wait(started, self.bulk_poll_seconds)
         if not op.get("url"):
             return []   # a completed export with no objects has no file
         return reassemble_bulk(self.download(op["url"], "bulkOperationResult"))

@@ -8,6 +8,7 @@ rows in = len(records) + len(quarantined), where "rows" are the units listed in 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 from omnirecon.model.canonical import (InventoryRecord, ListingRecord, OrderRecord, Quarantined, UnknownStatus,
@@ -65,13 +66,21 @@ def timestamp(value: Any, name: str, *, required: bool = False) -> datetime | No
         return parse_ts(value)
     except (ValueError, TypeError, OverflowError, OSError):
         pass
-    if isinstance(value, str):
-        for fmt in _NS_DATE_FORMATS:   # NetSuite answers in the account's date format
-            try:
-                return parse_ts(datetime.strptime(value.strip(), fmt))
-            except ValueError:
-                continue
-    raise RowError(f"{name} is not a timestamp: {value!r}")
+    parsed = _account_date(value.strip()) if isinstance(value, str) else None
+    if parsed is None:
+        raise RowError(f"{name} is not a timestamp: {value!r}")
+    return parsed
+
+
+@lru_cache(maxsize=65536)
+def _account_date(value: str) -> datetime | None:
+    """NetSuite answers in the account's date format; a snapshot repeats the same few thousand values."""
+    for fmt in _NS_DATE_FORMATS:
+        try:
+            return parse_ts(datetime.strptime(value, fmt))
+        except ValueError:
+            continue
+    return None
 
 
 def text(row: dict, name: str, label: str | None = None) -> str:

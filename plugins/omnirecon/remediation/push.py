@@ -8,6 +8,9 @@ Safety:
   changeFromQuantity; Amazon/Walmart: a re-read that finds the target already there).
 - Shopify compares and swaps (changeFromQuantity = from_qty); Amazon and Walmart are re-read right before
   the write and skipped (`skipped_changed`) when they moved since the snapshot.
+- feeds apply later than they are accepted, so a re-read cannot protect them: their rows are committed as
+  `applied` (external_id FEED_PENDING) before the submission and are never submitted again.
+- rows a killed run left `applied` are read back (verified) by the re-run.
 - a write the channel accepted but that does not read back is `failed` ("write accepted but not applied").
 """
 from __future__ import annotations
@@ -272,24 +275,28 @@ def _precheck(audit: _Audit, c: m.Correction, current) -> bool:
 def _push_per_sku(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
     pushed = 0
     for cid in ids:
+        applied = False
         with _claim(ledger, [cid], channel) as (s, rows):
             if not rows or rows[0].status != "planned":
-                continue
-            c = rows[0]
-            audit = _Audit(s, c.run_id, channel)
-            hook = _hook(channel, factory, audit)
-            c.attempts += 1
-            audit.state(c, "claim", "pushing")
-            try:
-                if not _precheck(audit, c, _read_one(hook, channel, c)):
-                    applied = c.status == "applied"
-                else:
-                    applied = _write_one(hook, audit, channel, c)
-            except Exception as e:
-                _set(audit, c, "failed", f"write call failed: {e}", operation="write")
-                applied = False
-        if applied:
-            pushed += 1
+                # `applied` here: a run killed before its read-back; verify it below
+                unverified = bool(rows) and rows[0].status == "applied"
+            else:
+                unverified = False
+                c = rows[0]
+                audit = _Audit(s, c.run_id, channel)
+                hook = _hook(channel, factory, audit)
+                c.attempts += 1
+                audit.state(c, "claim", "pushing")
+                try:
+                    if not _precheck(audit, c, _read_one(hook, channel, c)):
+                        applied = c.status == "applied"
+                    else:
+                        applied = _write_one(hook, audit, channel, c)
+                except Exception as e:
+                    _set(audit, c, "failed", f"write call failed: {e}", operation="write")
+                    applied = False
+        pushed += applied
+        if applied or unverified:
             _verify(ledger, channel, [cid], factory)
     return pushed
 
@@ -309,7 +316,13 @@ def _write_one(hook, audit: _Audit, channel: str, c: m.Correction) -> bool:
 
 
 # -- feeds (large sets) ------------------------------------------------------------------------
+FEED_PENDING = "feed:pending"     # external_id of rows whose feed submission started but has no feed id yet
+
+
 def _push_feed(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
+    """Rows are marked applied (external_id FEED_PENDING) and committed before the feed goes out, so a re-run
+    after a kill never submits them again: it settles their feed, or, without a feed id (killed mid-submission,
+    outcome unknown), verifies them without concluding failure."""
     size = AMAZON_FEED_MAX_MESSAGES if channel == "amazon" else WALMART_FEED_MAX_ITEMS
     pushed = 0
     for i in range(0, len(ids), size):
@@ -320,7 +333,6 @@ def _push_feed(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
                                                                    m.Correction.status == "planned"))}
         with _claim(ledger, chunk, channel) as (s, rows):
             audit = _Audit(s, rows[0].run_id if rows else None, channel)
-            hook = _hook(channel, factory, audit)
             todo = []
             for c in rows:
                 if c.status != "planned" or c.id not in reads:
@@ -329,22 +341,45 @@ def _push_feed(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
                 audit.state(c, "claim", "pushing")
                 if _precheck(audit, c, reads[c.id]):
                     todo.append(c)
-            feed_id = None
-            if todo:
-                try:
-                    feed_id = _submit_feed(hook, channel, todo)
-                except Exception as e:
-                    for c in todo:
-                        _set(audit, c, "failed", f"feed submission failed: {e}", operation="write")
-                    todo = []
             for c in todo:
-                c.external_id = _short(feed_id, 255)
-                _set(audit, c, "applied", f"submitted in feed {feed_id}", operation="write")
-            applied = [c.id for c in rows if c.status == "applied"]
-        settled = bool(feed_id) and _settle_feed(ledger, channel, feed_id, [c.id for c in todo], factory)
-        pushed += len(applied)
-        _verify(ledger, channel, applied, factory, conclusive=settled or not feed_id)
+                c.external_id = FEED_PENDING
+                _set(audit, c, "applied", "feed submission started", operation="write")
+            by_feed: dict[str | None, list[int]] = {}    # applied rows by feed id (None: no feed involved)
+            for c in rows:
+                if c.status == "applied":
+                    by_feed.setdefault(c.external_id, []).append(c.id)
+        new = by_feed.pop(FEED_PENDING, [])
+        in_doubt = [cid for cid in new if cid not in {c.id for c in todo}]
+        submitted = [c.id for c in todo]
+        pushed += sum(len(v) for v in by_feed.values()) + len(new)
+        if submitted:
+            feed_id = _submit_pending(ledger, channel, submitted, factory)
+            if feed_id:
+                by_feed.setdefault(feed_id, []).extend(submitted)
+        for feed_id, group in by_feed.items():
+            settled = bool(feed_id) and _settle_feed(ledger, channel, feed_id, group, factory)
+            _verify(ledger, channel, group, factory, conclusive=settled or not feed_id)
+        _verify(ledger, channel, in_doubt, factory, conclusive=False)
     return pushed
+
+
+def _submit_pending(ledger: Ledger, channel: str, ids: list[int], factory) -> str | None:
+    """Submit one feed for rows marked FEED_PENDING; record its id on them (or their failure)."""
+    with ledger.session() as s:
+        rows = list(s.scalars(select(m.Correction).where(m.Correction.id.in_(ids)).order_by(m.Correction.id)))
+        audit = _Audit(s, rows[0].run_id, channel)
+        try:
+            feed_id = _submit_feed(_hook(channel, factory, audit), channel, rows)
+        except Exception as e:
+            for c in rows:
+                c.external_id = None
+                _set(audit, c, "failed", f"feed submission failed: {e}", operation="write")
+            return None
+        for c in rows:
+            c.external_id = _short(feed_id, 255)
+            c.detail = f"submitted in feed {feed_id}"
+            audit.state(c, "feed_submitted", "applied", c.detail)
+    return feed_id
 
 
 def _safe_read(hook, channel: str, c: m.Correction):
