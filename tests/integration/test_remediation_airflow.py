@@ -1,19 +1,28 @@
-"""Remediation through real Airflow (`airflow dags test`, `tasks clear`, `tasks test`) against the sandbox over HTTP:
-a cleared and re-run push task writes nothing new to the channels."""
+"""Remediation through real Airflow against the sandbox over HTTP:
+- a cleared and re-run push task writes nothing new (`airflow dags test`, `tasks clear`, `tasks test`);
+- approvals above the threshold wait as Human-in-the-loop tasks (AWAITING_INPUT) until answered through
+  Airflow's REST API (a real `airflow api-server` on the same metadata DB); approve pushes, reject does not."""
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from sqlalchemy import select
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_remediation_sandbox import SETTINGS, TIME_SCALE, scenario  # noqa: E402
+from test_remediation_sandbox import (SETTINGS, TIME_SCALE, channel_state, scenario, setup_ledger,  # noqa: E402
+                                      shopify_finding, statuses, walmart_finding)
+from test_remediation_support import RUN  # noqa: E402
 
 from omnirecon import airflow_setup  # noqa: E402
 from omnirecon.config import settings_from_dict  # noqa: E402
@@ -22,6 +31,7 @@ from omnirecon.hooks import hook_from_fields  # noqa: E402
 from omnirecon.hooks import CONN_IDS as SYSTEM_CONN_IDS  # noqa: E402
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
+from omnirecon.remediation.plan import plan_corrections  # noqa: E402
 from omnirecon.sandbox import Sandbox  # noqa: E402
 from omnirecon.snapshot import snapshot_system  # noqa: E402
 from omnirecon.timeutil import utcnow  # noqa: E402
@@ -94,10 +104,96 @@ def test_cleared_and_rerun_push_tasks_write_nothing_new(world):
     for index in range(len(batches)):
         r = airflow(env, log, "tasks", "test", DAG, "push", airflow_run_id, "--map-index", str(index))
         assert r.returncode == 0, log.read_text()[-4000:]
-    text = log.read_text()
-    assert text.count("0 written") >= len(batches), text[-4000:]     # each re-run push found nothing to do
+    rerun = log.read_text().split("$ airflow tasks clear", 1)[1]
+    written = {int(b): int(n) for b, n in re.findall(r"batch (\d+) on \w+: (\d+) written", rerun)}
+    assert written == {b: 0 for b in batches}, rerun[-3000:]         # each re-run push found nothing to do
 
     assert applied_writes(sb) == first and sb.state() == state
     with ledger.session() as s:
         again = {c.id: (c.status, c.attempts) for c in s.scalars(select(m.Correction).where(m.Correction.run_id == run_id))}
     assert again == {c.id: (c.status, c.attempts) for c in corrections}
+
+
+# -- approvals: HITL requests answered through Airflow's REST API ---------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what}: the process ended ({proc.returncode}) first")
+        time.sleep(1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_approvals_wait_then_approve_and_reject_through_the_rest_api(tmp_path):
+
+    airflow_setup.init(quiet=True)
+    sb = Sandbox(scenario(), time_scale=TIME_SCALE).start()
+    procs = []
+    try:
+        ledger, settings = setup_ledger(tmp_path, [shopify_finding("SKU-B", 80), walmart_finding("SKU-B", 90)])
+        assert plan_corrections(ledger, settings, run_id=RUN, mode="apply").counts == {"pending_approval": 2}
+        settings_file = tmp_path / "retailer.yaml"
+        settings_file.write_text(yaml.safe_dump(SETTINGS))
+        port = free_port()
+        env = airflow_setup.airflow_env({
+            **airflow_setup.connection_env(_scaled(sb.connections(), TIME_SCALE)),
+            **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(ledger.url)}),
+            "OMNIRECON_SETTINGS": str(settings_file), "OMNIRECON_MODE": "apply", "OMNIRECON_TASK_RETRIES": "0",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        })
+        log = tmp_path / "airflow.log"
+        with open(log, "a") as out:
+            api = subprocess.Popen([airflow_setup.airflow_bin(), "api-server", "--port", str(port)], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+            procs.append(api)
+            logical = (utcnow() - timedelta(seconds=1)).replace(microsecond=0).isoformat()
+            test = subprocess.Popen([airflow_setup.airflow_bin(), "dags", "test", "omnirecon_approvals", logical],
+                                    env=env, stdout=out, stderr=subprocess.STDOUT)
+            procs.append(test)
+        base = f"http://127.0.0.1:{port}/api/v2"
+
+        def pending():
+            try:
+                r = requests.get(f"{base}/dags/omnirecon_approvals/dagRuns/~/hitlDetails",
+                                 params={"response_received": "false"}, timeout=10)
+            except requests.ConnectionError:
+                return None
+            r.raise_for_status()
+            mine = [d for d in r.json()["hitl_details"] if d["task_instance"]["logical_date"].startswith(logical[:19])]
+            return mine if len(mine) == 2 else None
+        waiting = wait_for(pending, 300, "two approval requests awaiting input", proc=test)
+        with ledger.session() as s:      # they wait: nothing was pushed
+            assert {c.status for c in s.scalars(select(m.Correction))} == {"pending_approval"}
+        assert not [w for w in sb.writes() if w["applied"]]
+        for d in waiting:
+            ti = d["task_instance"]
+            choice = "Approve" if "shopify" in d["subject"] else "Reject"
+            r = requests.patch(f"{base}/dags/omnirecon_approvals/dagRuns/{ti['dag_run_id']}/taskInstances/"
+                               f"{ti['task_id']}/{ti['map_index']}/hitlDetails",
+                               json={"chosen_options": [choice]}, timeout=10)
+            assert r.status_code == 200, r.text
+        assert test.wait(300) == 0, log.read_text()[-4000:]
+        st = statuses(ledger)
+        assert st[("shopify", "SKU-B")][0] == "verified" and st[("walmart", "SKU-B")][0] == "rejected"
+        shop, _, walmart = channel_state(sb)
+        assert shop["SKU-B"] == 80 and walmart["SKU-B"] == 6
+        assert [w["system"] for w in sb.writes() if w["applied"]] == ["shopify"]
+        with ledger.session() as s:      # decisions recorded with who answered (not a timeout default)
+            decided = {(a.decision, a.decided_by) for a in s.scalars(select(m.Approval))}
+        assert {d for d, _ in decided} == {"approved", "rejected"} and "timeout" not in {b for _, b in decided}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(30)
+        sb.stop()

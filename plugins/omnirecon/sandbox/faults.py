@@ -63,6 +63,25 @@ class FaultBook:
                     fired.setdefault(f.kind, f)
         return fired
 
+    def add(self, doc: dict) -> Fault:
+        """Start a fault at runtime (same keys as a scenario fault)."""
+        if doc.get("kind") not in KINDS or not doc.get("system") or not doc.get("operation"):
+            raise ValueError(f"a fault needs system, operation and kind (one of {', '.join(KINDS)})")
+        fault = Fault.from_dict(doc)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def lift(self, system: str | None = None, kind: str | None = None, operation: str | None = None) -> int:
+        """End the faults matching every given field (none given: all); -> how many were lifted."""
+        def hit(f: Fault) -> bool:
+            return all(want is None or want == have
+                       for want, have in ((system, f.system), (kind, f.kind), (operation, f.operation)))
+        with self.lock:
+            before = len(self.faults)
+            self.faults = [f for f in self.faults if not hit(f)]
+            return before - len(self.faults)
+
     def summary(self) -> list[dict]:
         with self.lock:
             return [f.to_dict() for f in self.faults]

@@ -128,11 +128,28 @@ class System:
             return Response.json(self.sb.state())
         if req.path == "/_sandbox/writes" and req.method == "GET":
             return Response.json(self.sb.writes())
-        if req.path == "/_sandbox/faults" and req.method == "GET":
-            return Response.json(self.sb.faults.summary())
+        if req.path == "/_sandbox/faults":
+            return self._control_faults(req)
         if req.path.startswith("/_sandbox/files/"):
             return self._serve_file(req, req.path.rsplit("/", 1)[-1])
         return Response.json({"error": f"unknown sandbox path {req.path}"}, 404)
+
+    def _control_faults(self, req: Request) -> Response:
+        """GET: the faults and their counters; POST a fault (or a list): start it; DELETE ?system=&kind=&operation=:
+        lift the matching ones."""
+        book = self.sb.faults
+        try:
+            if req.method == "POST":
+                body = req.json()
+                for doc in body if isinstance(body, list) else [body]:
+                    book.add(doc if isinstance(doc, dict) else {})
+            elif req.method == "DELETE":
+                book.lift(req.arg("system"), req.arg("kind"), req.arg("operation"))
+            elif req.method != "GET":
+                return Response.json({"error": f"{req.method} is not allowed on {req.path}"}, 405)
+        except ValueError as e:
+            return Response.json({"error": str(e)}, 400)
+        return Response.json(book.summary())
 
     # -- presigned-style files (bulk results, report and feed documents) ----------------------------------
     def publish_file(self, content: bytes | None, content_type: str, ttl_seconds: float | None,

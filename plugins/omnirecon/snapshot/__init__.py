@@ -69,6 +69,15 @@ def default_window(ledger, system: str, window_start, window_end) -> tuple[datet
     return start, end
 
 
+def orders_window_landed(ledger, system: str, start: datetime, end: datetime) -> m.Snapshot | None:
+    """A complete orders snapshot of `system` whose window covers [start, end), if one landed."""
+    with ledger.session() as s:
+        return s.scalars(select(m.Snapshot).where(
+            m.Snapshot.system == system, m.Snapshot.kind == "orders", m.Snapshot.status == "complete",
+            m.Snapshot.window_start <= parse_ts(start), m.Snapshot.window_end >= parse_ts(end))
+            .order_by(m.Snapshot.id.desc()).limit(1)).first()
+
+
 class _Pull:
     """One fetch shared by the snapshots that need it (inventory + listings), done at most once."""
 
