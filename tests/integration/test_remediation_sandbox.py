@@ -167,6 +167,9 @@ def test_dropped_write_is_failed_and_alerted(tmp_path):
         digest = collect_alerts(ledger, settings, run_id=RUN)
         failed = [i for i in digest.items if i.kind == "write_failed"]
         assert len(failed) == 1 and failed[0].severity == "critical" and NOT_APPLIED in failed[0].detail
+        with ledger.session() as s:      # the finding behind it is now a critical alert, not a push
+            f = s.scalars(select(m.Finding).where(m.Finding.run_id == RUN, m.Finding.sku == "SKU-B")).one()
+            assert (f.severity, f.action) == ("critical", "alert") and "accepted the correction" in f.detail
     finally:
         sb.stop()
 

@@ -484,10 +484,26 @@ def _verify(ledger: Ledger, channel: str, ids: list[int], factory, conclusive: b
                                            target=f"{c.channel_sku}@{c.location}", correction_id=c.id,
                                            idempotency_key=c.idempotency_key, outcome="critical",
                                            detail=f"{NOT_APPLIED}: shows {now}, pushed {c.to_qty}"))
+                    _escalate_finding(s, c, now)
                 else:
                     pending.append(c.id)
         if pending:
             time.sleep(VERIFY_DELAY_S)
+
+
+def _escalate_finding(s, c: m.Correction, shown: int | None) -> None:
+    """The finding behind an unapplied write becomes critical and an alert: the channel's write path is broken."""
+    finding = s.scalars(select(m.Finding).where(m.Finding.run_id == c.run_id,
+                                                m.Finding.fingerprint == c.fingerprint)).first()
+    if finding is None:
+        return
+    finding.severity, finding.action = "critical", "alert"
+    finding.observed = None if shown is None else str(shown)
+    finding.detail = (f"{finding.detail} The channel accepted the correction to {c.to_qty} but still shows "
+                      f"{shown}: its write path is not applying updates.")
+    state = s.get(m.FindingState, c.fingerprint)
+    if state is not None:
+        state.severity = "critical"
 
 
 def _read_back(hook, channel: str, rows: list[m.Correction]) -> dict[int, int | None]:
