@@ -264,6 +264,7 @@ def outage(tmp_path_factory):
         finally:
             af.stop()
         orders = sandbox_orders(sb.state())
+    ledger.begin_run("reconcile/after-backfill", "reconcile")
     result = reconcile(ledger, settings_from_dict(sc.settings), run_id="reconcile/after-backfill",
                        gx_dir=str(tmp / "gx"))
     yield {"ledger": ledger, "before": before, "missed": missed, "orders": orders, "runs": runs, "tis": tis,

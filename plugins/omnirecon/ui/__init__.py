@@ -1,0 +1,1 @@
+"""The omnirecon view inside the Airflow UI (see omnirecon.airflow_plugin)."""
