@@ -56,10 +56,11 @@ def is_backfill(context) -> bool:
     return getattr(run_type, "value", run_type) == "backfill"   # DagRunType.BACKFILL(_JOB)
 
 
-def _kinds_to_pull(system: str, kinds: list[str], ledger, context, start: datetime, end: datetime) -> list[str]:
+def _kinds_to_pull(system: str, kinds: list[str], ledger, context, start: datetime, end: datetime):
     """Idempotent per data interval: a backfill does not replay point-in-time inventory and listings (reconcile
-    reads the latest snapshot), and an orders window already landed complete is not pulled again."""
-    from omnirecon.snapshot import orders_window_landed
+    reads the latest snapshot), and orders already landed complete for this window are not pulled again (only
+    a remainder, e.g. the last minutes Amazon could not serve yet). -> (kinds, orders window start)."""
+    from omnirecon.snapshot import orders_landed_until
 
     params = context.get("params") or {}
     if is_backfill(context):
@@ -67,14 +68,12 @@ def _kinds_to_pull(system: str, kinds: list[str], ledger, context, start: dateti
         if not kinds:
             _skip("inventory and listings are point in time: a backfill does not replay them")
     explicit = any(params.get(k) for k in ("window_start", "window_end", "lookback_hours"))
-    if "orders" in kinds and not explicit:
-        landed = orders_window_landed(ledger, system, start, end)
-        if landed is not None:
-            kinds = [k for k in kinds if k != "orders"]
-            if not kinds:
-                _skip(f"{system} orders updated in [{start.isoformat()}, {end.isoformat()}) already landed "
-                      f"complete in snapshot {landed.id}")
-    return kinds
+    landed = orders_landed_until(ledger, system, start, end) if "orders" in kinds and not explicit else None
+    if landed is not None and landed >= end:
+        kinds = [k for k in kinds if k != "orders"]
+        if not kinds:
+            _skip(f"{system} orders updated in [{start.isoformat()}, {end.isoformat()}) already landed complete")
+    return kinds, landed or start
 
 
 def snapshot_task(system: str, kinds: list[str], **context) -> dict:
@@ -93,7 +92,7 @@ def snapshot_task(system: str, kinds: list[str], **context) -> dict:
         _skip(f"connection {SYSTEM_CONN[system]} is not defined: {system} is not connected")
     ledger = get_ledger()
     start, end = orders_window(context)
-    kinds = _kinds_to_pull(system, kinds, ledger, context, start, end)
+    kinds, start = _kinds_to_pull(system, kinds, ledger, context, start, end)
     run_id = ledger_run_id(context)
     ledger.begin_run(run_id, "snapshot", dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
                      data_interval_start=context.get("data_interval_start"),

@@ -118,6 +118,18 @@ def test_timeout_is_retried(server):
     assert core.retries == 1 and "timeout" in events[0]["message"]
 
 
+def test_timeout_on_a_non_idempotent_call_is_not_sent_twice(server):
+    """A bulk job or feed may have been created before the answer timed out: re-sending would start a second."""
+    server.add(200, {"slow": True}, delay=1.5)
+    server.add(200, {"second": True})
+    core, events = _core()
+    core.non_idempotent = frozenset({"updateBulkInventory"})
+    with pytest.raises(ApiError, match="may have been applied; not retried"):
+        core.request("POST", server.url + "/v3/feeds", operation="updateBulkInventory")
+    assert core.api_calls == 1 and core.retries == 0
+    assert core.request("GET", server.url + "/x", operation="getFeedStatus").json() == {"second": True}
+
+
 def test_connection_error_is_retried_then_fails():
     core, events = _core(retries=1)
     with pytest.raises(ApiError, match="connection error after 2 attempts"):

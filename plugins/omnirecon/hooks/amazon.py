@@ -42,6 +42,7 @@ class ExpiredNextToken(Exception):
 
 
 class AmazonSPAPIHook(ConnectorHook):
+    non_idempotent_operations = frozenset({"createReport", "createFeedDocument", "createFeed"})
     conn_name_attr = "amazon_conn_id"
     default_conn_name = "omnirecon_amazon"
     conn_type = "omnirecon_amazon"

@@ -160,8 +160,11 @@ class HttpCore:
     """Pooled, retrying, secret-free HTTP for one system."""
 
     def __init__(self, system: str, *, timeout: float | tuple = (10.0, 60.0), retry: RetryPolicy | None = None,
-                 pool_size: int = 8, sleep: Callable[[float], None] = time.sleep):
+                 pool_size: int = 8, sleep: Callable[[float], None] = time.sleep,
+                 non_idempotent: frozenset = frozenset()):
         self.system = system
+        # operations that must not be re-sent once the request may have reached the server
+        self.non_idempotent = non_idempotent
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
@@ -250,6 +253,11 @@ class HttpCore:
                 resp = self.session.request(method, url, **call)
             except (requests.Timeout, requests.ConnectionError) as e:
                 kind = "timeout" if isinstance(e, requests.Timeout) else "connection error"
+                if operation in self.non_idempotent and not isinstance(e, requests.ConnectTimeout):
+                    # the server may have acted on it (e.g. started a bulk job, queued a feed): never send twice
+                    self.event(operation, "error", None, f"{kind} on a non-idempotent call; not retried [cid {cid}]")
+                    raise ApiError(self.system, operation, f"{kind}: the call may have been applied; not retried",
+                                   retryable=False) from None
                 if attempt >= self.retry.max_retries:
                     self.event(operation, "error", None, f"{kind} after {attempt + 1} attempts [cid {cid}]")
                     raise ApiError(self.system, operation, f"{kind} after {attempt + 1} attempts",

@@ -107,6 +107,9 @@ class ConnectorHook(BaseHook):
         if seconds > 0:
             time.sleep(seconds * self.time_scale)
 
+    # Operations that create something server-side; a timeout after sending is never retried blindly.
+    non_idempotent_operations: frozenset = frozenset()
+
     poll_fraction = 0.1       # between polls of a server-side job, wait this fraction of the time it has run...
     poll_min_seconds = 0.5    # ...but at least this (documented seconds): a job is seen done <= ~10% late
 
@@ -120,7 +123,8 @@ class ConnectorHook(BaseHook):
     def core(self) -> HttpCore:
         if self._core is None:
             timeout = self._timeout or float(self.extra("timeout", 0) or 0) or (10.0, 60.0)
-            self._core = HttpCore(self.system, timeout=timeout, retry=self._retry, sleep=self.wait)
+            self._core = HttpCore(self.system, timeout=timeout, retry=self._retry, sleep=self.wait,
+                                  non_idempotent=self.non_idempotent_operations)
             self._core.on_event = self._on_event
             for name in ("password",):
                 self._core.add_secret(self.fields.get(name))

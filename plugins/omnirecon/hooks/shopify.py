@@ -72,6 +72,7 @@ BULK_DONE_BAD = ("FAILED", "CANCELED", "CANCELING", "EXPIRED")
 
 
 class ShopifyHook(ConnectorHook):
+    non_idempotent_operations = frozenset({"bulkOperationRunQuery"})
     conn_name_attr = "shopify_conn_id"
     default_conn_name = "omnirecon_shopify"
     conn_type = "omnirecon_shopify"

@@ -33,6 +33,7 @@ def _header(resp: requests.Response, names) -> str | None:
 
 
 class WalmartHook(ConnectorHook):
+    non_idempotent_operations = frozenset({"updateBulkInventory"})
     conn_name_attr = "walmart_conn_id"
     default_conn_name = "omnirecon_walmart"
     conn_type = "omnirecon_walmart"

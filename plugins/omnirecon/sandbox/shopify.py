@@ -6,6 +6,7 @@ import base64
 import bisect
 import hashlib
 import json
+import logging
 import re
 import threading
 import uuid
@@ -23,6 +24,7 @@ from omnirecon.timeutil import iso, utcnow
 
 PLANS = {"standard": (1000.0, 100.0), "advanced": (1000.0, 200.0), "plus": (10000.0, 1000.0)}
 MAX_QUERY_COST = 1000
+log = logging.getLogger(__name__)
 MAX_PAGE = 250
 MUTATION_COST = 10
 REASONS = ("correction", "cycle_count_available", "damaged", "other", "promotion", "received", "restock", "shrinkage")
@@ -459,27 +461,36 @@ class ShopifySystem(System):
             msg = (f"A maximum of {limit} bulk operations can run at the same time." if limit > 1
                    else f"A bulk query operation for this app and shop is already in progress: {running[0]['id']}.")
             return {"bulkOperation": None, "userErrors": [_user_error(code, ["query"], msg)]}
-        result = execute(SCHEMA, doc, root_value=_Root(self), context_value=dict(ctx, bulk=True))
-        if result.errors:
-            return {"bulkOperation": None, "userErrors": [_user_error("INVALID", ["query"], result.errors[0].message)]}
-        lines, roots_count = flatten_bulk(result.data)
-        content = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
         op_id = gid("BulkOperation", 5_000_000 + len(self.bulk_ops) + 1)
         record = {"id": op_id, "query": query, "createdAt": iso(utcnow()), "started": self.sb.clock.now(),
-                  "content": content, "objectCount": len(lines), "rootObjectCount": roots_count, "url": None,
-                  "cancelled": False}
+                  "content": None, "objectCount": 0, "rootObjectCount": 0, "url": None, "cancelled": False,
+                  "error": None}
         self.bulk_ops[op_id] = record
+        # Like Shopify, answer at once and build the file while the job runs.
+        threading.Thread(target=self._build_bulk, args=(record, doc, dict(ctx, bulk=True)), daemon=True).start()
         self.sb.record_write(self.name, "bulkOperationRunQuery", op_id, {"query": query}, applied=True)
         return {"bulkOperation": self.bulk_view(record), "userErrors": []}
+
+    def _build_bulk(self, record: dict, doc, context: dict) -> None:
+        result = execute(SCHEMA, doc, root_value=_Root(self), context_value=context)
+        if result.errors:
+            record["error"] = "INTERNAL_SERVER_ERROR"
+            log.warning("bulk operation %s failed: %s", record["id"], result.errors[0].message)
+            return
+        lines, roots_count = flatten_bulk(result.data)
+        record["objectCount"], record["rootObjectCount"] = len(lines), roots_count
+        record["content"] = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
 
     def bulk_status(self, record: dict) -> str:
         if record["cancelled"]:
             return "CANCELED"
+        if record["error"]:
+            return "FAILED"
         elapsed = self.sb.clock.now() - record["started"]
         duration = self.sb.clock.scaled(self.sb.options.shopify_bulk_seconds)
         if elapsed < duration * 0.25:
             return "CREATED"
-        return "RUNNING" if elapsed < duration else "COMPLETED"
+        return "RUNNING" if elapsed < duration or record["content"] is None else "COMPLETED"
 
     def bulk_view(self, record: dict) -> dict:
         status = self.bulk_status(record)
@@ -487,7 +498,7 @@ class ShopifySystem(System):
         if done and record["url"] is None:
             record["completedAt"] = iso(utcnow())
             record["url"] = self.publish_file(record["content"], "application/jsonl", 7 * 24 * 3600) if record["content"] else None
-        return {"id": record["id"], "status": status, "errorCode": None, "type": "QUERY", "query": record["query"],
+        return {"id": record["id"], "status": status, "errorCode": record["error"], "type": "QUERY", "query": record["query"],
                 "createdAt": record["createdAt"], "completedAt": record.get("completedAt") if done else None,
                 "objectCount": str(record["objectCount"] if done else record["objectCount"] // 2),
                 "rootObjectCount": str(record["rootObjectCount"] if done else 0),

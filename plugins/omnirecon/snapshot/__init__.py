@@ -69,13 +69,19 @@ def default_window(ledger, system: str, window_start, window_end) -> tuple[datet
     return start, end
 
 
-def orders_window_landed(ledger, system: str, start: datetime, end: datetime) -> m.Snapshot | None:
-    """A complete orders snapshot of `system` whose window covers [start, end), if one landed."""
+def orders_landed_until(ledger, system: str, start: datetime, end: datetime) -> datetime | None:
+    """How far from `start` the complete orders snapshots of `system` already cover [start, end) without a gap
+    (None: not at all). A window pulled before is not pulled again; only its remainder is."""
+    start, end = parse_ts(start), parse_ts(end)
     with ledger.session() as s:
-        return s.scalars(select(m.Snapshot).where(
+        rows = s.execute(select(m.Snapshot.window_start, m.Snapshot.window_end).where(
             m.Snapshot.system == system, m.Snapshot.kind == "orders", m.Snapshot.status == "complete",
-            m.Snapshot.window_start <= parse_ts(start), m.Snapshot.window_end >= parse_ts(end))
-            .order_by(m.Snapshot.id.desc()).limit(1)).first()
+            m.Snapshot.window_start <= end, m.Snapshot.window_end > start)).all()
+    reached = start
+    for ws, we in sorted((parse_ts(ws), parse_ts(we)) for ws, we in rows):
+        if ws <= reached < we:
+            reached = we
+    return reached if reached > start else None
 
 
 class _Pull:
