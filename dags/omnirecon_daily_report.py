@@ -2,11 +2,12 @@
 from datetime import datetime, timedelta
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, Param, SyncCallback, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from omnirecon import pipeline
 from omnirecon.dag_defaults import default_args, runtime_option
+from omnirecon.report.overdue import report_overdue
 
 DOC = """
 ### omnirecon_daily_report
@@ -16,6 +17,10 @@ Airflow UI and the GX Data Docs. A run for a past day (backfill or `report_date`
 
 **When it fails:** check the `smtp_default` connection; the report files are still written to
 `data/reports/<date>/` before sending, so nothing is lost.
+
+**Deadline:** a run that has not succeeded within 1 hour of being queued raises a deadline alert (logged, and
+e-mailed to `alert_recipients`). It counts from the queue time, not the logical date, so backfills and
+regenerated past days do not alert.
 """
 
 _hh, _mm = (int(x) for x in str(runtime_option("report_time")).split(":"))
@@ -30,6 +35,8 @@ with DAG(
     dagrun_timeout=timedelta(minutes=30),
     default_args=default_args(),
     doc_md=DOC,
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(hours=1),
+                           callback=SyncCallback(report_overdue), name="daily report not sent in time"),
     tags=["omnirecon", "report"],
     params={
         "report_date": Param(None, type=["null", "string"], format="date", description="Day to report (default: the run's day)"),

@@ -9,6 +9,8 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from omnirecon.config import load_settings, project_home
 from omnirecon.ledger import get_ledger
 from omnirecon.timeutil import parse_ts, utcnow
@@ -94,9 +96,13 @@ def snapshot_task(system: str, kinds: list[str], **context) -> dict:
     start, end = orders_window(context)
     kinds, start = _kinds_to_pull(system, kinds, ledger, context, start, end)
     run_id = ledger_run_id(context)
-    ledger.begin_run(run_id, "snapshot", dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
-                     data_interval_start=context.get("data_interval_start"),
-                     data_interval_end=context.get("data_interval_end"))
+    fields = dict(dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
+                  data_interval_start=context.get("data_interval_start"),
+                  data_interval_end=context.get("data_interval_end"))
+    try:
+        ledger.begin_run(run_id, "snapshot", **fields)
+    except IntegrityError:   # a sibling task of this run inserted the run row at the same moment
+        ledger.begin_run(run_id, "snapshot", **fields)
     results = snapshot_system(system, ledger=ledger, run_id=run_id, settings=settings, kinds=kinds,
                               window_start=start, window_end=end)
     failed = {k: str(v) for k, v in results.items() if isinstance(v, SnapshotFailed)}

@@ -360,7 +360,7 @@ def test_the_outage_orders_are_checked_once(outage):
     ledger = outage["ledger"]
     with ledger.session() as s:
         findings = s.execute(select(m.Finding.check, m.Finding.channel, m.Finding.order_id)
-                             .where(m.Finding.run_id == "reconcile/after-backfill", m.Finding.order_id.is_not(None))).all()
+                             .where(m.Finding.run_id == "reconcile/after-backfill", m.Finding.order_id != "")).all()
     assert len(findings) == len(set(findings)), findings
     missing = {(channel, order) for check, channel, order in findings if check == "order_missing"}
     assert missing == MISSING_IN_ERP

@@ -176,36 +176,43 @@ def test_logged_in_user_sees_drift_findings_approvals_and_snapshot_ages(ui):
 
 
 class _LoginRedirect(BaseHTTPRequestHandler):
-    """Sets Airflow's `_token` cookie for 127.0.0.1 (cookies ignore ports), then sends the browser on."""
-    token = target = ""
+    """Sets Airflow's `_token` cookie for 127.0.0.1 (cookies ignore ports), then sends the browser on to the
+    same path on the API server."""
+    token = base = ""
 
     def do_GET(self):
         self.send_response(302)
         self.send_header("Set-Cookie", f"_token={self.token}; Path=/; HttpOnly; SameSite=Lax")
-        self.send_header("Location", self.target)
+        self.send_header("Location", self.base + self.path)
         self.end_headers()
 
     def log_message(self, *args):
         pass
 
 
-def test_view_in_headless_chromium(ui):
-    handler = type("Login", (_LoginRedirect,), {"token": _token(ui), "target": f"{ui['base']}/omnirecon/"})
+def test_view_in_headless_chromium_alone_and_inside_the_airflow_ui(ui):
+    handler = type("Login", (_LoginRedirect,), {"token": _token(ui), "base": ui["base"]})
     helper = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=helper.serve_forever, daemon=True).start()
-    login = f"http://127.0.0.1:{helper.server_address[1]}/"
+    login = f"http://127.0.0.1:{helper.server_address[1]}"
     tmp = ui["tmp"]
     try:
-        dom = parse_html(chromium(login, tmp))
-        shot = tmp / "omnirecon-view.png"
-        chromium(login, tmp, screenshot=shot)
+        view = parse_html(chromium(f"{login}/omnirecon/", tmp / "view"))
+        chromium(f"{login}/omnirecon/", tmp / "view", screenshot=tmp / "omnirecon-view.png")
+        airflow_ui = parse_html(chromium(f"{login}/plugin/omnirecon", tmp / "airflow-ui"))
+        chromium(f"{login}/plugin/omnirecon", tmp / "airflow-ui", screenshot=tmp / "airflow-ui.png")
     finally:
         helper.shutdown()
-    assert "reconciliation overview" in dom.text_content()
-    assert list(dom.iter("script")) == []
-    assert len(dom.find("table", id="snapshots").rows()) == 12
-    assert any(r.cells()[3] == HOSTILE for r in dom.find("table", id="findings").rows())
-    assert_not_blank(shot)
+    assert "reconciliation overview" in view.text_content()
+    assert list(view.iter("script")) == []
+    assert len(view.find("table", id="snapshots").rows()) == 12
+    assert any(r.cells()[3] == HOSTILE for r in view.find("table", id="findings").rows())
+    assert_not_blank(tmp / "omnirecon-view.png")
 
-    anonymous = parse_html(chromium(f"{ui['base']}/omnirecon/", tmp / "anon"))   # no cookie: the login page
-    assert dom.find("table", id="findings") is not None and anonymous.find("table", id="findings") is None
+    # The Airflow UI lists the view in its navigation and shows it in a frame.
+    assert airflow_ui.find("a", href="/plugin/omnirecon") is not None
+    assert airflow_ui.find("iframe", src="/omnirecon/") is not None
+    assert_not_blank(tmp / "airflow-ui.png")
+
+    anonymous = parse_html(chromium(f"{ui['base']}/omnirecon/", tmp / "anonymous"))   # no cookie: login page
+    assert anonymous.find("table", id="findings") is None

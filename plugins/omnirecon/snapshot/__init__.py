@@ -41,12 +41,24 @@ def fetch_orders(system: str, hook, start: datetime, end: datetime) -> tuple[dic
     """Orders updated in [start, end) -> (raw, the window end actually pulled)."""
     if system == "amazon":
         raw = hook.fetch_orders(start, end)
+        # getOrders' window is inclusive at both ends and in whole seconds: keep [start, window_end) so that
+        # consecutive windows never share an order
+        raw["orders"] = [o for o in raw["orders"] if _updated_within(o, "LastUpdateDate", start, raw["window_end"])]
         return raw, raw["window_end"]
     if system in ("shopify", "walmart"):
         return {"orders": hook.fetch_orders(start, end)}, end
     if system == "erp":
         return hook.fetch_orders(start, end), end
     raise ValueError(f"unknown system {system!r}")
+
+
+def _updated_within(row, field: str, start: datetime, end: datetime) -> bool:
+    """The row was updated in [start, end); a row without a readable time is kept (normalize quarantines it)."""
+    try:
+        at = parse_ts(row.get(field)) if isinstance(row, dict) else None
+    except (TypeError, ValueError):
+        at = None
+    return at is None or parse_ts(start) <= at < parse_ts(end)
 
 
 def _ensure_run(ledger, run_id: str) -> None:
