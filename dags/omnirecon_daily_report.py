@@ -1,4 +1,5 @@
 """Daily drift report DAG: the ops managers' email (HTML + text, trend chart, findings CSV)."""
+import sys
 from datetime import datetime, timedelta
 
 import pendulum
@@ -25,6 +26,14 @@ regenerated past days do not alert.
 
 _hh, _mm = (int(x) for x in str(runtime_option("report_time")).split(":"))
 
+# The report must be out within an hour of its run being queued. Left out only under `airflow dags test`
+# (the demo), which in Airflow 3.3.2 exits 1 after a successful run of any DAG with a deadline
+# (apache/airflow#73428) and where it could never fire (test runs have no queue time); scheduled and
+# triggered runs always carry it.
+DEADLINE = None if sys.argv[1:3] == ["dags", "test"] else DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(hours=1),
+    callback=SyncCallback(report_overdue), name="daily report not sent in time")
+
 with DAG(
     dag_id="omnirecon_daily_report",
     schedule=CronTriggerTimetable(f"{_mm} {_hh} * * *", timezone=pendulum.timezone(runtime_option("report_timezone")),
@@ -35,8 +44,7 @@ with DAG(
     dagrun_timeout=timedelta(minutes=30),
     default_args=default_args(),
     doc_md=DOC,
-    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(hours=1),
-                           callback=SyncCallback(report_overdue), name="daily report not sent in time"),
+    deadline=DEADLINE,
     tags=["omnirecon", "report"],
     params={
         "report_date": Param(None, type=["null", "string"], format="date", description="Day to report (default: the run's day)"),

@@ -73,7 +73,7 @@ MISSING_IN_ERP = {("amazon", "111-0000101-0000001"), ("walmart", "1796200000302"
 
 def outage_doc(as_of: datetime) -> dict:
     """The demo retailer with its orders replaced by ones updated in the outage windows
-    W1 = [-45m, -30m), W2 = [-30m, -15m), W3 = [-15m, 0) (two on a window boundary), one before the outage,
+    W1 = [-45m, -30m), W2 = [-30m, -15m), W3 = [-15m, 0) (some exactly on a window boundary), one before the outage,
     and the ERP down from the start."""
     doc = yaml.safe_load(DEMO.read_text())
     doc["as_of"] = iso(as_of)
@@ -82,10 +82,11 @@ def outage_doc(as_of: datetime) -> dict:
         _so(9101, "shopify", "gid://shopify/Order/101", "B", "-50m", "-40m"),       # W1
         _so(9201, "walmart", "1796200000201", "B", "-40m", "-30m"),                 # W2, on its start
         _so(9202, "shopify", "gid://shopify/Order/202", "B", "-25m", "-20m"),       # W2
+        _so(9303, "shopify", "gid://shopify/Order/303", "B", "-50m", "-45m"),       # W1, on its start
         _so(9301, "amazon", "111-0000301-0000001", "F", "-60m", "-10m", shipped=1, fulfillments=["-12m"]),  # W3
     ]
     doc["shopify"]["orders"] = [_shopify(100, "-2h", "-75m"), _shopify(101, "-50m", "-40m"),
-                                _shopify(202, "-25m", "-20m")]
+                                _shopify(202, "-25m", "-20m"), _shopify(303, "-50m", "-15m")]   # W3, on its start
     doc["amazon"]["orders"] = [_amazon("111-0000101-0000001", "-50m", "-35m"),                 # W1, not in ERP
                                _amazon("111-0000301-0000001", "-60m", "-15m", "Shipped")]    # W3, on its start
     doc["walmart"]["orders"] = [_walmart("1796200000201", "-40m", "-30m"),                     # W2, on its start

@@ -22,6 +22,9 @@ from omnirecon.timeutil import parse_ts, utcnow
 
 log = logging.getLogger(__name__)
 DEFAULT_ORDERS_LOOKBACK = timedelta(days=1)
+# order APIs whose updated-at window includes its end (getOrders' LastUpdatedBefore is "before (or at)",
+# Walmart's lastModifiedEndDate likewise) and is in whole seconds: their rows are kept to [start, end)
+INCLUSIVE_END = ("amazon", "walmart")
 
 
 def fetch_catalog(system: str, hook) -> dict:
@@ -41,24 +44,12 @@ def fetch_orders(system: str, hook, start: datetime, end: datetime) -> tuple[dic
     """Orders updated in [start, end) -> (raw, the window end actually pulled)."""
     if system == "amazon":
         raw = hook.fetch_orders(start, end)
-        # getOrders' window is inclusive at both ends and in whole seconds: keep [start, window_end) so that
-        # consecutive windows never share an order
-        raw["orders"] = [o for o in raw["orders"] if _updated_within(o, "LastUpdateDate", start, raw["window_end"])]
         return raw, raw["window_end"]
     if system in ("shopify", "walmart"):
         return {"orders": hook.fetch_orders(start, end)}, end
     if system == "erp":
         return hook.fetch_orders(start, end), end
     raise ValueError(f"unknown system {system!r}")
-
-
-def _updated_within(row, field: str, start: datetime, end: datetime) -> bool:
-    """The row was updated in [start, end); a row without a readable time is kept (normalize quarantines it)."""
-    try:
-        at = parse_ts(row.get(field)) if isinstance(row, dict) else None
-    except (TypeError, ValueError):
-        at = None
-    return at is None or parse_ts(start) <= at < parse_ts(end)
 
 
 def _ensure_run(ledger, run_id: str) -> None:
@@ -142,6 +133,9 @@ def _land(system: str, kind: str, pull: _Pull, *, ledger, run_id: str, settings,
         if kind == "orders":
             raw, window_end = raw
         records, quarantined = normalize(system, kind, raw)
+        if kind == "orders" and system in INCLUSIVE_END:   # consecutive windows never share an order
+            lo, hi = parse_ts(window_start), parse_ts(window_end)
+            records = [r for r in records if r.updated_at is None or lo <= r.updated_at < hi]
         detail = {"method": raw.get("method")} if isinstance(raw, dict) and raw.get("method") else None
         snap = ledger.land_snapshot(
             run_id=run_id, system=system, kind=kind, records=records, quarantined=quarantined,

@@ -42,7 +42,7 @@ def create_app() -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def overview() -> HTMLResponse:
-        data = views.overview(get_ledger(), load_settings())
+        data = views.overview(get_ledger(migrate=False), load_settings())   # the pipeline owns the schema
         return HTMLResponse(render("ui_overview.html.j2", d=data, prefix=URL_PREFIX), headers=SECURITY_HEADERS)
 
     @app.get("/report")

@@ -51,19 +51,18 @@ def _snapshot_ages(s, settings: Settings, now: datetime) -> list[dict]:
     out = []
     for system in systems:
         for kind in SNAPSHOT_KINDS:
-            latest = s.scalars(select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind,
-                                                        m.Snapshot.status != "running")
-                               .order_by(m.Snapshot.id.desc()).limit(1)).first()
-            complete = latest if latest is not None and latest.status == "complete" else s.scalars(
-                select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind,
-                                         m.Snapshot.status == "complete").order_by(m.Snapshot.id.desc()).limit(1)).first()
+            q = select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind)
+            newest = q.order_by(m.Snapshot.id.desc()).limit(1)
+            latest = s.scalars(newest.where(m.Snapshot.status != "running")).first()
+            failed = latest is not None and latest.status != "complete"
+            complete = s.scalars(newest.where(m.Snapshot.status == "complete")).first() if failed else latest
             fetched = (complete.fetched_at or complete.finished_at) if complete is not None else None
             age = _age_minutes(fetched, now)
             out.append({"system": system, "kind": kind, "last_attempt": latest.status if latest else "none",
                         "fetched_at": iso(parse_ts(fetched)) if fetched else None,
                         "age_minutes": None if age is None else round(age, 1),
-                        "stale": age is None or age > limit or (latest is not None and latest.status != "complete"),
-                        "error": (latest.error or "")[:300] if latest is not None and latest.status != "complete" else ""})
+                        "stale": age is None or age > limit or failed,
+                        "error": (latest.error or "")[:300] if failed else ""})
     return out
 
 
@@ -71,7 +70,8 @@ def _open_findings(s, now: datetime) -> tuple[list[dict], int]:
     states = {st.fingerprint: st for st in s.scalars(select(m.FindingState).where(m.FindingState.status == "open"))}
     if not states:
         return [], 0
-    latest_ids = select(func.max(m.Finding.id)).where(m.Finding.fingerprint.in_(list(states))).group_by(m.Finding.fingerprint)
+    latest_ids = (select(func.max(m.Finding.id)).where(m.Finding.fingerprint.in_(list(states)))
+                  .group_by(m.Finding.fingerprint))
     rows = list(s.scalars(select(m.Finding).where(m.Finding.id.in_(latest_ids))))
     rows.sort(key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.channel, f.check, f.sku or "", f.order_id or ""))
     runs = {r.id: r for r in s.scalars(select(m.Run).where(m.Run.id.in_({f.run_id for f in rows[:MAX_FINDINGS]})))}
