@@ -38,7 +38,6 @@ def airflow_env(extra: dict | None = None) -> dict:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home}/airflow.db"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(project_home() / "plugins"), env.get("PYTHONPATH")])),
         "NO_PROXY": "*",  # macOS/proxy quirk: never proxy calls to the local sandbox
         # `airflow standalone` starts its components as `airflow ...`: this venv's bin must come first
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
