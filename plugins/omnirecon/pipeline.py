@@ -9,8 +9,6 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
-
 from omnirecon.config import load_settings, project_home
 from omnirecon.ledger import get_ledger
 from omnirecon.timeutil import parse_ts, utcnow
@@ -53,6 +51,9 @@ def orders_window(context) -> tuple[datetime, datetime]:
     return start, end
 
 
+ORDERS_MAX_CATCH_UP = timedelta(minutes=15)
+
+
 def is_backfill(context) -> bool:
     run_type = getattr(context.get("dag_run"), "run_type", None)
     return getattr(run_type, "value", run_type) == "backfill"   # DagRunType.BACKFILL(_JOB)
@@ -62,7 +63,7 @@ def _kinds_to_pull(system: str, kinds: list[str], ledger, context, start: dateti
     """Idempotent per data interval: a backfill does not replay point-in-time inventory and listings (reconcile
     reads the latest snapshot), and orders already landed complete for this window are not pulled again (only
     a remainder, e.g. the last minutes Amazon could not serve yet). -> (kinds, orders window start)."""
-    from omnirecon.snapshot import orders_landed_until
+    from omnirecon.snapshot import orders_gap_before, orders_landed_until
 
     params = context.get("params") or {}
     if is_backfill(context):
@@ -75,6 +76,10 @@ def _kinds_to_pull(system: str, kinds: list[str], ledger, context, start: dateti
         kinds = [k for k in kinds if k != "orders"]
         if not kinds:
             _skip(f"{system} orders updated in [{start.isoformat()}, {end.isoformat()}) already landed complete")
+    if "orders" in kinds and not explicit and landed is None:
+        # a short gap after the previous window (SP-API serves nothing newer than 2 minutes) is pulled now;
+        # a longer one is an outage, for a backfill to re-pull window by window
+        start = orders_gap_before(ledger, system, start, ORDERS_MAX_CATCH_UP) or start
     return kinds, landed or start
 
 
@@ -99,10 +104,7 @@ def snapshot_task(system: str, kinds: list[str], **context) -> dict:
     fields = dict(dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
                   data_interval_start=context.get("data_interval_start"),
                   data_interval_end=context.get("data_interval_end"))
-    try:
-        ledger.begin_run(run_id, "snapshot", **fields)
-    except IntegrityError:   # a sibling task of this run inserted the run row at the same moment
-        ledger.begin_run(run_id, "snapshot", **fields)
+    ledger.begin_run(run_id, "snapshot", **fields)
     results = snapshot_system(system, ledger=ledger, run_id=run_id, settings=settings, kinds=kinds,
                               window_start=start, window_end=end)
     failed = {k: str(v) for k, v in results.items() if isinstance(v, SnapshotFailed)}

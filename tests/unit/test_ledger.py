@@ -71,3 +71,39 @@ def test_migrate_is_idempotent(tmp_path):
     from alembic.runtime.migration import MigrationContext
     with Ledger(url).engine.connect() as c:
         assert MigrationContext.configure(c).get_current_revision() is not None
+
+
+def test_parallel_first_use_migrates_once_and_begin_run_is_race_safe(tmp_path):
+    """Parallel tasks of one DAG run on a fresh ledger: one migration, one run row."""
+    import threading
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    errors = []
+
+    def task():
+        try:
+            led = Ledger(url)
+            led.migrate()
+            led.begin_run("dag/run-1", "snapshot", dag_id="dag")
+        except Exception as e:  # noqa: BLE001 - the assertion below reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=task) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert Ledger(url).count(m.Run) == 1
+
+
+def test_orders_gap_before_closes_short_gaps_only(sqlite_ledger):
+    from datetime import timedelta
+
+    from omnirecon.snapshot import orders_gap_before
+    led, t = sqlite_ledger, utcnow()
+    led.begin_run("r", "snapshot")
+    led.land_snapshot(run_id="r", system="amazon", kind="orders", records=[], quarantined=[],
+                      stats={"window_start": t - timedelta(minutes=15), "window_end": t - timedelta(minutes=2)})
+    assert orders_gap_before(led, "amazon", t, timedelta(minutes=15)) == t - timedelta(minutes=2)
+    assert orders_gap_before(led, "amazon", t + timedelta(hours=1), timedelta(minutes=15)) is None  # an outage
+    assert orders_gap_before(led, "walmart", t, timedelta(minutes=15)) is None

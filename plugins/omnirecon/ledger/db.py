@@ -96,11 +96,27 @@ class Ledger:
         level = alembic_log.level
         alembic_log.setLevel(logging.WARNING)   # "Context impl ..." lines are noise on every start
         try:
-            with self.engine.begin() as conn:
+            with self._migration_lock(), self.engine.begin() as conn:
+                if self.dialect == "postgresql":   # parallel tasks on a fresh database migrate one at a time
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7468011)")
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         finally:
             alembic_log.setLevel(level)
+
+    @contextmanager
+    def _migration_lock(self):
+        """SQLite: an exclusive file lock beside the database, so parallel first runs migrate once."""
+        if self.dialect != "sqlite" or not self.engine.url.database or self.engine.url.database == ":memory:":
+            yield
+            return
+        import fcntl
+        with open(f"{self.engine.url.database}.migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
     def session(self):
@@ -114,16 +130,24 @@ class Ledger:
 
     # -- runs --------------------------------------------------------------------------
     def begin_run(self, run_id: str, kind: str, **fields) -> m.Run:
-        with self.session() as s:
-            run = s.get(m.Run, run_id)
-            if run is None:
-                run = m.Run(id=run_id, kind=kind, **fields)
-                s.add(run)
-            else:  # a retried or re-run task: keep the run, refresh its fields
-                for k, v in fields.items():
-                    setattr(run, k, v)
-                run.status = "running"
-            return run
+        """Create the run, or refresh it for a retried task or a sibling task of the same run (safe when
+        several tasks of one DAG run start at the same moment)."""
+        from sqlalchemy.exc import IntegrityError
+        for attempt in (1, 2):
+            try:
+                with self.session() as s:
+                    run = s.get(m.Run, run_id)
+                    if run is None:
+                        run = m.Run(id=run_id, kind=kind, **fields)
+                        s.add(run)
+                    else:
+                        for k, v in fields.items():
+                            setattr(run, k, v)
+                        run.status = "running"
+                    return run
+            except IntegrityError:
+                if attempt == 2:
+                    raise   # not a race: a real constraint problem
 
     def finish_run(self, run_id: str, status: str, stats: dict | None = None) -> None:
         with self.session() as s:

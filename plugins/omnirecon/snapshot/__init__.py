@@ -87,6 +87,18 @@ def orders_landed_until(ledger, system: str, start: datetime, end: datetime) -> 
     return reached if reached > start else None
 
 
+def orders_gap_before(ledger, system: str, start: datetime, max_gap: timedelta) -> datetime | None:
+    """The end of the newest complete orders window of `system` when it stops short of `start` by at most
+    `max_gap` (e.g. the 2 minutes SP-API would not serve yet): the next window should start there."""
+    start = parse_ts(start)
+    with ledger.session() as s:
+        ends = s.scalars(select(m.Snapshot.window_end).where(
+            m.Snapshot.system == system, m.Snapshot.kind == "orders", m.Snapshot.status == "complete",
+            m.Snapshot.window_end > start - max_gap, m.Snapshot.window_end <= start)).all()
+    newest = max((parse_ts(e) for e in ends), default=None)
+    return newest if newest is not None and newest < start else None
+
+
 class _Pull:
     """One fetch shared by the snapshots that need it (inventory + listings), done at most once."""
 
