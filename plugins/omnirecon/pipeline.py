@@ -24,7 +24,7 @@ def ledger_run_id(context) -> str:
 
 
 def _skip(reason: str):
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
     raise AirflowSkipException(reason)
 
 

@@ -40,6 +40,6 @@ def test_requests_then_decisions(ledger):
     assert got[requests[0]["correction_id"]] == ("approved", "alice")
     assert got[requests[1]["correction_id"]] == ("rejected", "bob")
     assert got[requests[2]["correction_id"]] == ("timeout", "timeout")
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
     with pytest.raises(AirflowSkipException):
         pipeline.approval_requests_task()                               # nothing is waiting any more
