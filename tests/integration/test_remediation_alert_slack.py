@@ -1,0 +1,68 @@
+"""Alerts reach Slack through Airflow's SlackNotifier when a `slack_default` connection exists: a local HTTP
+server plays Slack's Web API (chat.postMessage) at the connection's base_url."""
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from test_remediation_support import RUN, add_finding, add_run, fresh_snapshots, make_ledger, make_settings  # noqa: E402
+
+from omnirecon.ledger import models as m  # noqa: E402
+from omnirecon.remediation.alerts import run_alerts  # noqa: E402
+
+TOKEN = "xoxb-test-secret-token"
+
+
+class FakeSlack(BaseHTTPRequestHandler):
+    posts: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        payload = json.loads(body) if self.headers.get("Content-Type", "").startswith("application/json") \
+            else {k: v[0] for k, v in parse_qs(body).items()}
+        FakeSlack.posts.append({"path": self.path, "auth": self.headers.get("Authorization"), "payload": payload})
+        out = json.dumps({"ok": True, "channel": "C0ALERTS", "ts": "1700000000.000100"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def slack(monkeypatch):
+    FakeSlack.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeSlack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_DEFAULT", json.dumps({
+        "conn_type": "slack", "password": TOKEN,
+        "extra": {"base_url": f"http://127.0.0.1:{server.server_address[1]}/api/", "timeout": 5}}))
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    yield FakeSlack.posts
+    server.shutdown()
+    server.server_close()
+
+
+def test_digest_is_posted_to_slack_once_per_run(tmp_path, slack, caplog):
+    ledger = make_ledger(tmp_path)
+    add_run(ledger)
+    fresh_snapshots(ledger, ["SKU-1"])
+    add_finding(ledger, sku="SKU-1", action="alert", severity="critical", push=False)
+    out = run_alerts(ledger, make_settings(), run_id=RUN)
+    assert out["transports"] == ["slack"]
+    assert len(slack) == 1
+    post = slack[0]
+    assert post["path"].endswith("/chat.postMessage") and post["auth"] == f"Bearer {TOKEN}"
+    assert "SKU-1" in post["payload"]["text"] and "critical" in post["payload"]["text"]
+    assert ledger.count(m.Alert, m.Alert.transport == "slack") == 1
+    assert TOKEN not in caplog.text
+    assert run_alerts(ledger, make_settings(), run_id=RUN)["items"] == 0     # an open finding alerts once
+    assert len(slack) == 1
