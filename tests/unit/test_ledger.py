@@ -107,3 +107,34 @@ def test_orders_gap_before_closes_short_gaps_only(sqlite_ledger):
     assert orders_gap_before(led, "amazon", t, timedelta(minutes=15)) == t - timedelta(minutes=2)
     assert orders_gap_before(led, "amazon", t + timedelta(hours=1), timedelta(minutes=15)) is None  # an outage
     assert orders_gap_before(led, "walmart", t, timedelta(minutes=15)) is None
+
+
+def _nan_evidence():
+    import numpy as np
+    import pandas as pd
+    return {"tracked": float("nan"), "qty": np.int64(7), "ratio": np.float64("nan"), "when": pd.NaT,
+            "at": pd.Timestamp("2026-01-01T00:00:00Z"), "nested": [{"x": np.bool_(True)}]}
+
+
+def _store_finding(led):
+    led.begin_run("r-json", "reconcile")
+    with led.session() as s:
+        s.add(m.Finding(run_id="r-json", fingerprint="f" * 16, check="inventory_drift", severity="warning",
+                        channel="shopify", sku="S", diagnosis="unknown", action="alert", detail="d",
+                        evidence=_nan_evidence()))
+    with led.session() as s:
+        return s.scalars(select(m.Finding)).one().evidence
+
+
+EXPECTED_EVIDENCE = {"tracked": None, "qty": 7, "ratio": None, "when": None, "at": "2026-01-01T00:00:00+00:00",
+                     "nested": [{"x": True}]}
+
+
+def test_json_evidence_from_pandas_is_stored_on_sqlite(sqlite_ledger):
+    assert _store_finding(sqlite_ledger) == EXPECTED_EVIDENCE
+
+
+@pytest.mark.postgres
+def test_json_evidence_from_pandas_is_stored_on_postgres(pg_ledger):
+    """PostgreSQL rejects NaN in json: the ledger's serializer must turn it into null."""
+    assert _store_finding(pg_ledger) == EXPECTED_EVIDENCE

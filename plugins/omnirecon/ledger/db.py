@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -59,9 +60,32 @@ def ledger_url() -> str:
     return default_sqlite_url()
 
 
+def _json_safe(value):
+    """What JSON columns may hold on every backend: NaN/NaT -> null (PostgreSQL rejects NaN), numpy scalars ->
+    Python numbers, datetimes -> ISO-8601. Evidence comes from pandas frames, so all of these occur."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return None if value != value else value.isoformat()   # NaT compares unequal to itself
+    item = getattr(value, "item", None)                        # numpy scalar
+    if callable(item):
+        return _json_safe(item())
+    return str(value)
+
+
+def json_dumps(value) -> str:
+    return json.dumps(_json_safe(value), allow_nan=False)
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60}, future=True)
+        engine = create_engine(url, connect_args={"timeout": 60}, future=True, json_serializer=json_dumps)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _):
@@ -71,7 +95,7 @@ def _make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
         return engine
-    return create_engine(url, pool_pre_ping=True, future=True)
+    return create_engine(url, pool_pre_ping=True, future=True, json_serializer=json_dumps)
 
 
 class Ledger:
@@ -238,7 +262,7 @@ class Ledger:
 def _copy_field(value, is_json: bool) -> str:
     """One value in PostgreSQL COPY text format (NULL is \\N; JSON columns keep SQLAlchemy's None -> 'null')."""
     if is_json:
-        value = json.dumps(value)
+        value = json_dumps(value)
     elif value is None:
         return "\\N"
     elif isinstance(value, bool):
