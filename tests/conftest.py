@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,22 +44,30 @@ def sqlite_ledger(tmp_path):
     return led
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+@contextmanager
+def temp_pg_database(prefix: str = "omnirecon_test"):
+    """A fresh PostgreSQL database (URL), dropped afterwards."""
     require_service("PostgreSQL", "127.0.0.1", 5432,
                     "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
     import sqlalchemy as sa
-    name = f"omnirecon_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(PG_DSN, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_DSN.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as c:
-        c.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    try:
+        yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database for one test."""
+    with temp_pg_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy as sa
 import yaml
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
-from conftest import PG_DSN, require_service
+from conftest import temp_pg_database
 from omnirecon import airflow_setup, scenario
 from omnirecon.demo import _ledger_conn, _scaled
 from omnirecon.ledger import models as m
@@ -43,17 +42,8 @@ def free_port() -> int:
 @pytest.fixture
 def airflow_db_url():
     """A fresh PostgreSQL database for Airflow's metadata, dropped afterwards (the ledger has its own)."""
-    require_service("PostgreSQL", "127.0.0.1", 5432,
-                    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
-    name = f"omnirecon_airflow_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_DSN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as c:
-        c.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with temp_pg_database("omnirecon_airflow") as url:
+        yield url
 
 
 @pytest.fixture
