@@ -19,7 +19,7 @@ from urllib.parse import quote
 import requests
 
 from omnirecon.hooks.base import ApiError, MalformedResponse, Reauthenticate, TokenBucket, require
-from omnirecon.hooks.connector import ConnectorHook
+from omnirecon.hooks.connector import CachedBearerToken, ConnectorHook
 from omnirecon.timeutil import iso, utcnow
 
 # operationId -> (rate per second, burst), from the models (§2.9)
@@ -32,7 +32,6 @@ RATE_LIMITS = {
     "getFeedDocument": (0.0222, 10),
     "createReport": (0.0167, 15), "getReport": (2, 15), "getReportDocument": (0.0167, 15),
 }
-REFRESH_MARGIN_S = 300          # refresh the 1 h LWA token at ~55 min
 LISTINGS_REPORT = "GET_MERCHANT_LISTINGS_ALL_DATA"
 ORDERS_LAG = timedelta(minutes=2)   # LastUpdatedBefore must be >= 2 minutes before now
 
@@ -41,7 +40,8 @@ class ExpiredNextToken(Exception):
     """FBA nextToken lived longer than its 30 s: restart the listing."""
 
 
-class AmazonSPAPIHook(ConnectorHook):
+class AmazonSPAPIHook(CachedBearerToken, ConnectorHook):
+    refresh_margin_s = 300.0   # refresh the 1 h LWA token at ~55 min
     non_idempotent_operations = frozenset({"createReport", "createFeedDocument", "createFeed"})
     conn_name_attr = "amazon_conn_id"
     default_conn_name = "omnirecon_amazon"
@@ -56,9 +56,7 @@ class AmazonSPAPIHook(ConnectorHook):
 
     def __init__(self, amazon_conn_id: str | None = None, **kwargs):
         super().__init__(amazon_conn_id, **kwargs)
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = threading.Lock()
+        self._init_token_cache()
         self._buckets: dict[str, TokenBucket] = {}
         self._buckets_lock = threading.Lock()
 
@@ -74,12 +72,6 @@ class AmazonSPAPIHook(ConnectorHook):
         return sid
 
     # -- auth -------------------------------------------------------------------------
-    def access_token(self, force: bool = False) -> str:
-        with self._token_lock:
-            if force or not self._token or time.monotonic() >= self._token_expires:
-                self._refresh_token()
-            return self._token
-
     def _refresh_token(self) -> None:
         endpoint = self.extra("lwa_endpoint", "https://api.amazon.com/auth/o2/token")
         form = {"grant_type": "refresh_token", "refresh_token": self.extra("refresh_token") or "",
@@ -91,10 +83,7 @@ class AmazonSPAPIHook(ConnectorHook):
         token = body.get("access_token") if isinstance(body, dict) else None
         if not token:
             raise MalformedResponse(self.system, "token", "LWA answer has no access_token")
-        self.core.add_secret(token)
-        lifetime = float(body.get("expires_in") or 3600)
-        self._token = token
-        self._token_expires = time.monotonic() + max(0.0, lifetime - REFRESH_MARGIN_S) * self.time_scale
+        self._store_token(token, float(body.get("expires_in") or 3600))
 
     def _reauth(self) -> None:
         self.access_token(force=True)

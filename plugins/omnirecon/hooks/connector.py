@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -31,6 +32,28 @@ def _as_dict(extra: Any) -> dict:
     if not isinstance(value, dict):
         raise ValueError("connection extra must be a JSON object")
     return value
+
+
+class CachedBearerToken:
+    """A short-lived access token (LWA 1 h, Walmart 15 min) fetched by the hook's `_refresh_token()` and reused
+    until `refresh_margin_s` before it expires; thread-safe."""
+    refresh_margin_s = 300.0
+
+    def _init_token_cache(self) -> None:
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = threading.Lock()
+
+    def access_token(self, force: bool = False) -> str:
+        with self._token_lock:
+            if force or not self._token or time.monotonic() >= self._token_expires:
+                self._refresh_token()
+            return self._token
+
+    def _store_token(self, token: str, lifetime_s: float) -> None:
+        self.core.add_secret(token)
+        self._token = token
+        self._token_expires = time.monotonic() + max(0.0, lifetime_s - self.refresh_margin_s) * self.time_scale
 
 
 class ConnectorHook(BaseHook):

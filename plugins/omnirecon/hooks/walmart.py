@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,10 +16,9 @@ from urllib.parse import quote, urlencode
 import requests
 
 from omnirecon.hooks.base import ApiError, MalformedResponse, Reauthenticate
-from omnirecon.hooks.connector import ConnectorHook
+from omnirecon.hooks.connector import CachedBearerToken, ConnectorHook
 from omnirecon.timeutil import iso, utcnow
 
-REFRESH_MARGIN_S = 120          # refresh the 900 s token two minutes early
 TOKEN_COUNT_HEADERS = ("x-current-token-count",)
 REPLENISH_HEADERS = ("x-next-replenish-time", "x-next-replenishment-time")
 
@@ -32,7 +30,8 @@ def _header(resp: requests.Response, names) -> str | None:
     return None
 
 
-class WalmartHook(ConnectorHook):
+class WalmartHook(CachedBearerToken, ConnectorHook):
+    refresh_margin_s = 120.0   # refresh the 900 s token two minutes early
     non_idempotent_operations = frozenset({"updateBulkInventory"})
     conn_name_attr = "walmart_conn_id"
     default_conn_name = "omnirecon_walmart"
@@ -47,9 +46,7 @@ class WalmartHook(ConnectorHook):
 
     def __init__(self, walmart_conn_id: str | None = None, **kwargs):
         super().__init__(walmart_conn_id, **kwargs)
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = threading.Lock()
+        self._init_token_cache()
         self._quota: dict[str, tuple[int, float | None]] = {}   # operation -> (tokens left, replenish epoch s)
 
     # -- auth -------------------------------------------------------------------------
@@ -66,12 +63,6 @@ class WalmartHook(ConnectorHook):
             h["WM_CONSUMER.CHANNEL.TYPE"] = self.extra("channel_type")
         return h
 
-    def access_token(self, force: bool = False) -> str:
-        with self._token_lock:
-            if force or not self._token or time.monotonic() >= self._token_expires:
-                self._refresh_token()
-            return self._token
-
     def _refresh_token(self) -> None:
         def prepare(call, cid):
             call["headers"].update(self._wm_headers(cid))
@@ -83,10 +74,7 @@ class WalmartHook(ConnectorHook):
         token = body.get("access_token") if isinstance(body, dict) else None
         if not token:
             raise MalformedResponse(self.system, "token", "token answer has no access_token")
-        self.core.add_secret(token)
-        lifetime = float(body.get("expires_in") or 900)
-        self._token = token
-        self._token_expires = time.monotonic() + max(0.0, lifetime - REFRESH_MARGIN_S) * self.time_scale
+        self._store_token(token, float(body.get("expires_in") or 900))
 
     def _prepare(self, call: dict, cid: str) -> None:
         call["headers"].update(self._wm_headers(cid))
