@@ -199,11 +199,23 @@ def _api_up(port: int) -> bool:
         return False
 
 
+def _between_ticks() -> datetime:
+    """Start when the last quarter-hour tick is >= 3 min old (SP-API serves no order updated in the last 2 min,
+    so the last missed window must be that old to be pulled whole) and the next tick is >= 3 min away (the
+    story takes ~2 min and must not see the scheduler start a new interval). Waits at most ~6 minutes."""
+    while True:
+        now = datetime.now(timezone.utc)
+        since_tick = (now.minute % 15) * 60 + now.second
+        if 180 <= since_tick <= 15 * 60 - 180:
+            return now
+        time.sleep((180 - since_tick) if since_tick < 180 else (15 * 60 - since_tick + 180))
+
+
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory):
     """Runs the whole story once; the tests below check what it left in the ledger and in Airflow."""
     tmp = tmp_path_factory.mktemp("backfill")
-    now = datetime.now(timezone.utc)
+    now = _between_ticks()
     outage_end = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)   # last cron tick
     missed = [outage_end - 2 * STEP, outage_end - STEP, outage_end]   # when the failed runs ran (interval ends)
     sc = scenario.from_dict(outage_doc(outage_end))
