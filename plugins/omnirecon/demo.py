@@ -209,7 +209,8 @@ def run_up(*, scenario_path: str, port: int = 8080) -> int:
     env = airflow_setup.airflow_env({"OMNIRECON_SETTINGS": str(settings_file),
                                      "AIRFLOW__API__PORT": str(port),
                                      "AIRFLOW__API__BASE_URL": f"http://localhost:{port}"})
-    proc = subprocess.Popen([airflow_setup.airflow_bin(), "standalone"], env=env)
+    # its own process group: Ctrl-C or an error stops the scheduler, api-server and executor workers with it
+    proc = subprocess.Popen([airflow_setup.airflow_bin(), "standalone"], env=env, start_new_session=True)
     pw_file = home / "simple_auth_manager_passwords.json.generated"
     for _ in range(300):
         if pw_file.exists() or proc.poll() is not None:
@@ -223,5 +224,17 @@ def run_up(*, scenario_path: str, port: int = 8080) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for p in (proc, sandbox):
-            p.terminate()
+        _stop_group(proc)
+        sandbox.terminate()
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    import os
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
