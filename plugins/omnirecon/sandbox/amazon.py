@@ -6,7 +6,6 @@ import base64
 import gzip
 import json
 import secrets
-import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +14,7 @@ import jsonschema
 
 from omnirecon.sandbox.http import Request, Response
 from omnirecon.sandbox.ratelimit import TokenBucket
-from omnirecon.sandbox.system import Call, System
+from omnirecon.sandbox.system import BearerTokens, Call, System
 from omnirecon.timeutil import iso, parse_ts, utcnow
 
 # operationId -> (rate per second, burst), as the usage-plan tables in the models' operation descriptions say.
@@ -81,7 +80,8 @@ def _listify(req: Request, name: str) -> list[str]:
     return out
 
 
-class AmazonSystem(System):
+class AmazonSystem(BearerTokens, System):
+    token_header = "x-amz-access-token"
     name = "amazon"
 
     def __init__(self, sandbox, data: dict):
@@ -93,8 +93,7 @@ class AmazonSystem(System):
         self.listings = {l["sku"]: l for l in data.setdefault("listings", [])}
         self.fba = data.setdefault("fba_inventory", [])
         self.orders = data.setdefault("orders", [])
-        self.tokens: dict[str, float] = {}      # access token -> real expiry time
-        self.tokens_lock = threading.Lock()
+        self._init_tokens()
         limits = dict(RATE_LIMITS, **sandbox.options.amazon_rate_limits)
         self.buckets = {op: TokenBucket(rate, burst, sandbox.clock) for op, (rate, burst) in limits.items()}
         self.limits = limits
@@ -125,17 +124,8 @@ class AmazonSystem(System):
         return Response.json(_error(code, message), status)
 
     def throttled(self, operations: list[str]) -> Response:
-        for op in operations:
-            if op in self.buckets:
-                self.buckets[op].drain()
+        self.drain_buckets(operations)
         return Response.json(_error("QuotaExceeded", "You exceeded your quota for the requested resource."), 429)
-
-    def expire_token(self, req: Request) -> Response:
-        token = req.header("x-amz-access-token")
-        with self.tokens_lock:
-            if token in self.tokens:
-                self.tokens[token] = 0.0
-        return self._unauthorized()
 
     def decorate(self, resp: Response, operations: list[str]) -> Response:
         resp.headers.setdefault("x-amzn-RequestId", str(uuid.uuid4()))
@@ -167,8 +157,7 @@ class AmazonSystem(System):
                                   "error_description": "The request has an invalid grant parameter : refresh_token"}, 400)
         token = "Atza|" + secrets.token_urlsafe(32)
         lifetime = self.sb.options.lwa_token_seconds
-        with self.tokens_lock:
-            self.tokens[token] = self.sb.clock.now() + lifetime
+        self.issue_token(token, lifetime)
         return Response.json({"access_token": token, "token_type": "bearer", "expires_in": lifetime})
 
     def _guard(self, call: Call) -> Response | None:
@@ -176,9 +165,7 @@ class AmazonSystem(System):
         token = call.req.header("x-amz-access-token")
         if not token:
             return Response.json(_error("MissingAuthenticationToken", "Missing Authentication Token"), 403)
-        with self.tokens_lock:
-            expiry = self.tokens.get(token)
-        if expiry is None or self.sb.clock.now() >= expiry:
+        if not self.token_valid(token):
             return self._unauthorized()
         op = call.operations[0]
         if op in self.buckets and not self.buckets[op].take():

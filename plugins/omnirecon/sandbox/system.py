@@ -37,6 +37,36 @@ class ServedFile:
     writable: bool = False
 
 
+class BearerTokens:
+    """Access tokens a system issued (token -> expiry on the sandbox clock), presented in `token_header`."""
+    token_header = ""
+
+    def _init_tokens(self) -> None:
+        self.tokens: dict[str, float] = {}
+        self.tokens_lock = threading.Lock()
+
+    def issue_token(self, token: str, lifetime_s: float) -> None:
+        with self.tokens_lock:
+            self.tokens[token] = self.sb.clock.now() + lifetime_s
+
+    def token_valid(self, token: str | None) -> bool:
+        with self.tokens_lock:
+            expiry = self.tokens.get(token)
+        return expiry is not None and self.sb.clock.now() < expiry
+
+    def expire_token(self, req: Request) -> Response:
+        token = req.header(self.token_header)
+        with self.tokens_lock:
+            if token in self.tokens:
+                self.tokens[token] = 0.0
+        return self._unauthorized()
+
+    def drain_buckets(self, operations: list[str]) -> None:
+        for op in operations:
+            if op in self.buckets:
+                self.buckets[op].drain()
+
+
 class System:
     """Base for the four imitations. Subclasses fill `router` and implement the error hooks."""
 

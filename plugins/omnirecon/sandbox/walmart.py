@@ -7,7 +7,6 @@ import email.parser
 import email.policy
 import json
 import secrets
-import threading
 import time
 import uuid
 from datetime import timedelta
@@ -15,7 +14,7 @@ from urllib.parse import urlencode
 
 from omnirecon.sandbox.http import Request, Response
 from omnirecon.sandbox.ratelimit import TokenBucket
-from omnirecon.sandbox.system import Call, System
+from omnirecon.sandbox.system import BearerTokens, Call, System
 from omnirecon.timeutil import epoch_ms, iso, parse_ts, utcnow
 
 # operationId -> (tokens per minute, bucket size). Walmart does not publish production numbers; configurable.
@@ -43,7 +42,8 @@ def _qty(amount: int) -> dict:
     return {"unit": "EACH", "amount": int(amount)}
 
 
-class WalmartSystem(System):
+class WalmartSystem(BearerTokens, System):
+    token_header = "wm_sec.access_token"
     name = "walmart"
     token_operation = "token"
 
@@ -56,8 +56,7 @@ class WalmartSystem(System):
         self.orders = data.setdefault("orders", [])
         self._groups = None
         self._by_sku: dict = {}
-        self.tokens: dict[str, float] = {}
-        self.tokens_lock = threading.Lock()
+        self._init_tokens()
         limits = dict(RATE_LIMITS, **sandbox.options.walmart_rate_limits)
         self.buckets = {op: TokenBucket(per_min / 60.0, size, sandbox.clock) for op, (per_min, size) in limits.items()}
         self.feeds: dict[str, dict] = {}
@@ -84,9 +83,7 @@ class WalmartSystem(System):
         return Response.json({"errors": [_gateway_error(code, "", message, message, category)]}, status)
 
     def throttled(self, operations: list[str]) -> Response:
-        for op in operations:
-            if op in self.buckets:
-                self.buckets[op].drain()
+        self.drain_buckets(operations)
         return self._too_many(operations[-1])
 
     def _too_many(self, op: str) -> Response:
@@ -96,13 +93,6 @@ class WalmartSystem(System):
             "REQUEST_THRESHOLD_VIOLATED.GMP_GATEWAY_API", "REQUEST_THRESHOLD_VIOLATED", "Too Many Requests",
             "Request threshold violated: the API's token bucket is empty.")]}, 429,
             {"x-current-token-count": "0", "x-next-replenish-time": str(int((time.time() + wait) * 1000))})
-
-    def expire_token(self, req: Request) -> Response:
-        token = req.header("wm_sec.access_token")
-        with self.tokens_lock:
-            if token in self.tokens:
-                self.tokens[token] = 0.0
-        return self._unauthorized()
 
     def decorate(self, resp: Response, operations: list[str]) -> Response:
         bucket = self.buckets.get(operations[-1] if operations else "")
@@ -143,8 +133,7 @@ class WalmartSystem(System):
             return self._too_many("tokenAPI")
         token = "eyJraWQiOi" + secrets.token_urlsafe(48)
         lifetime = self.sb.options.walmart_token_seconds
-        with self.tokens_lock:
-            self.tokens[token] = self.sb.clock.now() + lifetime
+        self.issue_token(token, lifetime)
         if "json" not in (req.header("accept") or ""):
             xml = (f"<OAuthTokenDTO><accessToken>{token}</accessToken><tokenType>Bearer</tokenType>"
                    f"<expiresIn>{lifetime}</expiresIn></OAuthTokenDTO>")
@@ -156,9 +145,7 @@ class WalmartSystem(System):
         for h in REQUIRED_HEADERS:
             if not req.header(h):
                 return self._missing(h)
-        with self.tokens_lock:
-            expiry = self.tokens.get(req.header("wm_sec.access_token"))
-        if expiry is None or self.sb.clock.now() >= expiry:
+        if not self.token_valid(req.header("wm_sec.access_token")):
             return self._unauthorized()
         op = call.operations[-1]
         if op in self.buckets and not self.buckets[op].take():
