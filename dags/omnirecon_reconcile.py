@@ -14,7 +14,11 @@ Turns the latest complete snapshots into **findings** (Great Expectations suites
 freshness, mapping, listing state, low stock), each with a diagnosis (which link of the chain broke) and an
 evidence package, then acts on them:
 
-1. `reconcile` — GX validation, diagnosis, findings lifecycle (new / open / resolved) in the ledger.
+1. `plan_shards` — splits the catalog into SKU-hash shards (`reconcile_shard_skus` per shard, or the `shards`
+   param); `reconcile_skus` — one mapped task per shard: the per-SKU GX suites (inventory drift, mapping,
+   listing state, low stock) over that shard's rows only, so memory per task stays bounded and shards spread
+   over workers; `reconcile` — freshness and the order suites, and the run's totals. Each writes diagnosis,
+   evidence and the findings lifecycle (new / open / resolved) to the ledger and replaces only its own findings.
 2. `plan_corrections` — every intended correction goes to the outbox first, with a stable idempotency key;
    guardrails block pushes from stale/partial/failed snapshots and mass drift; large moves wait for approval.
 3. `push` — one mapped task per channel batch, through the channel's own write API, with read-back.
@@ -22,9 +26,10 @@ evidence package, then acts on them:
 4. `alert` — email/Slack for everything not pushed, once per finding, with reminders and resolved notices.
 
 Runs every 15 minutes and as soon as fresh snapshots of all four systems land.
-Params: `mode` (apply | dry-run), `channels`, `sku_filter`.
+Params: `mode` (apply | dry-run), `channels`, `sku_filter`, `shards` (0: automatic).
 
-**When it fails:** a failed `reconcile` pushes nothing (corrections depend on it). A failed `push` map index can be
+**When it fails:** a failed shard or `reconcile` pushes nothing (corrections depend on them); clearing a
+failed shard re-checks that shard only. A failed `push` map index can be
 cleared safely: idempotency keys and compare-and-swap make a retry apply nothing twice.
 """
 
@@ -48,11 +53,18 @@ with DAG(
         "channels": Param([], type="array", items={"type": "string", "enum": ["shopify", "amazon", "walmart"]},
                           description="Limit to these channels (empty: all configured)"),
         "sku_filter": Param(None, type=["null", "string"], description="Only SKUs matching this glob, e.g. TEE-*"),
+        "shards": Param(0, type="integer", minimum=0, maximum=1024,
+                        description="SKU-hash shards (mapped tasks) for the per-SKU checks; 0: one per "
+                                    "reconcile_shard_skus ERP SKUs (runtime.yaml)"),
         "approve_all": Param(False, type="boolean",
                              description="Approve every correction above the threshold without asking (rehearsals only)"),
     },
 ) as dag:
-    reconciled = task(task_id="reconcile", outlets=[Asset(FINDINGS_ASSET)])(pipeline.reconcile_task)()
+    shards = task(task_id="plan_shards")(pipeline.plan_shards_task)()
+    shard_results = task(task_id="reconcile_skus", max_active_tis_per_dagrun=8)(pipeline.reconcile_skus_task).expand(
+        shard=shards)
+    reconciled = task(task_id="reconcile", outlets=[Asset(FINDINGS_ASSET)])(pipeline.reconcile_task)(
+        shards, shard_results)
     batches = task(task_id="plan_corrections", outlets=[Asset(PENDING_APPROVALS_ASSET)])(pipeline.plan_task)(reconciled)
     pushed = task(task_id="push", max_active_tis_per_dagrun=4)(pipeline.push_task).expand(batch=batches)
     alerted = task(task_id="alert", trigger_rule="all_done")(pipeline.alert_task)(reconciled)

@@ -39,6 +39,8 @@ DEFAULT_RUNTIME: dict = {
     "approval_timeout_default": "reject",   # reject | approve
     "max_quarantine_fraction": 0.05,        # a snapshot above this is unusable
     "airflow_base_url": "http://localhost:8080",
+    "reconcile_shard_skus": 100000,         # SKUs per reconcile shard (memory per task grows with it)
+    "reconcile_max_shards": 64,             # at most this many mapped shard tasks per run
 }
 
 
@@ -130,6 +132,9 @@ def _validate_runtime(rt: dict) -> None:
         raise ConfigError("runtime.approval_timeout_default: must be reject or approve")
     if not (0 <= float(rt["max_quarantine_fraction"]) <= 1):
         raise ConfigError("runtime.max_quarantine_fraction: must be between 0 and 1")
+    for key, top in (("reconcile_shard_skus", 10**9), ("reconcile_max_shards", 1024)):
+        if not isinstance(rt[key], int) or isinstance(rt[key], bool) or not 1 <= rt[key] <= top:
+            raise ConfigError(f"runtime.{key}: must be an integer between 1 and {top}")
 
 
 def _read_yaml(path: Path) -> dict:

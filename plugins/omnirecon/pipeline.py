@@ -114,8 +114,16 @@ def snapshot_task(system: str, kinds: list[str], **context) -> dict:
             for k, v in results.items()}
 
 
-def reconcile_task(**context) -> dict:
-    from omnirecon.checks.run import reconcile
+def _peak_rss_mb() -> float:
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)   # KiB on Linux
+
+
+def plan_shards_task(**context) -> list[dict]:
+    """Begin the reconcile run and split its per-SKU checks into SKU-hash shards (checks/scope.py), sized by
+    the ERP catalog: one mapped `reconcile_skus` task each. Every shard checks as of the same instant."""
+    from omnirecon.checks.load import catalog_size
+    from omnirecon.model.sharding import shard_count
 
     settings = load_settings()
     params = context.get("params") or {}
@@ -125,10 +133,57 @@ def reconcile_task(**context) -> dict:
     ledger.begin_run(run_id, "reconcile", dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
                      data_interval_start=context.get("data_interval_start"),
                      data_interval_end=context.get("data_interval_end"), mode=mode, params=dict(params))
-    result = reconcile(ledger, settings, run_id=run_id, channels=params.get("channels") or None,
-                       sku_filter=params.get("sku_filter") or None, gx_dir=str(gx_dir()))
-    stats = {"skus_checked": result.skus_checked, "findings": result.counts,
-             "unusable_systems": list(result.unusable_systems), "data_docs": result.data_docs}
+    skus = catalog_size(ledger)
+    count = int(params.get("shards") or 0) or shard_count(skus, settings.runtime["reconcile_shard_skus"],
+                                                          settings.runtime["reconcile_max_shards"])
+    labels = [f"{i + 1}/{count}" for i in range(count)]
+    ledger.keep_findings_of(run_id, labels + ["global"])   # a re-planned run drops findings of an old split
+    now = utcnow().isoformat()
+    log.info("reconcile %s: %d ERP SKUs in %d shard(s)", run_id, skus, count)
+    return [{"run_id": run_id, "now": now, "shard": label} for label in labels]
+
+
+def _reconcile_args(context) -> dict:
+    params = context.get("params") or {}
+    return dict(channels=params.get("channels") or None, sku_filter=params.get("sku_filter") or None,
+                gx_dir=str(gx_dir()))
+
+
+def reconcile_skus_task(shard: dict, **context) -> dict:
+    """The per-SKU checks of one shard, reading only that shard's rows; its findings replace its own."""
+    import time
+
+    from omnirecon.checks.run import reconcile
+    from omnirecon.model.sharding import Shard
+
+    t0 = time.monotonic()
+    result = reconcile(get_ledger(), load_settings(), run_id=shard["run_id"], now=parse_ts(shard["now"]),
+                       shard=Shard.parse(shard["shard"]), part="skus", data_docs=False, **_reconcile_args(context))
+    return {"shard": result.shard, "skus_checked": result.skus_checked, "findings": result.counts,
+            "unusable_systems": result.unusable_systems, "follow_lag": result.follow_lag,
+            "seconds": round(time.monotonic() - t0, 2), "peak_rss_mb": _peak_rss_mb()}
+
+
+def reconcile_task(shards: list[dict], shard_results, **context) -> dict:
+    """Freshness (with every shard's follow lag) and the order checks, then the run's totals."""
+    from omnirecon.checks.run import reconcile
+    from omnirecon.model.canonical import CHECKS
+
+    parts = list(shard_results)
+    run_id, now = shards[0]["run_id"], parse_ts(shards[0]["now"])
+    lags = [row for part in parts for row in part["follow_lag"]]
+    ledger = get_ledger()
+    result = reconcile(ledger, load_settings(), run_id=run_id, now=now, part="global", follow_lag=lags,
+                       **_reconcile_args(context))
+    counts = dict(result.counts)
+    for part in parts:
+        for check, n in part["findings"].items():
+            counts[check] = counts.get(check, 0) + n
+    stats = {"skus_checked": sum(p["skus_checked"] for p in parts),
+             "findings": {c: counts.get(c, 0) for c in CHECKS},
+             "unusable_systems": sorted(set(result.unusable_systems).union(*(p["unusable_systems"] for p in parts))),
+             "data_docs": result.data_docs,
+             "shards": [{k: p[k] for k in ("shard", "skus_checked", "seconds", "peak_rss_mb")} for p in parts]}
     ledger.finish_run(run_id, "success", stats)
     return {"run_id": run_id, **stats}
 

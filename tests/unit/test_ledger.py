@@ -138,3 +138,46 @@ def test_json_evidence_from_pandas_is_stored_on_sqlite(sqlite_ledger):
 def test_json_evidence_from_pandas_is_stored_on_postgres(pg_ledger):
     """PostgreSQL rejects NaN in json: the ledger's serializer must turn it into null."""
     assert _store_finding(pg_ledger) == EXPECTED_EVIDENCE
+
+
+def _upgrade_from_0001_with_rows(url: str):
+    """A ledger at revision 0001 holding rows from before sharding, upgraded to head: buckets are backfilled."""
+    from alembic import command
+    from alembic.config import Config
+    from pathlib import Path
+    from sqlalchemy import create_engine, text
+
+    import omnirecon.ledger.db as db
+    from omnirecon.model.sharding import sku_bucket
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
+    cfg.attributes["connection_url"] = url
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("INSERT INTO runs (id, kind, status, started_at) VALUES ('r0', 'snapshot', 'success', :t)"),
+                     {"t": utcnow()})
+        conn.execute(text("INSERT INTO snapshots (id, run_id, system, kind, status, rows_in, rows_valid, rows_quarantined,"
+                          " api_calls, retries, started_at) VALUES (1, 'r0', 'erp', 'inventory', 'complete', 3, 3, 0, 0, 0, :t)"),
+                     {"t": utcnow()})
+        for sku in ["A-1", "B-2", "C-3"]:
+            conn.execute(text("INSERT INTO inventory_rows (snapshot_id, system, sku, location) VALUES (1, 'erp', :s, 'WH')"),
+                         {"s": sku})
+    engine.dispose()
+    led = Ledger(url)
+    led.migrate()
+    with led.session() as s:
+        rows = s.execute(select(m.InventoryRow.sku, m.InventoryRow.sku_bucket)).all()
+    assert sorted(rows) == sorted((sku, sku_bucket(sku)) for sku in ["A-1", "B-2", "C-3"])
+    assert {ix["name"] for ix in inspect(led.engine).get_indexes("inventory_rows")} >= {"ix_inventory_rows_snapshot_bucket"}
+    led.engine.dispose()
+
+
+def test_sharding_migration_backfills_buckets_on_sqlite(tmp_path):
+    _upgrade_from_0001_with_rows(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def test_sharding_migration_backfills_buckets_on_postgres(pg_url):
+    _upgrade_from_0001_with_rows(pg_url)

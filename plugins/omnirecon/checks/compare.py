@@ -1,8 +1,6 @@
 """Comparison frames, one per check: compact, keyed rows that the GX suites validate."""
 from __future__ import annotations
 
-import fnmatch
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,6 +8,7 @@ import pandas as pd
 
 from omnirecon.checks import expected as ex
 from omnirecon.checks.load import LedgerView
+from omnirecon.checks.scope import EVERYTHING, Scope
 from omnirecon.config import Settings
 from omnirecon.model.canonical import ORDER_PHASE, ORDER_RANK
 
@@ -27,6 +26,7 @@ class Comparison:
     unusable: list = field(default_factory=list)
     channels: list = field(default_factory=list)
     skus_checked: int = 0
+    follow_lag: pd.DataFrame | None = None       # per channel (max lag, lagging SKUs): a shard's part of freshness
 
 
 def joint_codes(left: pd.DataFrame, right: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -54,14 +54,9 @@ def join_on_keys(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> pd
     return add_by_key(left.copy(deep=False), kl, right, kr, [c for c in right.columns if c not in keys])
 
 
-def sku_matcher(pattern: str | None):
-    if not pattern:
-        return None
-    return re.compile(fnmatch.translate(pattern))
-
-
-def _filter(frame: pd.DataFrame, rx, col: str = "sku") -> pd.DataFrame:
-    return frame if rx is None or frame is None else frame[frame[col].astype(str).str.match(rx)]
+def _filter(frame: pd.DataFrame, scope: Scope, col: str = "sku") -> pd.DataFrame:
+    """The rows of SKUs in scope (the shard's and the glob's); everything for an unrestricted scope."""
+    return frame if scope.everything or frame is None else frame[scope.sku_mask(frame[col])]
 
 
 def _item_info(view: LedgerView, settings: Settings) -> pd.DataFrame:
@@ -71,15 +66,37 @@ def _item_info(view: LedgerView, settings: Settings) -> pd.DataFrame:
     return items[["sku", "item_type", "is_inactive"]].drop_duplicates("sku")
 
 
-def build(view: LedgerView, settings: Settings, channels: list[str], sku_filter: str | None = None) -> Comparison:
-    rx = sku_matcher(sku_filter)
+def build(view: LedgerView, settings: Settings, channels: list[str], scope: Scope = EVERYTHING,
+          follow_lag_parts: list[pd.DataFrame] | None = None) -> Comparison:
+    """The comparison frames of the checks in scope. A `global` scope takes the shards' follow-lag parts."""
+    rx = scope.rx
     cmp = Comparison(channels=channels)
     systems = ["erp"] + channels
     cmp.unusable = [s for s in systems if any(not view.usable(s, k) for k in REQUIRED_KINDS)]
-    cmp.frames["freshness"] = _freshness(view, settings, systems)
+    if "freshness" in scope.checks:
+        cmp.frames["freshness"] = _freshness(view, settings, systems)
+    if scope.part == "global":
+        cmp.frames["freshness"] = _with_follow_lag(cmp.frames["freshness"], merge_follow_lag(follow_lag_parts or []),
+                                                   settings)
+    if scope.part != "global":
+        _build_sku_checks(cmp, view, settings, channels, scope)
+    order_channels = [c for c in channels if view.usable(c, "orders")]
+    erp_orders = view.frame("erp", "orders") if "erp" not in cmp.unusable else None
+    if "order_missing" in scope.checks and erp_orders is not None and order_channels:
+        chan_orders = _channel_orders(view, order_channels, ex.alias_frame(settings), rx)
+        erp_o = _orders_for_skus(erp_orders, rx)
+        cmp.frames["order_missing"] = _order_missing(chan_orders, erp_o, settings, view.now)
+        matched = _matched_orders(chan_orders, erp_o)
+        cmp.frames["order_sequence"] = _order_sequence(matched, view, ["erp"] + order_channels, rx)
+        cmp.frames["order_status_mismatch"] = _order_status(matched, cmp.frames["order_sequence"], settings, view.now)
+    return cmp
 
+
+def _build_sku_checks(cmp: Comparison, view: LedgerView, settings: Settings, channels: list[str], scope: Scope):
+    """inventory_drift, mapping, listing_state and low_stock for the SKUs in scope (+ this scope's follow lag)."""
     erp_ok = "erp" not in cmp.unusable
-    erp_inv = _filter(view.frame("erp", "inventory"), rx) if erp_ok else None
+    erp_all = view.frame("erp", "inventory") if erp_ok else None   # the scope's SKUs + its bundles' components
+    erp_inv = _filter(erp_all, scope)
     erp_orders = view.frame("erp", "orders") if erp_ok else None
     inv_channels = [c for c in channels if view.usable(c, "inventory")]
     aliases = ex.alias_frame(settings)
@@ -87,9 +104,9 @@ def build(view: LedgerView, settings: Settings, channels: list[str], sku_filter:
     bundles = {b["sku"] for b in settings["bundles"]}
 
     if erp_inv is not None:
-        cmp.base = ex.expected_base(erp_inv, settings, inv_channels)
-        known = set(erp_inv["sku"]) | set(items["sku"]) | bundles
-        observed = _observed(view, inv_channels, aliases, rx)
+        cmp.base = _filter(ex.expected_base(erp_all, settings, inv_channels), scope)
+        known = set(erp_all["sku"]) | set(items["sku"]) | bundles
+        observed = _observed(view, inv_channels, aliases, scope)
         observed["erp_known"] = observed["sku"].isin(known)
         locs = ex.location_map(settings, channels)
         observed["location_mapped"] = False
@@ -104,31 +121,24 @@ def build(view: LedgerView, settings: Settings, channels: list[str], sku_filter:
         observed["_k"], base_k = joint_codes(observed, cmp.base, ["channel", "sku", "channel_location"])
         cmp.base = cmp.base.assign(_k=base_k)
         observed["unique_key"] = ~observed["_k"].duplicated(keep=False)
-        listings = _listings(view, inv_channels, aliases, rx)
+        listings = _listings(view, inv_channels, aliases, scope)
         unposted = _unposted(view, settings, channels, erp_orders)
         cmp.inventory = _drift(observed, cmp.base, listings, unposted, aliases, settings)
         cmp.frames["inventory_drift"] = cmp.inventory
-        cmp.frames["freshness"] = _with_follow_lag(cmp.frames["freshness"], cmp.inventory, settings, view.now)
+        cmp.follow_lag = follow_lag(cmp.inventory, view.now, settings["tolerance_units"])
+        if "freshness" in cmp.frames:
+            cmp.frames["freshness"] = _with_follow_lag(cmp.frames["freshness"], cmp.follow_lag, settings)
         not_sellable = set(items.loc[~(items["item_type"].isna() | items["item_type"].isin(SELLABLE_TYPES))
                                      | (items["is_inactive"] == True), "sku"]) | bundles  # noqa: E712
         cmp.frames["mapping"] = _mapping(observed, cmp.base[~cmp.base["sku"].isin(not_sellable)], listings, settings)
         cmp.base = cmp.base.drop(columns="_k")
         cmp.frames["listing_state"] = _listing_state(cmp.inventory, listings)
-        cmp.frames["low_stock"] = _low_stock(erp_inv, erp_orders, settings, view.now, rx)
+        cmp.frames["low_stock"] = _low_stock(erp_inv, erp_orders, settings, view.now, scope)
         cmp.skus_checked = int(erp_inv["sku"].nunique())
-    order_channels = [c for c in channels if view.usable(c, "orders")]
-    if erp_orders is not None and order_channels:
-        chan_orders = _channel_orders(view, order_channels, aliases, rx)
-        erp_o = _orders_for_skus(erp_orders, rx)
-        cmp.frames["order_missing"] = _order_missing(chan_orders, erp_o, settings, view.now)
-        matched = _matched_orders(chan_orders, erp_o)
-        cmp.frames["order_sequence"] = _order_sequence(matched, view, ["erp"] + order_channels, rx)
-        cmp.frames["order_status_mismatch"] = _order_status(matched, cmp.frames["order_sequence"], settings, view.now)
-    return cmp
 
 
 # --- inventory -------------------------------------------------------------------------------
-def _observed(view, channels, aliases, rx) -> pd.DataFrame:
+def _observed(view, channels, aliases, scope) -> pd.DataFrame:
     parts = []
     for ch in channels:
         f = view.frame(ch, "inventory")
@@ -138,10 +148,10 @@ def _observed(view, channels, aliases, rx) -> pd.DataFrame:
         parts.append(p)
     cols = ["channel", "channel_sku", "channel_location", "observed", "updated_at", "row_id", "snapshot_id"]
     obs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
-    return _filter(ex.to_erp_sku(obs, aliases), rx)
+    return _filter(ex.to_erp_sku(obs, aliases), scope)
 
 
-def _listings(view, channels, aliases, rx) -> pd.DataFrame:
+def _listings(view, channels, aliases, scope) -> pd.DataFrame:
     parts = []
     for ch in channels:
         f = view.frame(ch, "listings")
@@ -153,7 +163,7 @@ def _listings(view, channels, aliases, rx) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=["channel", "channel_sku", "sku", "units", "state", "inventory_policy", "tracked", "issues"])
     lst = ex.to_erp_sku(pd.concat(parts, ignore_index=True), aliases)
-    return _filter(lst.drop_duplicates(["channel", "channel_sku"]), rx)
+    return _filter(lst.drop_duplicates(["channel", "channel_sku"]), scope)
 
 
 def _unposted(view, settings, channels, erp_orders) -> pd.DataFrame:
@@ -238,7 +248,7 @@ def _listing_state(drift, listings) -> pd.DataFrame:
     return frame
 
 
-def _low_stock(erp_inv, erp_orders, settings, now, rx) -> pd.DataFrame:
+def _low_stock(erp_inv, erp_orders, settings, now, scope) -> pd.DataFrame:
     selling = {l["erp"] for l in settings["locations"]}
     atp = ex.erp_atp(erp_inv)
     if selling:
@@ -256,7 +266,7 @@ def _low_stock(erp_inv, erp_orders, settings, now, rx) -> pd.DataFrame:
                          "qty": lines["lines"].map(lambda l: int(l.get("quantity") or 0))})
     daily = (sold.groupby("sku")["qty"].sum() / LOW_STOCK_WINDOW_DAYS).rename("daily_units")
     frame = pd.concat([available, daily], axis=1, join="inner").reset_index().rename(columns={"index": "sku"})
-    frame = _filter(frame[frame["daily_units"] > 0], rx).copy()
+    frame = _filter(frame[frame["daily_units"] > 0], scope).copy()
     frame["cover_days"] = frame["erp_available"] / frame["daily_units"]
     frame["row"] = np.arange(len(frame))
     return frame[cols]
@@ -383,8 +393,16 @@ def _freshness(view: LedgerView, settings: Settings, systems: list[str]) -> pd.D
     return frame
 
 
-def _with_follow_lag(fresh: pd.DataFrame, drift: pd.DataFrame, settings: Settings, now) -> pd.DataFrame:
-    lag = follow_lag(drift, now, settings["tolerance_units"])
+def merge_follow_lag(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The shards' follow lags as one (their SKUs are disjoint: lagging SKUs add up, the worst lag wins)."""
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        return pd.DataFrame(columns=["channel", "follow_lag_minutes", "lagging_skus"])
+    return (pd.concat(parts, ignore_index=True).groupby("channel", sort=True)
+            .agg(follow_lag_minutes=("follow_lag_minutes", "max"), lagging_skus=("lagging_skus", "sum")).reset_index())
+
+
+def _with_follow_lag(fresh: pd.DataFrame, lag: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     if lag.empty:
         return fresh.assign(follow_lag_minutes=np.nan, lagging_skus=0)
     rows = lag.assign(system=lag["channel"], kind="follow", age_minutes=np.nan, attempt_complete=True,
@@ -398,6 +416,8 @@ def follow_lag(drift: pd.DataFrame, now, tolerance: int = 0) -> pd.DataFrame:
     """Per channel: rows still differing after an ERP change the channel never followed, with the lag in minutes."""
     lagging = drift[(drift["delta"].abs() > tolerance) & drift["erp_updated_at"].notna()
                     & (drift["updated_at"].isna() | (drift["updated_at"] < drift["erp_updated_at"]))]
+    if lagging.empty:   # (also a shard with no SKUs, whose empty columns carry no datetime dtype)
+        return pd.DataFrame(columns=["channel", "follow_lag_minutes", "lagging_skus"])
     lag = (pd.Timestamp(now) - lagging["erp_updated_at"]).dt.total_seconds() / 60
     out = lagging.assign(lag_minutes=lag).groupby("channel").agg(
         follow_lag_minutes=("lag_minutes", "max"), lagging_skus=("sku", "nunique")).reset_index()

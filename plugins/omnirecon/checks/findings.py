@@ -16,6 +16,7 @@ from omnirecon.checks.load import LedgerView, inventory_refs
 from omnirecon.checks.suites import Failure
 from omnirecon.config import Settings
 from omnirecon.ledger import models as m
+from omnirecon.model.canonical import CHECKS
 from omnirecon.timeutil import iso
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -354,15 +355,19 @@ class FindingBuilder:
 
 
 # --- persistence + lifecycle ---------------------------------------------------------------
-def persist(ledger, run_id: str, findings: list[dict], now: datetime, scope) -> None:
-    """Replace this run's findings; open/refresh FindingState; resolve open states in scope not seen now.
+def persist(ledger, run_id: str, findings: list[dict], now: datetime, scope, shard: str = "all",
+            checks=CHECKS) -> None:
+    """Replace this run's findings of one shard; open/refresh FindingState; resolve open states in scope not
+    seen now.
 
-    scope(state) -> bool says whether a state's entity was checked in this run (only those can resolve)."""
+    scope(state) -> bool says whether a state's entity was checked in this run (only those can resolve);
+    shard labels the task that checked them (checks/scope.py), checks are the checks it ran."""
     fps = {f["fingerprint"] for f in findings}
     with ledger.session() as s:
-        s.execute(delete(m.Finding).where(m.Finding.run_id == run_id))
+        s.execute(delete(m.Finding).where(m.Finding.run_id == run_id, m.Finding.shard == shard))
         states = {st.fingerprint: st for st in s.scalars(select(m.FindingState).where(
-            (m.FindingState.status == "open") | m.FindingState.fingerprint.in_(list(fps)[:30000]))).all()}
+            (m.FindingState.status == "open") & m.FindingState.check.in_(list(checks))
+            | m.FindingState.fingerprint.in_(list(fps)[:30000]))).all()}
         if len(fps) > 30000:   # very large runs: fetch the rest in chunks
             rest = list(fps)[30000:]
             for i in range(0, len(rest), 30000):
@@ -394,4 +399,4 @@ def persist(ledger, run_id: str, findings: list[dict], now: datetime, scope) -> 
         s.flush()
         ledger.bulk_insert(s, m.FindingState, [dict(r, alerts_sent=0, resolved_notice_sent=False, resolved_at=None,
                                                     last_alert_at=None) for r in new_states.values()])
-        ledger.bulk_insert(s, m.Finding, [dict(f, created_at=now) for f in findings])
+        ledger.bulk_insert(s, m.Finding, [dict(f, created_at=now, shard=shard) for f in findings])

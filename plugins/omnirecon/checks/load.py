@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import select, text
 
+from omnirecon.checks.scope import EVERYTHING, Scope
 from omnirecon.ledger import models as m
+from omnirecon.model.sharding import WHOLE, Shard
 from omnirecon.model.canonical import SNAPSHOT_KINDS, SYSTEMS
 
 # only the columns the checks read, per kind and system class ("erp" | "channel")
@@ -90,11 +92,28 @@ def _flag(series: pd.Series) -> pd.Series:
     return series.map({0: False, 1: True}).astype(object).where(series.notna(), None)
 
 
-def read_rows(conn, kind: str, snapshot_id: int, system: str = "erp") -> pd.DataFrame:
+def _read_shard(conn, table: str, cols: list[str], snapshot_id: int, shard: Shard, extra: set) -> pd.DataFrame:
+    """A snapshot's rows of one shard (indexed on snapshot_id, sku_bucket), plus the named extra SKUs."""
+    sql = f"SELECT {', '.join(cols)} FROM {table} WHERE snapshot_id = :sid"
+    if shard.whole:
+        return _read(conn, sql, cols, sid=snapshot_id)
+    buckets = ", ".join(str(int(b)) for b in shard.buckets())
+    parts = [_read(conn, f"{sql} AND sku_bucket IN ({buckets})", cols, sid=snapshot_id)]
+    names = sorted(extra)
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        marks = ", ".join(f":x{k}" for k in range(len(chunk)))
+        parts.append(_read(conn, f"{sql} AND sku IN ({marks}) AND sku_bucket NOT IN ({buckets})", cols,
+                           sid=snapshot_id, **{f"x{k}": v for k, v in enumerate(chunk)}))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def read_rows(conn, kind: str, snapshot_id: int, system: str = "erp", shard: Shard = WHOLE,
+              extra_skus: set = frozenset()) -> pd.DataFrame:
     side = "erp" if system == "erp" else "channel"
     if kind == "inventory":
         cols = INVENTORY_COLS[side]
-        df = _read(conn, f"SELECT {', '.join(cols)} FROM inventory_rows WHERE snapshot_id = :sid", cols, sid=snapshot_id)
+        df = _read_shard(conn, "inventory_rows", cols, snapshot_id, shard, extra_skus)
         for c in ("available", "on_hand", "committed"):
             if c in df:
                 df[c] = pd.to_numeric(df[c], errors="coerce")
@@ -102,7 +121,7 @@ def read_rows(conn, kind: str, snapshot_id: int, system: str = "erp") -> pd.Data
         return df
     if kind == "listings":
         cols = LISTING_COLS[side]
-        df = _read(conn, f"SELECT {', '.join(cols)} FROM listing_rows WHERE snapshot_id = :sid", cols, sid=snapshot_id)
+        df = _read_shard(conn, "listing_rows", cols, snapshot_id, shard, extra_skus)
         if "issues" in df:
             has = df["issues"].notna()
             df.loc[has, "issues"] = df.loc[has, "issues"].map(_json)
@@ -147,8 +166,16 @@ def read_order_state(conn, s, system: str, now: datetime) -> tuple[pd.DataFrame,
     return current, previous.reset_index(drop=True)
 
 
-def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory", "orders")) -> LedgerView:
+def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory", "orders"),
+              scope: Scope = EVERYTHING, settings=None) -> LedgerView:
+    """The latest snapshots (and history) of the given systems. A `skus` scope reads only its shard's inventory
+    and listing rows; a `global` scope reads none (its checks need snapshot metadata and orders only)."""
     view = LedgerView(now=now)
+    extra = scope.extra_skus(settings) if settings is not None else {}
+    row_kinds = () if scope.part == "global" else ("inventory", "listings")
+
+    def rows(kind, snapshot_id, system):
+        return read_rows(conn, kind, snapshot_id, system, scope.shard, extra.get(system, set()))
     with ledger.engine.connect() as conn, ledger.session() as s:
         for system in systems:
             for kind in SNAPSHOT_KINDS:
@@ -168,9 +195,11 @@ def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory"
                     if kind in history_kinds and len(previous):
                         view.history[(system, kind)] = [(complete[1] if len(complete) > 1 else complete[0], previous)]
                     continue
-                view.frames[(system, kind)] = read_rows(conn, kind, complete[0].id, system)
+                if kind not in row_kinds:
+                    continue
+                view.frames[(system, kind)] = rows(kind, complete[0].id, system)
                 if kind in history_kinds:
-                    view.history[(system, kind)] = [(info, read_rows(conn, kind, info.id, system))
+                    view.history[(system, kind)] = [(info, rows(kind, info.id, system))
                                                     for info in complete[1:1 + HISTORY_DEPTH]]
         events = s.scalars(select(m.ApiEvent).where(m.ApiEvent.at >= now - API_EVENT_WINDOW,
                                                     m.ApiEvent.outcome != "ok")
@@ -180,6 +209,16 @@ def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory"
                                          "at": _aware(e.at)} for e in events],
                                        columns=["system", "operation", "status_code", "outcome", "message", "at"])
     return view
+
+
+def catalog_size(ledger) -> int:
+    """Distinct SKUs in the latest complete ERP inventory snapshot (0 when there is none)."""
+    latest = ledger.latest_snapshot("erp", "inventory")
+    if latest is None:
+        return 0
+    with ledger.engine.connect() as conn:
+        return int(conn.execute(text("SELECT COUNT(DISTINCT sku) FROM inventory_rows WHERE snapshot_id = :sid"),
+                                {"sid": latest.id}).scalar() or 0)
 
 
 def inventory_refs(ledger, row_ids: list[int]) -> dict[int, dict]:

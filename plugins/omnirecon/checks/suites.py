@@ -6,10 +6,12 @@ COMPLETE result format's unexpected_index_list (frame rows); findings take the k
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,15 +178,15 @@ class SuiteRunner:
         self.gx_dir = gx_dir
         if gx_dir:
             Path(gx_dir).mkdir(parents=True, exist_ok=True)
-            self.context = gx.get_context(mode="file", project_root_dir=gx_dir)
-        else:
-            self.context = gx.get_context(mode="ephemeral")
         from great_expectations.data_context.types.base import ProgressBarsConfig
-        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        try:
-            self.datasource = self.context.data_sources.get(DATASOURCE)
-        except Exception:   # GX raises different errors per store for "not found"
-            self.datasource = self.context.data_sources.add_pandas(DATASOURCE)
+        with self._config_lock():
+            self.context = gx.get_context(mode="file", project_root_dir=gx_dir) if gx_dir else \
+                gx.get_context(mode="ephemeral")
+            self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            try:
+                self.datasource = self.context.data_sources.get(DATASOURCE)
+            except Exception:   # GX raises different errors per store for "not found"
+                self.datasource = self.context.data_sources.add_pandas(DATASOURCE)
         self.suites = build_suites(settings)
 
     def _definition(self, name: str):
@@ -211,9 +213,11 @@ class SuiteRunner:
                 failures[name] = []
                 continue
             # unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
-            cp = self.gx.Checkpoint(name=f"{CHECKPOINT}_{name}", validation_definitions=[self._definition(name)],
-                                    result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False})
-            cp = self.context.checkpoints.add_or_update(cp)
+            with self._config_lock():
+                cp = self.gx.Checkpoint(name=f"{CHECKPOINT}_{name}", validation_definitions=[self._definition(name)],
+                                        result_format={"result_format": "COMPLETE",
+                                                       "return_unexpected_index_query": False})
+                cp = self.context.checkpoints.add_or_update(cp)
             result = cp.run(batch_parameters={"dataframe": gx_frame(name, frame)},
                             run_id=RunIdentifier(run_name=run_name))
             failures[name] = []
@@ -231,9 +235,23 @@ class SuiteRunner:
                                                   int(er.result.get("unexpected_count") or len(rows))))
         return failures
 
+    @contextmanager
+    def _config_lock(self):
+        """Shard tasks share one GX project: its JSON config files are rewritten one task at a time."""
+        if not self.gx_dir:
+            yield
+            return
+        with open(Path(self.gx_dir) / ".omnirecon.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def build_data_docs(self) -> str | None:
         if not self.gx_dir:
             return None
-        self.context.build_data_docs()
+        with self._config_lock():
+            self.context.build_data_docs()
         sites = self.context.get_docs_sites_urls()
         return sites[0]["site_url"] if sites else None

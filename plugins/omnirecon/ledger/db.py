@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from omnirecon.config import project_home
 from omnirecon.ledger import models as m
+from omnirecon.model.sharding import sku_bucket
 from omnirecon.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,13 @@ class Ledger:
         with self.session() as s:
             s.execute(update(m.Run).where(m.Run.id == run_id).values(status=status, finished_at=utcnow(), stats=stats))
 
+    def keep_findings_of(self, run_id: str, shards: list[str]) -> int:
+        """Drop a run's findings found by shards other than these (the run was re-split); the number dropped."""
+        from sqlalchemy import delete
+        with self.session() as s:
+            return s.execute(delete(m.Finding).where(m.Finding.run_id == run_id,
+                                                     m.Finding.shard.not_in(shards))).rowcount or 0
+
     # -- snapshots ---------------------------------------------------------------------
     def land_snapshot(self, *, run_id: str, system: str, kind: str, records: list, quarantined: list,
                       stats: dict, max_quarantine_fraction: float = 0.05) -> m.Snapshot:
@@ -212,6 +220,10 @@ class Ledger:
         cols = model.__table__.columns
         names = [f.name for f in fields(records[0]) if f.name in cols and f.name not in common]
         rows = [dict(common, **{n: getattr(r, n) for n in names}) for r in records]
+        if "sku_bucket" in cols:   # the shard key (model/sharding.py), from the SKU as the system shows it
+            for row in rows:
+                row["sku_bucket"] = sku_bucket(row["sku"])
+            names.append("sku_bucket")
         if self.dialect == "postgresql":
             copy_rows(s, model.__table__, list(common) + names, rows)
         else:

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from omnirecon.model.sharding import sku_bucket
 from omnirecon.timeutil import utcnow
 
 ID = BigInteger().with_variant(Integer, "sqlite")   # SQLite autoincrement needs INTEGER
+
+
+def _bucket_of_sku(context) -> int:
+    """The shard key of a row inserted without one: crc32(sku) mod 1024 (model/sharding.py)."""
+    return sku_bucket(context.get_current_parameters()["sku"])
 
 
 class Base(DeclarativeBase):
@@ -62,10 +69,12 @@ class Snapshot(Base):
 
 class InventoryRow(Base):
     __tablename__ = "inventory_rows"
+    __table_args__ = (Index("ix_inventory_rows_snapshot_bucket", "snapshot_id", "sku_bucket"),)
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
     system: Mapped[str] = mapped_column(String(16))
     sku: Mapped[str] = mapped_column(String(255))
+    sku_bucket: Mapped[int] = mapped_column(SmallInteger, default=_bucket_of_sku)   # model/sharding.py
     location: Mapped[str] = mapped_column(String(255))
     available: Mapped[int | None]
     on_hand: Mapped[int | None]
@@ -78,10 +87,12 @@ class InventoryRow(Base):
 
 class ListingRow(Base):
     __tablename__ = "listing_rows"
+    __table_args__ = (Index("ix_listing_rows_snapshot_bucket", "snapshot_id", "sku_bucket"),)
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
     system: Mapped[str] = mapped_column(String(16))
     sku: Mapped[str] = mapped_column(String(255))
+    sku_bucket: Mapped[int] = mapped_column(SmallInteger, default=_bucket_of_sku)
     state: Mapped[str] = mapped_column(String(16))
     raw_status: Mapped[str | None] = mapped_column(String(255))
     issues: Mapped[list | None]
@@ -158,6 +169,7 @@ class Finding(Base):
     detail: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict | None]
     lifecycle: Mapped[str] = mapped_column(String(16), default="new")  # new | open (seen before)
+    shard: Mapped[str] = mapped_column(String(16), default="all", server_default="all")    # the task that found it: all | global | 3/8
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
