@@ -169,7 +169,11 @@ class Failure:
 
 
 class SuiteRunner:
-    """One GX context (file context under gx_dir, else ephemeral) with a checkpoint over every suite."""
+    """A GX context (file context under gx_dir, else ephemeral) with a checkpoint over every suite.
+
+    Several tasks (the reconcile shards) may share one file context. Its stores are files that GX also keeps in
+    memory, so each suite runs under a file lock with the context freshly loaded from disk: a context opened
+    before another task added its assets would otherwise write its stale datasource config back over them."""
 
     def __init__(self, settings: Settings, gx_dir: str | None = None):
         import great_expectations as gx
@@ -178,16 +182,24 @@ class SuiteRunner:
         self.gx_dir = gx_dir
         if gx_dir:
             Path(gx_dir).mkdir(parents=True, exist_ok=True)
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        self.context = None
         with self._config_lock():
-            self.context = gx.get_context(mode="file", project_root_dir=gx_dir) if gx_dir else \
-                gx.get_context(mode="ephemeral")
-            self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-            try:
-                self.datasource = self.context.data_sources.get(DATASOURCE)
-            except Exception:   # GX raises different errors per store for "not found"
-                self.datasource = self.context.data_sources.add_pandas(DATASOURCE)
-        self.suites = build_suites(settings)
+            self._open()
+            self.suites = build_suites(settings)   # (GX suites read the active context's store as they grow)
+
+    def _open(self) -> None:
+        """(Re)load the context from disk (file mode; called under the lock); the ephemeral one is opened once."""
+        if self.context is not None and not self.gx_dir:
+            return
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+        gx = self.gx
+        self.context = gx.get_context(mode="file", project_root_dir=self.gx_dir) if self.gx_dir else \
+            gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        try:
+            self.datasource = self.context.data_sources.get(DATASOURCE)
+        except Exception:   # GX raises different errors per store for "not found"
+            self.datasource = self.context.data_sources.add_pandas(DATASOURCE)
 
     def _definition(self, name: str):
         gx = self.gx
@@ -213,13 +225,14 @@ class SuiteRunner:
                 failures[name] = []
                 continue
             # unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
+            data = gx_frame(name, frame)
             with self._config_lock():
+                self._open()
                 cp = self.gx.Checkpoint(name=f"{CHECKPOINT}_{name}", validation_definitions=[self._definition(name)],
                                         result_format={"result_format": "COMPLETE",
                                                        "return_unexpected_index_query": False})
                 cp = self.context.checkpoints.add_or_update(cp)
-            result = cp.run(batch_parameters={"dataframe": gx_frame(name, frame)},
-                            run_id=RunIdentifier(run_name=run_name))
+                result = cp.run(batch_parameters={"dataframe": data}, run_id=RunIdentifier(run_name=run_name))
             failures[name] = []
             for vr in result.run_results.values():
                 for er in vr.results:
@@ -237,7 +250,7 @@ class SuiteRunner:
 
     @contextmanager
     def _config_lock(self):
-        """Shard tasks share one GX project: its JSON config files are rewritten one task at a time."""
+        """One task at a time rewrites and runs the shared GX project's suites (an exclusive file lock)."""
         if not self.gx_dir:
             yield
             return
@@ -252,6 +265,7 @@ class SuiteRunner:
         if not self.gx_dir:
             return None
         with self._config_lock():
+            self._open()
             self.context.build_data_docs()
         sites = self.context.get_docs_sites_urls()
         return sites[0]["site_url"] if sites else None
