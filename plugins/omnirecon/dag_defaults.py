@@ -27,7 +27,7 @@ def default_args(**over) -> dict:
         "owner": "omnirecon-data-eng",
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
+        "retry_exponential_backoff": 2.0,          # a multiplier in Airflow 3.3 (True would mean 1.0: no growth)
         "max_retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(minutes=30),
     }

@@ -50,7 +50,17 @@ def test_health_checks_and_mounts(rendered):
         assert "healthcheck" in rendered["services"][name], name
     mounts = {v["target"] if isinstance(v, dict) else v.split(":")[1]
               for v in rendered["services"]["airflow-scheduler"]["volumes"]}
-    assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= mounts
+    assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include", "/opt/airflow/data"} <= mounts
+
+
+def test_lost_tasks_recover_within_minutes(rendered):
+    """Airflow's defaults leave a crashed worker's tasks for 5-10 minutes (see test_celery_faults.py)."""
+    env = rendered["services"]["airflow-worker"]["environment"]
+    assert int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) <= 120
+    assert int(env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"]) <= 300
+    assert int(env["AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL"]) <= 120
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert rendered["services"][name].get("restart") == "always", name
 
 
 def test_no_channel_secret_in_the_file():
