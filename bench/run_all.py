@@ -1,4 +1,4 @@
-"""Run every benchmark at its documented size (about 15 minutes on 2 cores); figures go to bench/README.md."""
+"""Run every benchmark at its documented size (about 30 minutes on 2 cores); figures go to bench/README.md."""
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +9,7 @@ RUNS = [
     ["bench_snapshot.py", "--skus", "100000"],
     ["bench_snapshot.py", "--ledger-rate", "200000", "--pg", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"],
     ["bench_reconcile.py"],
+    ["bench_shards.py"],
 ]
 
 failed = 0

@@ -182,7 +182,7 @@ def reconcile_task(shards: list[dict], shard_results, **context) -> dict:
     stats = {"skus_checked": sum(p["skus_checked"] for p in parts),
              "findings": {c: counts.get(c, 0) for c in CHECKS},
              "unusable_systems": sorted(set(result.unusable_systems).union(*(p["unusable_systems"] for p in parts))),
-             "data_docs": result.data_docs,
+             "data_docs": result.data_docs, "peak_rss_mb": _peak_rss_mb(),
              "shards": [{k: p[k] for k in ("shard", "skus_checked", "seconds", "peak_rss_mb")} for p in parts]}
     ledger.finish_run(run_id, "success", stats)
     return {"run_id": run_id, **stats}
