@@ -38,6 +38,7 @@ def generate(db: str, skus: int, drift: float, seed: int = 7) -> None:
 
     from omnirecon.ledger import models as m
     from omnirecon.ledger.db import Ledger
+    from omnirecon.model.sharding import sku_bucket
 
     rnd = random.Random(seed)
     ledger = Ledger(f"sqlite:///{db}")
@@ -54,15 +55,16 @@ def generate(db: str, skus: int, drift: float, seed: int = 7) -> None:
     on_hand = [rnd.randint(0, 200) for _ in range(skus)]
     committed = [min(h, rnd.randint(0, 5)) for h in on_hand]
     names = [f"SKU-{i:07d}" for i in range(skus)]
+    buckets = [sku_bucket(n) for n in names]
     with ledger.engine.begin() as conn:
         sid = snapshot("erp", "inventory", skus)
         conn.exec_driver_sql(
-            "INSERT INTO inventory_rows (snapshot_id, system, sku, location, available, on_hand, committed, updated_at, ref) "
-            "VALUES (?, 'erp', ?, 'WH-EAST', ?, ?, ?, ?, '{}')",
-            [(sid, names[i], on_hand[i] - committed[i], on_hand[i], committed[i], ts) for i in range(skus)])
+            "INSERT INTO inventory_rows (snapshot_id, system, sku, sku_bucket, location, available, on_hand, committed, "
+            "updated_at, ref) VALUES (?, 'erp', ?, ?, 'WH-EAST', ?, ?, ?, ?, '{}')",
+            [(sid, names[i], buckets[i], on_hand[i] - committed[i], on_hand[i], committed[i], ts) for i in range(skus)])
         sid = snapshot("erp", "listings", skus)
-        conn.exec_driver_sql("INSERT INTO listing_rows (snapshot_id, system, sku, state, item_type, is_inactive) "
-                             "VALUES (?, 'erp', ?, 'active', 'InvtPart', 0)", [(sid, n) for n in names])
+        conn.exec_driver_sql("INSERT INTO listing_rows (snapshot_id, system, sku, sku_bucket, state, item_type, is_inactive) "
+                             "VALUES (?, 'erp', ?, ?, 'active', 'InvtPart', 0)", list(zip([sid] * skus, names, buckets)))
         for ch in ("shopify", "amazon", "walmart"):
             sid = snapshot(ch, "inventory", skus)
             rows = []
@@ -70,9 +72,9 @@ def generate(db: str, skus: int, drift: float, seed: int = 7) -> None:
                 qty = max(0, on_hand[i] - committed[i] - SAFETY[ch])
                 if rnd.random() < drift:
                     qty = max(0, qty + rnd.choice([-1, 1]) * rnd.randint(1, 60))
-                rows.append((sid, ch, names[i], LOCATION[ch], qty, ts, '{"item": "%d"}' % i))
-            conn.exec_driver_sql("INSERT INTO inventory_rows (snapshot_id, system, sku, location, available, updated_at, ref) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                rows.append((sid, ch, names[i], buckets[i], LOCATION[ch], qty, ts, '{"item": "%d"}' % i))
+            conn.exec_driver_sql("INSERT INTO inventory_rows (snapshot_id, system, sku, sku_bucket, location, available, "
+                                 "updated_at, ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         erp_orders = []
         for ch in ("shopify", "amazon", "walmart"):
             sid = snapshot(ch, "orders", ORDERS_PER_CHANNEL)

@@ -10,8 +10,8 @@ from sqlalchemy import select, text
 
 from omnirecon.checks.scope import EVERYTHING, Scope
 from omnirecon.ledger import models as m
-from omnirecon.model.sharding import WHOLE, Shard
 from omnirecon.model.canonical import SNAPSHOT_KINDS, SYSTEMS
+from omnirecon.model.sharding import WHOLE, Shard
 
 # only the columns the checks read, per kind and system class ("erp" | "channel")
 INVENTORY_COLS = {"erp": ["sku", "location", "available", "on_hand", "committed", "updated_at"],
