@@ -59,9 +59,8 @@ FAULT_ENV = {
     # scheduler_health_check_threshold = 30 s of heartbeats) at this interval, not only at start-up
     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
 }
-# The DAGs wait 1 min before a retry (dag_defaults.default_args: retry_exponential_backoff=True is a multiplier of
-# 1.0 in Airflow 3, so that delay does not grow); a cluster policy, the deployment's own lever, shortens it here so
-# the test's retries come within seconds.
+# The DAGs wait 1 min before a retry, doubling up to 5 min (dag_defaults.default_args); a cluster policy, the
+# deployment's own lever, shortens that here so the test's retries come within seconds.
 LOCAL_SETTINGS = '''"""Cluster policy of the fault tests: quick retries."""
 from datetime import timedelta
 
