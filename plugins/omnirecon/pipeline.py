@@ -159,30 +159,19 @@ def reconcile_skus_task(shard: dict, **context) -> dict:
     t0 = time.monotonic()
     result = reconcile(get_ledger(), load_settings(), run_id=shard["run_id"], now=parse_ts(shard["now"]),
                        shard=Shard.parse(shard["shard"]), part="skus", data_docs=False, **_reconcile_args(context))
-    return {"shard": result.shard, "skus_checked": result.skus_checked, "findings": result.counts,
-            "unusable_systems": result.unusable_systems, "follow_lag": result.follow_lag,
-            "seconds": round(time.monotonic() - t0, 2), "peak_rss_mb": _peak_rss_mb()}
+    return {**result.summary(), "seconds": round(time.monotonic() - t0, 2), "peak_rss_mb": _peak_rss_mb()}
 
 
 def reconcile_task(shards: list[dict], shard_results, **context) -> dict:
     """Freshness (with every shard's follow lag) and the order checks, then the run's totals."""
-    from omnirecon.checks.run import reconcile
-    from omnirecon.model.canonical import CHECKS
+    from omnirecon.checks.run import reconcile, run_totals
 
     parts = list(shard_results)
     run_id, now = shards[0]["run_id"], parse_ts(shards[0]["now"])
-    lags = [row for part in parts for row in part["follow_lag"]]
     ledger = get_ledger()
-    result = reconcile(ledger, load_settings(), run_id=run_id, now=now, part="global", follow_lag=lags,
-                       **_reconcile_args(context))
-    counts = dict(result.counts)
-    for part in parts:
-        for check, n in part["findings"].items():
-            counts[check] = counts.get(check, 0) + n
-    stats = {"skus_checked": sum(p["skus_checked"] for p in parts),
-             "findings": {c: counts.get(c, 0) for c in CHECKS},
-             "unusable_systems": sorted(set(result.unusable_systems).union(*(p["unusable_systems"] for p in parts))),
-             "data_docs": result.data_docs, "peak_rss_mb": _peak_rss_mb(),
+    result = reconcile(ledger, load_settings(), run_id=run_id, now=now, part="global",
+                       follow_lag=[row for part in parts for row in part["follow_lag"]], **_reconcile_args(context))
+    stats = {**run_totals(parts, result.summary()), "data_docs": result.data_docs, "peak_rss_mb": _peak_rss_mb(),
              "shards": [{k: p[k] for k in ("shard", "skus_checked", "seconds", "peak_rss_mb")} for p in parts]}
     ledger.finish_run(run_id, "success", stats)
     return {"run_id": run_id, **stats}

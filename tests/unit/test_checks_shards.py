@@ -121,3 +121,23 @@ def test_retried_shard_replaces_its_own_findings_and_lifecycle_holds(tmp_path):
     # the run is re-split: findings of the old split go
     assert ledger.keep_findings_of("reconcile/r2", ["1/2", "2/2", "global"]) == sum(
         1 for f in second.findings if f["check"] in Scope(part="skus").checks)
+
+
+def test_shard_summaries_are_plain_json_and_add_up(tmp_path):
+    """What a shard task hands on through XCom: plain JSON (follow-lag rows included); totals add up."""
+    import json
+
+    from omnirecon.checks.run import run_totals
+    scenario = load(ROOT / "tests" / "scenarios" / "checks" / "connector-stale.yaml")
+    settings = settings_from_dict(scenario.raw.get("settings"))
+    ledger = _ledger(tmp_path, "ledger.db", scenario)
+    ledger.begin_run("reconcile/r1", "reconcile")
+    parts = [reconcile(ledger, settings, run_id="reconcile/r1", now=scenario.as_of, shard=Shard(i, 2), part="skus")
+             for i in range(2)]
+    lags = [row for p in parts for row in p.summary()["follow_lag"]]
+    assert lags, "the stale connector leaves SKUs that have not followed the ERP"
+    summaries = [json.loads(json.dumps(p.summary())) for p in parts]   # raises on numpy scalars
+    final = reconcile(ledger, settings, run_id="reconcile/r1", now=scenario.as_of, part="global", follow_lag=lags)
+    totals = run_totals(summaries, final.summary())
+    assert totals["skus_checked"] == sum(p.skus_checked for p in parts)
+    assert sum(totals["findings"].values()) == sum(len(p.findings) for p in parts) + len(final.findings)

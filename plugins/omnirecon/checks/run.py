@@ -1,6 +1,7 @@
 """reconcile(): ledger -> comparison frames -> GX suites -> diagnosis + evidence -> persisted findings."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -34,6 +35,22 @@ class ReconcileResult:
     timings: dict = field(default_factory=dict)      # stage -> seconds
     shard: str = "all"                               # the scope's label: all | global | 3/8
     follow_lag: list = field(default_factory=list)   # a shard's follow-lag rows, for the global part's freshness
+
+    def summary(self) -> dict:
+        """What a reconcile task hands on (JSON: XCom-safe, no evidence)."""
+        return {"shard": self.shard, "skus_checked": self.skus_checked, "findings": self.counts,
+                "unusable_systems": list(self.unusable_systems), "follow_lag": self.follow_lag}
+
+
+def run_totals(shard_summaries: list[dict], final: dict) -> dict:
+    """One run's totals from its shards' summaries and the global part's: SKUs, findings per check, unusable."""
+    counts = Counter(final["findings"])
+    for part in shard_summaries:
+        counts.update(part["findings"])
+    return {"skus_checked": sum(p["skus_checked"] for p in shard_summaries),
+            "findings": {c: counts.get(c, 0) for c in CHECKS},
+            "unusable_systems": sorted(set(final["unusable_systems"]).union(
+                *(p["unusable_systems"] for p in shard_summaries)))}
 
 
 def reconcile(ledger, settings: Settings, *, run_id: str, now: datetime | None = None,
@@ -86,7 +103,8 @@ def reconcile(ledger, settings: Settings, *, run_id: str, now: datetime | None =
     counts = Counter(f["check"] for f in findings)
     log.info("reconcile %s [%s]: %d SKUs, %d findings %s, unusable %s", run_id, scope.label, cmp.skus_checked,
              len(findings), dict(counts), cmp.unusable)
-    lag = cmp.follow_lag.to_dict("records") if cmp.follow_lag is not None else []
+    # plain JSON numbers (XCom), not numpy scalars
+    lag = json.loads(cmp.follow_lag.to_json(orient="records")) if cmp.follow_lag is not None else []
     return ReconcileResult(run_id=run_id, skus_checked=cmp.skus_checked,
                            counts={c: counts.get(c, 0) for c in CHECKS if c in scope.checks}, findings=findings, data_docs=docs,
                            unusable_systems=list(cmp.unusable), timings=timings, shard=scope.label, follow_lag=lag)
@@ -101,13 +119,11 @@ def reconcile_in_shards(ledger, settings: Settings, *, run_id: str, shards: int,
                        data_docs=False, **kwargs) for i in range(shards)]
     final = reconcile(ledger, settings, run_id=run_id, now=now, part="global",
                       follow_lag=[row for p in parts for row in p.follow_lag], **kwargs)
-    findings = [f for p in parts for f in p.findings] + final.findings
-    counts = Counter(f["check"] for f in findings)
+    totals = run_totals([p.summary() for p in parts], final.summary())
     timings = Counter()
     for p in parts + [final]:
         timings.update(p.timings)
-    return ReconcileResult(run_id=run_id, skus_checked=sum(p.skus_checked for p in parts),
-                           counts={c: counts.get(c, 0) for c in CHECKS}, findings=findings,
+    return ReconcileResult(run_id=run_id, skus_checked=totals["skus_checked"], counts=totals["findings"],
+                           findings=[f for p in parts for f in p.findings] + final.findings,
                            data_docs=final.data_docs, timings=dict(timings),
-                           unusable_systems=sorted(set(final.unusable_systems).union(*(p.unusable_systems for p in parts))),
-                           shard=f"{shards} shards + global")
+                           unusable_systems=totals["unusable_systems"], shard=f"{shards} shards + global")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ class Scope:
         """Findings of a run are replaced per label: a retried shard replaces its own findings only."""
         return self.shard.label if self.part == "skus" else self.part
 
-    @property
+    @cached_property
     def rx(self):
         return re.compile(fnmatch.translate(self.glob)) if self.glob else None
 
@@ -63,9 +64,7 @@ class Scope:
 
     def owns(self, check: str, sku) -> bool:
         """Was this (check, sku) entity checked by a task of this scope (so it may resolve there)?"""
-        if check not in self.checks:
-            return False
-        return self.glob is None and self.shard.whole or self.sku_ok(sku)
+        return check in self.checks and (self.everything or self.sku_ok(sku))
 
     def extra_skus(self, settings) -> dict[str, set]:
         """Rows a shard reads by name beyond its buckets, so that every SKU it owns is whole: ERP components of

@@ -12,7 +12,7 @@ from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, create_engine, event, func, insert, select, update
+from sqlalchemy import JSON, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -180,7 +180,6 @@ class Ledger:
 
     def keep_findings_of(self, run_id: str, shards: list[str]) -> int:
         """Drop a run's findings found by shards other than these (the run was re-split); the number dropped."""
-        from sqlalchemy import delete
         with self.session() as s:
             return s.execute(delete(m.Finding).where(m.Finding.run_id == run_id,
                                                      m.Finding.shard.not_in(shards))).rowcount or 0
