@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from omnirecon.config import DEFAULT_RUNTIME, default_runtime_path
+from omnirecon.config import load_runtime
 
 SNAPSHOT_ASSETS = {s: f"omnirecon://snapshots/{s}" for s in ("erp", "shopify", "amazon", "walmart")}
 FINDINGS_ASSET = "omnirecon://findings"
@@ -12,14 +12,9 @@ PENDING_APPROVALS_ASSET = "omnirecon://corrections/pending_approval"
 
 
 def runtime_option(key: str):
-    """A runtime.yaml option at DAG parse time (local file only, no network)."""
-    import yaml
-    path = default_runtime_path()
-    try:
-        doc = yaml.safe_load(path.read_text()) if path.exists() else {}
-    except Exception:
-        doc = {}
-    return (doc or {}).get(key, DEFAULT_RUNTIME[key])
+    """A runtime.yaml option at DAG parse time (local file only, no network). A bad file fails the DAG's import
+    with the error naming the field, rather than scheduling on defaults nobody chose."""
+    return getattr(load_runtime(), key)
 
 
 def default_args(**over) -> dict:
