@@ -66,3 +66,27 @@ def test_digest_is_posted_to_slack_once_per_run(tmp_path, slack, caplog):
     assert TOKEN not in caplog.text
     assert run_alerts(ledger, make_settings(), run_id=RUN)["items"] == 0     # an open finding alerts once
     assert len(slack) == 1
+
+
+def test_alert_goes_to_the_configured_channel_with_channel_values_escaped(tmp_path, slack):
+    ledger = make_ledger(tmp_path)
+    add_run(ledger)
+    sku = "<!channel> & <@U024BE7LH>"   # a SKU as a channel returned it
+    fresh_snapshots(ledger, [sku])
+    add_finding(ledger, sku=sku, action="alert", severity="critical", push=False)
+    settings = make_settings({"slack_channel": "#inventory-ops"})
+    assert run_alerts(ledger, settings, run_id=RUN)["transports"] == ["slack"]
+    assert len(slack) == 1
+    payload = slack[0]["payload"]
+    assert payload["channel"] == "#inventory-ops"
+    text = payload["text"]
+    assert "&lt;!channel&gt; &amp; &lt;@U024BE7LH&gt;" in text
+    assert "<!" not in text and "<@" not in text and "& " not in text
+    assert ledger.count(m.Alert, m.Alert.transport == "slack") == 1
+
+
+def test_slack_escape_is_total():
+    from omnirecon.report.slack import escape
+    assert escape("a&b<c>d") == "a&amp;b&lt;c&gt;d"
+    assert escape("&amp;") == "&amp;amp;"      # escaped once more: shows as typed
+    assert escape(None) == "" and escape(5) == "5"

@@ -4,7 +4,7 @@ What alerts: findings that were not pushed and verified (orders, mapping, listin
 pending, dry-run or failed corrections), guardrail trips, and failed writes. An open finding alerts once,
 reminds after alert_reminder_hours, and gets one resolved notice when it clears (FindingState bookkeeping,
 one Alert row per item and transport). Transports: e-mail via the Airflow SMTP provider when alert
-recipients are configured, Slack (SlackNotifier) only when a `slack_default` connection exists, else the log.
+recipients are configured, Slack (runtime `slack_channel`) when a `slack_default` connection exists, else the log.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from omnirecon.config import Settings
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
-from omnirecon.report import mail
+from omnirecon.report import mail, slack
 from omnirecon.report.templating import render
 from omnirecon.timeutil import iso, parse_ts, utcnow
 
@@ -276,9 +276,8 @@ def deliver_digest(ledger: Ledger, settings: Settings, digest: AlertDigest, *, c
         transports.append(("email", recipients))
     if mail.connection_exists(slack_conn_id):
         try:
-            from airflow.providers.slack.notifications.slack import SlackNotifier
-            SlackNotifier(slack_conn_id=slack_conn_id, text=_slack_text(digest)).notify({})
-            transports.append(("slack", None))
+            slack.post(_slack_text(digest), channel=settings.runtime.slack_channel, conn_id=slack_conn_id)
+            transports.append(("slack", [settings.runtime.slack_channel]))
         except Exception as e:   # e-mail already went; do not lose its bookkeeping
             log.warning("slack alert not sent: %s", type(e).__name__)
     if not transports:
@@ -290,9 +289,10 @@ def deliver_digest(ledger: Ledger, settings: Settings, digest: AlertDigest, *, c
 
 
 def _slack_text(digest: AlertDigest) -> str:
-    lines = [digest.subject, digest.run_url]
+    """Every value is escaped: titles carry SKUs and details read from the channels."""
+    lines = [slack.escape(digest.subject), slack.escape(digest.run_url)]
     for i in digest.items[:20]:
-        lines.append(f"- [{i.severity}] {i.kind}: {i.title}")
+        lines.append(f"- [{i.severity}] {i.kind}: {slack.escape(i.title)}")
     if len(digest.items) > 20:
         lines.append(f"... and {len(digest.items) - 20} more")
     return "\n".join(lines)
