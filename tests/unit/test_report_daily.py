@@ -145,3 +145,52 @@ def test_produce_daily_report_writes_files_and_skips_mail_without_recipients(tmp
     assert "data:image/png;base64," in html and (tmp_path / "gx" / "index.html").as_uri() in html
     assert (tmp_path / "rep" / "trend.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "rep" / "findings.csv").read_bytes().splitlines()[0].startswith(b"run_id,check,")
+
+
+def _correction(ledger, run_id, key, status, verified_at=None, created_at=None, channel="shopify"):
+    with ledger.session() as s:
+        s.add(m.Correction(idempotency_key=key, run_id=run_id, channel=channel, sku=key, channel_sku=key,
+                           location="L", from_qty=0, to_qty=119, status=status, verified_at=verified_at,
+                           created_at=created_at or verified_at or at(DAY, 9)))
+
+
+def test_verified_counts_every_correction_of_the_day_not_only_the_last_run(tmp_path):
+    ledger = make_ledger(tmp_path)
+    early, late = _run(ledger, DAY, 0), _run(ledger, DAY, 5)        # 10:00 and 15:00; the report shows 15:00
+    for i in range(8):                                              # 8 pushes verified during the day
+        _correction(ledger, early, f"v{i}", "verified", verified_at=at(DAY, 10) + timedelta(minutes=i))
+    yesterday = _run(ledger, DAY - timedelta(days=1))
+    _correction(ledger, yesterday, "old", "verified", verified_at=at(DAY - timedelta(days=1), 11))
+    _correction(ledger, early, "f1", "failed", created_at=at(DAY, 10))
+    content = build_report(ledger, make_settings(), report_date=DAY, links={})
+    assert content.summary["run_id"] == late
+    assert content.summary["corrections"]["verified"] == 8 and content.summary["corrections"]["failed"] == 1
+    shopify = next(c for c in content.summary["per_channel"] if c["channel"] == "shopify")
+    assert shopify["verified"] == 8
+    assert "8 verified" in content.text
+
+
+def test_system_stale_by_follow_lag_shows_when_it_was_last_fetched(tmp_path):
+    ledger, cur = _ledger(tmp_path)           # walmart: a freshness finding (has not followed the ERP)
+    sid = add_snapshot(ledger, "walmart", ["STILL"])
+    with ledger.session() as s:
+        snap = s.get(m.Snapshot, sid)
+        snap.started_at = snap.fetched_at = snap.finished_at = at(DAY, 10) - timedelta(minutes=3)
+    content = build_report(ledger, make_settings(), report_date=DAY, links={})
+    walmart = next(x for x in content.summary["stale_systems"] if x["system"] == "walmart")
+    assert walmart["fetched_at"] and walmart["fetched_at"].startswith("2026-01-05T09:57")
+    assert walmart["fetched_at"] in content.html
+
+
+def test_sells_past_zero_shows_what_is_wrong_not_a_zero_delta(tmp_path):
+    ledger = make_ledger(tmp_path)
+    cur = _run(ledger, DAY)
+    add_finding(ledger, cur, sku="TEE-CONT", from_qty=0, to_qty=0, severity="critical", action="alert", push=False,
+                diagnosis="L1_storefront_feed", evidence={"listing": {"state": "active", "inventory_policy": "CONTINUE",
+                                                                      "tracked": True}})
+    content = build_report(ledger, make_settings(), report_date=DAY, links={})
+    top = content.html[content.html.index("Top offenders"):]
+    assert "TEE-CONT" in top and "sells past zero (inventory policy CONTINUE)" in top
+    assert "+0" not in top
+    line = next(x for x in content.text.split("Top offenders", 1)[1].splitlines() if "TEE-CONT" in x)
+    assert "sells past zero (inventory policy CONTINUE)" in line and "(+0)" not in line

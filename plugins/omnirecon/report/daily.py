@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from omnirecon.config import Settings
 from omnirecon.ledger import models as m
@@ -99,8 +99,10 @@ def _headline(run: m.Run | None, findings: list[m.Finding], corrections: dict, s
 
 
 def _stale_systems(s, settings: Settings, run: m.Run | None, findings: list[m.Finding]) -> list[dict]:
-    """Systems whose latest snapshot (as of the run) is failed/unusable/stale, or that a freshness finding names."""
+    """Systems whose latest snapshot (as of the run) is failed/unusable/stale, or that a freshness finding names
+    (e.g. a channel that has not followed the ERP); each with when its inventory was last fetched."""
     out: dict[str, dict] = {}
+    latest: dict[str, m.Snapshot] = {}
     if run is not None:
         as_of = parse_ts(run.started_at)
         limit = timedelta(minutes=int(settings["freshness_minutes"]))
@@ -111,6 +113,7 @@ def _stale_systems(s, settings: Settings, run: m.Run | None, findings: list[m.Fi
                              .order_by(m.Snapshot.id.desc()).limit(1)).first()
             if snap is None:
                 continue
+            latest[system] = snap
             fetched = parse_ts(snap.fetched_at or snap.finished_at)
             if snap.status != "complete":
                 out[system] = {"system": system, "reason": f"inventory snapshot {snap.status}",
@@ -120,8 +123,35 @@ def _stale_systems(s, settings: Settings, run: m.Run | None, findings: list[m.Fi
                                f"{int(settings['freshness_minutes'])} min", "fetched_at": iso(fetched)}
     for f in findings:
         if f.check == "freshness" and f.channel not in out:
-            out[f.channel] = {"system": f.channel, "reason": f.detail, "fetched_at": None}
+            snap = latest.get(f.channel)
+            fetched = parse_ts(snap.fetched_at or snap.finished_at) if snap is not None else None
+            out[f.channel] = {"system": f.channel, "reason": f.detail, "fetched_at": iso(fetched) if fetched else None}
     return sorted(out.values(), key=lambda x: x["system"])
+
+
+def _day_corrections(s, day: _Day, run_id: str | None) -> list[m.Correction]:
+    """The day's corrections: verified during the day, or planned during it and not verified (yet), and the
+    report run's own. A daily report counts the day, not only its last run."""
+    def during(col):
+        return and_(col >= day.start, col < day.end)
+    cond = or_(during(m.Correction.verified_at),
+               and_(during(m.Correction.created_at), m.Correction.status != "verified"))
+    if run_id:
+        cond = or_(cond, m.Correction.run_id == run_id)
+    return list(s.scalars(select(m.Correction).where(cond).order_by(m.Correction.id)))
+
+
+def sells_past_zero(f: m.Finding) -> str | None:
+    """Why a channel keeps selling an item the ERP has none of (inventory policy CONTINUE, or not tracked):
+    quantities agree, the listing is what is wrong."""
+    listing = (f.evidence or {}).get("listing") or {}
+    if f.check != "inventory_drift" or f.delta or not listing:
+        return None
+    if listing.get("inventory_policy") == "CONTINUE":
+        return "sells past zero (inventory policy CONTINUE)"
+    if listing.get("tracked") is False:
+        return "sells past zero (inventory not tracked)"
+    return None
 
 
 def _per_channel(findings: list[m.Finding], corrections: list[m.Correction]) -> list[dict]:
@@ -148,7 +178,7 @@ def _finding_view(f: m.Finding) -> dict:
     return {"check": f.check, "severity": f.severity, "channel": f.channel, "sku": f.sku or "",
             "location": f.location or "", "order_id": f.order_id or "", "expected": f.expected or "",
             "observed": f.observed or "", "delta": f.delta, "diagnosis": f.diagnosis, "action": f.action,
-            "detail": f.detail}
+            "detail": f.detail, "problem": sells_past_zero(f)}
 
 
 def _changes(s, report_date: date, run: m.Run | None, findings: list[m.Finding]) -> dict:
@@ -239,8 +269,7 @@ def build_report(ledger: Ledger, settings: Settings, *, report_date: date, run_i
         rid = run.id if run else None
         findings = list(s.scalars(select(m.Finding).where(m.Finding.run_id == rid).order_by(m.Finding.id))) \
             if rid else []
-        corrections = list(s.scalars(select(m.Correction).where(m.Correction.run_id == rid)
-                                     .order_by(m.Correction.id))) if rid else []
+        corrections = _day_corrections(s, day, rid)
         by_status: dict[str, int] = {}
         for c in corrections:
             by_status[c.status] = by_status.get(c.status, 0) + 1
@@ -250,6 +279,7 @@ def build_report(ledger: Ledger, settings: Settings, *, report_date: date, run_i
         trend = _trend(s, report_date, tz)
         offenders = sorted((f for f in findings if f.check == "inventory_drift" and f.delta),
                            key=lambda f: (-abs(f.delta), f.channel, f.sku or ""))[:TOP_OFFENDERS]
+        offenders += [f for f in findings if sells_past_zero(f)][:TOP_OFFENDERS]
         per_channel = _per_channel(findings, corrections)
         if run is not None and "run" not in links:
             from omnirecon.remediation.alerts import run_link
