@@ -50,7 +50,7 @@ with DAG(
     params={
         "mode": Param(runtime_option("mode"), type="string", enum=["apply", "dry-run"],
                       description="apply pushes corrections; dry-run records what it would push"),
-        "channels": Param([], type="array", items={"type": "string", "enum": ["shopify", "amazon", "walmart"]},
+        "channels": Param(None, type=["null", "array"], items={"type": "string", "enum": ["shopify", "amazon", "walmart"]},
                           description="Limit to these channels (empty: all configured)"),
         "sku_filter": Param(None, type=["null", "string"], description="Only SKUs matching this glob, e.g. TEE-*"),
         "shards": Param(0, type="integer", minimum=0, maximum=1024,

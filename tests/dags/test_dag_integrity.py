@@ -73,3 +73,25 @@ def test_snapshot_tasks_use_api_pools(dagbag):
     pools = {t.task_id: t.pool for t in dag.tasks}
     assert pools["erp_inventory"] == "omnirecon_netsuite"
     assert all(p.startswith("omnirecon_") for p in pools.values())
+
+
+@pytest.mark.parametrize("dag_id, name", [("omnirecon_reconcile", "channels"), ("omnirecon_reconcile", "sku_filter"),
+                                          ("omnirecon_daily_report", "out_dir"),
+                                          ("omnirecon_daily_report", "report_date")])
+def test_optional_trigger_form_fields_are_not_required(dagbag, dag_id, name):
+    """The trigger form marks a field required unless its type allows null; "empty: all" must be optional."""
+    from airflow.sdk.definitions.param import Param
+    param = dagbag.get_dag(dag_id).params.get_param(name)
+    types = param.schema["type"] if isinstance(param.schema["type"], list) else [param.schema["type"]]
+    assert "null" in types, param.schema
+    Param(None, **param.schema).resolve()   # left empty in the form: valid
+
+
+def test_reconcile_channels_param_accepts_empty_and_known_channels_only(dagbag):
+    from airflow.sdk.definitions.param import Param
+    from airflow.sdk.exceptions import ParamValidationError
+    schema = dagbag.get_dag("omnirecon_reconcile").params.get_param("channels").schema
+    for ok in (None, [], ["shopify", "walmart"]):
+        assert Param(ok, **schema).resolve() == ok
+    with pytest.raises(ParamValidationError):
+        Param(["ebay"], **schema).resolve()
