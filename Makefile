@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test up sandbox bench clean lock airflow-init
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml contract/pyproject.toml sandbox/pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned dependencies (requirements.lock)"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip uv
 	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
-	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e ./contract -e ./sandbox -e .
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import requests
 
-from omnirecon.sandbox import Sandbox
-from omnirecon.scenario import from_dict
+from omnirecon_sandbox import Sandbox
+from omnirecon_contract.scenario import from_dict
 
 SCENARIO = {
     "version": 1, "name": "bench-sandbox", "as_of": "now",

@@ -131,7 +131,7 @@ def run_config(workers: int, shards: int, url_ledger: str, pg_metadata_url: str,
     import pytest
 
     import celery_support as cs
-    from omnirecon import scenario
+    from omnirecon_contract import scenario
     from omnirecon.ledger.db import Ledger
 
     worker = ["celery", "worker", "--concurrency", "1", "--skip-serve-logs"]

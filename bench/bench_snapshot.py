@@ -35,10 +35,10 @@ from omnirecon import scenario as scenario_mod  # noqa: E402
 from omnirecon.config import settings_from_dict  # noqa: E402
 from omnirecon.hooks import hook_from_fields  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
-from omnirecon.sandbox import Sandbox  # noqa: E402
-from omnirecon.sandbox.amazon import RATE_LIMITS as AMAZON_LIMITS  # noqa: E402
-from omnirecon.sandbox.shopify import PLANS as SHOPIFY_PLANS  # noqa: E402
-from omnirecon.sandbox.walmart import RATE_LIMITS as WALMART_LIMITS  # noqa: E402
+from omnirecon_sandbox import Sandbox  # noqa: E402
+from omnirecon_sandbox.amazon import RATE_LIMITS as AMAZON_LIMITS  # noqa: E402
+from omnirecon_sandbox.shopify import PLANS as SHOPIFY_PLANS  # noqa: E402
+from omnirecon_sandbox.walmart import RATE_LIMITS as WALMART_LIMITS  # noqa: E402
 from omnirecon.snapshot import snapshot_system  # noqa: E402
 
 CONN = {"shopify": "omnirecon_shopify", "amazon": "omnirecon_amazon", "walmart": "omnirecon_walmart",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from omnirecon import __version__
-from omnirecon.errors import OmniReconError
+from omnirecon.errors import ConfigError, OmniReconError
 
 EXIT_OUTAGE = 3
 EXIT_CONFIG = 2
@@ -25,7 +25,7 @@ def cmd_version(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from omnirecon import scenario
+    from omnirecon_contract import scenario
     from omnirecon.config import load_settings
     for path in args.files:
         if Path(path).name in ("retailer.yaml",) or args.settings:
@@ -44,11 +44,15 @@ def cmd_airflow_init(args) -> int:
 
 
 def cmd_sandbox(args) -> int:
-    from omnirecon import scenario
-    from omnirecon.sandbox import serve
-    scenario.load(args.scenario)  # fail fast with the path of a bad field
-    serve(args.scenario, time_scale=args.time_scale, endpoints_file=args.endpoints)
-    return 0
+    """The sandbox is its own package (`omnirecon-sandbox`); this runs its entry point in the foreground."""
+    import subprocess
+    from omnirecon_contract.scenario import load
+    from omnirecon.sandbox_process import sandbox_command
+    load(args.scenario)  # fail fast with the path of a bad field
+    cmd = [*sandbox_command(), "--scenario", args.scenario, "--time-scale", str(args.time_scale)]
+    if args.endpoints:
+        cmd += ["--endpoints", args.endpoints]
+    return subprocess.call(cmd)
 
 
 def cmd_demo(args) -> int:
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         args.scenario = _default_scenario()
     try:
         return args.func(args)
-    except OmniReconError as e:
+    except (OmniReconError, ConfigError) as e:
         print(f"omnirecon: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

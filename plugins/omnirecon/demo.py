@@ -10,9 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from omnirecon import airflow_setup, scenario
+from omnirecon import airflow_setup
+from omnirecon_contract import scenario
 from omnirecon.config import project_home, settings_from_dict
 from omnirecon.ledger import get_ledger, ledger_url
+from omnirecon.sandbox_process import SandboxProcess
 
 EXIT_OK, EXIT_OUTAGE = 0, 3
 STAGES = (("snapshot", "omnirecon_snapshot"), ("reconcile + remediate", "omnirecon_reconcile"),
@@ -72,7 +74,6 @@ def _dags_test(dag_id: str, conf: dict, env: dict, log_path: Path) -> int:
 def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_all: bool = False,
              time_scale: float = 0.01) -> int:
     from omnirecon.report import exports
-    from omnirecon.sandbox import Sandbox
 
     t0 = time.monotonic()
     sc = scenario.load(scenario_path)
@@ -91,10 +92,11 @@ def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_a
     ledger = get_ledger(url)
     first_snapshot = _max_snapshot_id(ledger)
 
-    with Sandbox(sc, time_scale=time_scale) as sb:
+    sb = SandboxProcess(scenario_path, work, time_scale=time_scale, state_out=out / "sandbox_state.json")
+    with sb:
         _say(f"[sandbox] serving {', '.join(f'{k} {v}' for k, v in sb.urls.items())}")
         env = airflow_setup.airflow_env({
-            **airflow_setup.connection_env(_scaled(sb.connections(), time_scale)),
+            **airflow_setup.connection_env(_scaled(sb.connections, time_scale)),
             **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(url)}),
             "OMNIRECON_SETTINGS": str(settings_file),
             "OMNIRECON_MODE": mode,
@@ -116,7 +118,7 @@ def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_a
             _say(f"      {'done' if rc == 0 else f'finished with failed tasks (exit {rc})'} in {time.monotonic() - ts:.1f}s")
             if dag_id == "omnirecon_reconcile" and _latest_run(ledger, "reconcile", first_snapshot) is None:
                 raise SystemExit(f"omnirecon demo: reconciliation did not run; see {out / 'logs' / (dag_id + '.log')}")
-        (out / "sandbox_state.json").write_text(json.dumps(sb.state(), indent=1, default=str))
+    # leaving the block stopped the sandbox, which wrote sandbox_state.json
 
     reconcile_run = _latest_run(ledger, "reconcile", first_snapshot)
     snapshot_run = _latest_run(ledger, "snapshot", first_snapshot)
@@ -179,18 +181,8 @@ def run_up(*, scenario_path: str, port: int = 8080) -> int:
     """Sandbox + `airflow standalone`, connections pointed at the sandbox. Ctrl-C stops both."""
     airflow_setup.init(quiet=True)
     home = airflow_setup.airflow_home()
-    endpoints = home / "sandbox-endpoints.json"
-    endpoints.unlink(missing_ok=True)
-    sandbox = subprocess.Popen([sys.executable, "-m", "omnirecon.cli", "sandbox", "--scenario", scenario_path,
-                                "--time-scale", "0.1", "--endpoints", str(endpoints)])
-    for _ in range(100):
-        if endpoints.exists():
-            break
-        time.sleep(0.2)
-    else:
-        sandbox.terminate()
-        raise SystemExit("omnirecon up: the sandbox did not start")
-    conns = _scaled(json.loads(endpoints.read_text())["connections"], 0.1)
+    sandbox = SandboxProcess(scenario_path, home, time_scale=0.1).start()
+    conns = _scaled(sandbox.connections, 0.1)
     url = ledger_url()
     sc = scenario.load(scenario_path)
     settings_file = project_home() / "data" / "demo" / "retailer.yaml"
@@ -218,14 +210,14 @@ def run_up(*, scenario_path: str, port: int = 8080) -> int:
         time.sleep(1)
     login = json.loads(pw_file.read_text()) if pw_file.exists() else {}
     _say(f"\nAirflow UI: http://localhost:{port}   login: " + ", ".join(f"{u} / {p}" for u, p in login.items()))
-    _say(f"Sandbox: {json.loads(endpoints.read_text())['urls']}\nCtrl-C stops Airflow and the sandbox.\n")
+    _say(f"Sandbox: {sandbox.urls}\nCtrl-C stops Airflow and the sandbox.\n")
     try:
         return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
         _stop_group(proc)
-        sandbox.terminate()
+        sandbox.stop()
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:

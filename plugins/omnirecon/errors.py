@@ -1,13 +1,13 @@
 """Errors a user sees: each names what is wrong and where."""
+from omnirecon_contract.errors import ConfigError  # bad scenario or configuration (shared with the sandbox)
 
 
 class OmniReconError(Exception):
     """Base class; the CLI prints str(e) as a one-line reason."""
 
 
-class ConfigError(OmniReconError):
-    """Bad scenario or configuration. The message starts with the path of the bad field."""
-
-
 class SnapshotFailed(OmniReconError):
     """A snapshot could not be taken completely; nothing of it becomes visible."""
+
+
+__all__ = ["ConfigError", "OmniReconError", "SnapshotFailed"]

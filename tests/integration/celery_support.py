@@ -30,7 +30,7 @@ from cryptography.fernet import Fernet
 from conftest import IN_CI
 from omnirecon import airflow_setup
 from omnirecon.demo import _ledger_conn, _scaled
-from omnirecon.sandbox import Sandbox
+from omnirecon_sandbox import Sandbox
 
 TIME_SCALE = 0.01
 DEADLINE_S = 360          # all DAG runs of one topology, from the first trigger

@@ -26,13 +26,14 @@ import requests
 import yaml
 from sqlalchemy import select
 
-from omnirecon import airflow_setup, scenario
+from omnirecon import airflow_setup
+from omnirecon_contract import scenario
 from omnirecon.checks.run import reconcile
 from omnirecon.config import settings_from_dict
 from omnirecon.demo import _ledger_conn, _scaled
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
-from omnirecon.sandbox import Sandbox
+from omnirecon_sandbox import Sandbox
 from omnirecon.timeutil import iso, parse_ts
 
 pytestmark = pytest.mark.slow

@@ -27,13 +27,13 @@ from sqlalchemy import func, select
 
 from celery_support import TIME_SCALE, CeleryTopology, private_postgres, redis_broker, tail
 from conftest import temp_pg_database
-from omnirecon import scenario
+from omnirecon_contract import scenario
 from omnirecon.config import settings_from_dict
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
 from omnirecon.runner import hooks_from_connections, run_cycle
-from omnirecon.sandbox import Sandbox
-from omnirecon.sandbox.http import DropConnection
+from omnirecon_sandbox import Sandbox
+from omnirecon_sandbox.http import DropConnection
 from omnirecon.timeutil import utcnow
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

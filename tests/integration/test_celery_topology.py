@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from celery_support import CeleryTopology, redis_broker, tail
 from conftest import temp_pg_database
-from omnirecon import scenario
+from omnirecon_contract import scenario
 from omnirecon.ledger import models as m
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

@@ -17,7 +17,7 @@ def _validate_all(gx_dir: str, db: str, tag: str, rounds: int) -> None:
     from omnirecon.checks.suites import SuiteRunner
     from omnirecon.config import settings_from_dict
     from omnirecon.ledger.db import Ledger
-    from omnirecon.scenario import load
+    from omnirecon_contract.scenario import load
 
     sc = load(ROOT / "include" / "scenarios" / "demo.yaml")
     settings = settings_from_dict(sc.raw["settings"])
@@ -31,7 +31,7 @@ def _validate_all(gx_dir: str, db: str, tag: str, rounds: int) -> None:
 def test_concurrent_tasks_share_one_gx_project(tmp_path):
     sys.path.insert(0, str(ROOT / "tests"))
     from omnirecon.ledger.db import Ledger
-    from omnirecon.scenario import load
+    from omnirecon_contract.scenario import load
     from support.ledger_from_scenario import land_scenario
 
     db = tmp_path / "ledger.db"

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from omnirecon import scenario as scenario_mod
+from omnirecon_contract import scenario as scenario_mod
 from omnirecon.hooks import hook_from_fields
 from omnirecon.hooks.base import ApiError
 from omnirecon.model.normalize import normalize
-from omnirecon.sandbox import Sandbox
+from omnirecon_sandbox import Sandbox
 from omnirecon.timeutil import utcnow
 
 DEMO = Path(__file__).resolve().parents[2] / "include" / "scenarios" / "demo.yaml"

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from omnirecon import scenario
+from omnirecon_contract import scenario
 from omnirecon.config import settings_from_dict
 from omnirecon.runner import hooks_from_connections, run_cycle
-from omnirecon.sandbox import Sandbox
+from omnirecon_sandbox import Sandbox
 from omnirecon.timeutil import utcnow
 
 SCALE = 0.01

@@ -32,7 +32,7 @@ from omnirecon.hooks import CONN_IDS as SYSTEM_CONN_IDS  # noqa: E402
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
 from omnirecon.remediation.plan import plan_corrections  # noqa: E402
-from omnirecon.sandbox import Sandbox  # noqa: E402
+from omnirecon_sandbox import Sandbox  # noqa: E402
 from omnirecon.snapshot import snapshot_system  # noqa: E402
 from omnirecon.timeutil import utcnow  # noqa: E402
 

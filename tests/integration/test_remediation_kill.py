@@ -37,7 +37,7 @@ from omnirecon.remediation import push as push_mod  # noqa: E402
 from omnirecon.remediation import plan as plan_mod  # noqa: E402
 from omnirecon.remediation.channels import CONN_IDS  # noqa: E402
 from omnirecon.remediation.plan import plan_corrections  # noqa: E402
-from omnirecon.sandbox import Sandbox  # noqa: E402
+from omnirecon_sandbox import Sandbox  # noqa: E402
 
 # every correction moves by a few units: under the approval threshold, so all are planned and pushed
 FINDINGS = ([shopify_finding(s, q) for s, q in zip(SKUS, (10, 5, 6, 3))]

@@ -19,8 +19,8 @@ from omnirecon.remediation.approvals import decide, pending_approvals  # noqa: E
 from omnirecon.remediation.channels import CONN_IDS  # noqa: E402
 from omnirecon.remediation.plan import make_batches, plan_corrections  # noqa: E402
 from omnirecon.remediation.push import NOT_APPLIED, push_batch  # noqa: E402
-from omnirecon.sandbox import Sandbox  # noqa: E402
-from omnirecon.scenario import from_dict  # noqa: E402
+from omnirecon_sandbox import Sandbox  # noqa: E402
+from omnirecon_contract.scenario import from_dict  # noqa: E402
 
 LOC = "gid://shopify/Location/1001"
 TIME_SCALE = 0.05

@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from conftest_sandbox import lwa_token, scenario_doc, sp
-from omnirecon.sandbox import Sandbox
-from omnirecon.sandbox.amazon import RATE_LIMITS
-from omnirecon.scenario import from_dict
+from omnirecon_sandbox import Sandbox
+from omnirecon_sandbox.amazon import RATE_LIMITS
+from omnirecon_contract.scenario import from_dict
 
 US = "ATVPDKIKX0DER"
 

@@ -10,10 +10,10 @@ import requests
 from openapi_schema_validator import OAS30Validator
 
 from conftest_sandbox import lwa_token, scenario_doc, sp, walmart_token, wm
-from omnirecon.sandbox import Sandbox
-from omnirecon.sandbox.amazon import RATE_LIMITS, reference_dir
-from omnirecon.sandbox.walmart import RATE_LIMITS as WM_LIMITS
-from omnirecon.scenario import from_dict
+from omnirecon_sandbox import Sandbox
+from omnirecon_sandbox.amazon import RATE_LIMITS, reference_dir
+from omnirecon_sandbox.walmart import RATE_LIMITS as WM_LIMITS
+from omnirecon_contract.scenario import from_dict
 
 REF = reference_dir()
 pytestmark = pytest.mark.skipif(not REF.exists(), reason=f"{REF} is absent: no official models to validate against")

@@ -4,8 +4,8 @@ import pytest
 import requests
 
 from conftest_sandbox import gql, lwa_token, scenario_doc, sp, suiteql, walmart_token, wm
-from omnirecon.sandbox import Sandbox
-from omnirecon.scenario import from_dict
+from omnirecon_sandbox import Sandbox
+from omnirecon_contract.scenario import from_dict
 
 US = "ATVPDKIKX0DER"
 INV = "/v3/inventory?sku=TEE-BLK-M&shipNode=10001"

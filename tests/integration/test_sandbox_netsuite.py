@@ -7,8 +7,8 @@ import pytest
 import requests
 
 from conftest_sandbox import netsuite_auth, ns_get, scenario_doc, suiteql
-from omnirecon.sandbox import Sandbox
-from omnirecon.scenario import from_dict
+from omnirecon_sandbox import Sandbox
+from omnirecon_contract.scenario import from_dict
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""omnirecon.sandbox.serve: the blocking CLI entry point, run in a child process and stopped with SIGTERM."""
+"""omnirecon_sandbox.serve: the blocking CLI entry point, run in a child process and stopped with SIGTERM."""
 import json
 import signal
 import subprocess
@@ -15,7 +15,7 @@ def test_serve_writes_endpoints_and_stops_on_sigterm(tmp_path):
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump(scenario_doc()))
     endpoints = tmp_path / "endpoints.json"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from omnirecon.sandbox import serve; "
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from omnirecon_sandbox import serve; "
                              "serve(sys.argv[1], 0.01, sys.argv[2])", str(scenario), str(endpoints)])
     try:
         for _ in range(300):

@@ -7,8 +7,8 @@ import pytest
 import requests
 
 from conftest_sandbox import gql, scenario_doc
-from omnirecon.sandbox import Sandbox
-from omnirecon.scenario import from_dict
+from omnirecon_sandbox import Sandbox
+from omnirecon_contract.scenario import from_dict
 
 VARIANTS = """query($first: Int!, $after: String) { productVariants(first: $first, after: $after) {
   pageInfo { hasNextPage endCursor } edges { cursor node { id sku } } nodes { id sku inventoryPolicy

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from omnirecon import scenario
-from omnirecon.sandbox import Sandbox
+from omnirecon_contract import scenario
+from omnirecon_sandbox import Sandbox
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from conftest_sandbox import scenario_doc, walmart_token, wm
-from omnirecon.sandbox import Sandbox
-from omnirecon.scenario import from_dict
+from omnirecon_sandbox import Sandbox
+from omnirecon_contract.scenario import from_dict
 
 
 @pytest.fixture()

@@ -11,13 +11,13 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from omnirecon import scenario as scenario_mod
+from omnirecon_contract import scenario as scenario_mod
 from omnirecon.config import settings_from_dict
 from omnirecon.errors import SnapshotFailed
 from omnirecon.hooks import hook_from_fields
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
-from omnirecon.sandbox import Sandbox
+from omnirecon_sandbox import Sandbox
 from omnirecon.snapshot import snapshot_system, take_snapshot
 
 DEMO = Path(__file__).resolve().parents[2] / "include" / "scenarios" / "demo.yaml"

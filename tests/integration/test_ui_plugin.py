@@ -21,13 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser_support import assert_not_blank, chromium, parse_html  # noqa: E402
 from test_remediation_airflow import free_port, wait_for  # noqa: E402
 
-from omnirecon import airflow_setup, scenario  # noqa: E402
+from omnirecon import airflow_setup  # noqa: E402
+from omnirecon_contract import scenario  # noqa: E402
 from omnirecon.config import settings_from_dict  # noqa: E402
 from omnirecon.ledger import Ledger  # noqa: E402
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.report.daily import produce_daily_report  # noqa: E402
 from omnirecon.runner import hooks_from_connections, run_cycle  # noqa: E402
-from omnirecon.sandbox import Sandbox  # noqa: E402
+from omnirecon_sandbox import Sandbox  # noqa: E402
 from omnirecon.timeutil import utcnow  # noqa: E402
 
 SCALE = 0.01

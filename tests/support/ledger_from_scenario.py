@@ -14,7 +14,7 @@ import copy
 
 from omnirecon.model.canonical import (InventoryRecord, ListingRecord, OrderRecord, Quarantined, amazon_status,
                                        netsuite_status, shopify_status, walmart_status)
-from omnirecon.scenario import Scenario, from_dict
+from omnirecon_contract.scenario import Scenario, from_dict
 from omnirecon.timeutil import parse_ts
 
 

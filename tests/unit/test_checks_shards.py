@@ -17,7 +17,7 @@ from omnirecon.config import settings_from_dict  # noqa: E402
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
 from omnirecon.model.sharding import BUCKETS, Shard, shard_count, sku_bucket  # noqa: E402
-from omnirecon.scenario import load  # noqa: E402
+from omnirecon_contract.scenario import load  # noqa: E402
 from support.ledger_from_scenario import land_scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

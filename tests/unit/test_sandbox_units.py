@@ -6,13 +6,13 @@ import re
 
 import pytest
 
-from omnirecon.sandbox import Sandbox
-from omnirecon.sandbox.amazon import RATE_LIMITS, reference_dir
-from omnirecon.sandbox.faults import FaultBook
-from omnirecon.sandbox.netsuite import oauth_signature, translate
-from omnirecon.sandbox.ratelimit import Clock, TokenBucket
-from omnirecon.sandbox.shopify_search import matcher
-from omnirecon.scenario import from_dict
+from omnirecon_sandbox import Sandbox
+from omnirecon_sandbox.amazon import RATE_LIMITS, reference_dir
+from omnirecon_sandbox.faults import FaultBook
+from omnirecon_sandbox.netsuite import oauth_signature, translate
+from omnirecon_sandbox.ratelimit import Clock, TokenBucket
+from omnirecon_sandbox.shopify_search import matcher
+from omnirecon_contract.scenario import from_dict
 
 BASE = {"version": 1, "name": "gen", "as_of": "2026-03-01T12:00:00Z",
         "settings": {"locations": [{"erp": "WH-EAST", "shopify": "gid://shopify/Location/1001",

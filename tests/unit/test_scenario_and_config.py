@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
-from omnirecon import scenario
+from omnirecon_contract import scenario
 from omnirecon.config import load_settings, settings_from_dict
 from omnirecon.errors import ConfigError
 

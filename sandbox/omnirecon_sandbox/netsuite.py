@@ -13,9 +13,9 @@ from datetime import datetime
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, unquote
 
-from omnirecon.sandbox.http import Request, Response
-from omnirecon.sandbox.system import Call, System
-from omnirecon.timeutil import parse_ts
+from omnirecon_sandbox.http import Request, Response
+from omnirecon_sandbox.system import Call, System
+from omnirecon_contract.timeutil import parse_ts
 
 MAX_LIMIT = 1000
 MAX_ROWS = 100_000

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
 
-from omnirecon.sandbox.credentials import SandboxCredentials
-from omnirecon.sandbox.faults import FaultBook
-from omnirecon.sandbox.generate import expand
-from omnirecon.sandbox.http import HttpService
-from omnirecon.sandbox.ratelimit import Clock
-from omnirecon.timeutil import iso, utcnow
+from omnirecon_sandbox.credentials import SandboxCredentials
+from omnirecon_sandbox.faults import FaultBook
+from omnirecon_sandbox.generate import expand
+from omnirecon_sandbox.http import HttpService
+from omnirecon_sandbox.ratelimit import Clock
+from omnirecon_contract.timeutil import iso, utcnow
 
 
 @dataclass
@@ -50,10 +51,10 @@ class Sandbox:
         self._services: dict = {}
 
     def _build_systems(self) -> dict:
-        from omnirecon.sandbox.amazon import AmazonSystem
-        from omnirecon.sandbox.netsuite import NetSuiteSystem
-        from omnirecon.sandbox.shopify import ShopifySystem
-        from omnirecon.sandbox.walmart import WalmartSystem
+        from omnirecon_sandbox.amazon import AmazonSystem
+        from omnirecon_sandbox.netsuite import NetSuiteSystem
+        from omnirecon_sandbox.shopify import ShopifySystem
+        from omnirecon_sandbox.walmart import WalmartSystem
         kinds = {"shopify": ShopifySystem, "amazon": AmazonSystem, "walmart": WalmartSystem, "erp": NetSuiteSystem}
         return {name: cls(self, self.data[name]) for name, cls in kinds.items() if name in self.data}
 
@@ -128,19 +129,28 @@ class Sandbox:
                                  "at": iso(utcnow()), "applied": bool(applied)})
 
 
-def serve(scenario_path: str, time_scale: float, endpoints_file: str | None) -> None:
-    """Blocking: start a sandbox for the scenario file, write its endpoints, run until SIGINT/SIGTERM."""
-    from omnirecon.scenario import load
+def serve(scenario_path: str, time_scale: float, endpoints_file: str | None, state_file: str | None = None) -> None:
+    """Blocking: start a sandbox for the scenario file, write its endpoints, run until SIGINT/SIGTERM.
+
+    With `state_file`, the final state (sandbox_state.json) is written there on the way out."""
+    from omnirecon_contract.scenario import load
     sb = Sandbox(load(scenario_path), time_scale=time_scale).start()
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if endpoints_file:
-            with open(endpoints_file, "w", encoding="utf-8") as fh:
+            tmp = f"{endpoints_file}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump({"urls": sb.urls, "connections": sb.connections()}, fh, indent=2)
+            os.replace(tmp, endpoints_file)   # readers never see a half-written file
         while not stop.wait(0.5):
             pass
     finally:
+        if state_file:
+            tmp = f"{state_file}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(sb.state(), fh, indent=1, default=str)
+            os.replace(tmp, state_file)
         sb.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from omnirecon.errors import ConfigError
-from omnirecon.timeutil import iso, parse_ts, utcnow
-from omnirecon.validation import validate
+from omnirecon_contract.errors import ConfigError
+from omnirecon_contract.timeutil import iso, parse_ts, utcnow
+from omnirecon_contract.validation import validate
 
 SYSTEMS = ("erp", "shopify", "amazon", "walmart")
 CHANNELS = ("shopify", "amazon", "walmart")

@@ -7,7 +7,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from omnirecon.sandbox.http import DropConnection, Request, Response, Router
+from omnirecon_sandbox.http import DropConnection, Request, Response, Router
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import uuid
 from datetime import timedelta
 from urllib.parse import urlencode
 
-from omnirecon.sandbox.http import Request, Response
-from omnirecon.sandbox.ratelimit import TokenBucket
-from omnirecon.sandbox.system import BearerTokens, Call, System
-from omnirecon.timeutil import epoch_ms, iso, parse_ts, utcnow
+from omnirecon_sandbox.http import Request, Response
+from omnirecon_sandbox.ratelimit import TokenBucket
+from omnirecon_sandbox.system import BearerTokens, Call, System
+from omnirecon_contract.timeutil import epoch_ms, iso, parse_ts, utcnow
 
 # operationId -> (tokens per minute, bucket size). Walmart does not publish production numbers; configurable.
 RATE_LIMITS = {

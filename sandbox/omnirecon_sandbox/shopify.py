@@ -16,11 +16,11 @@ from graphql import GraphQLError, build_schema, execute, get_named_type, get_ope
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from graphql.utilities import value_from_ast_untyped
 
-from omnirecon.sandbox import shopify_search
-from omnirecon.sandbox.http import Request, Response
-from omnirecon.sandbox.ratelimit import TokenBucket
-from omnirecon.sandbox.system import Call, System
-from omnirecon.timeutil import iso, utcnow
+from omnirecon_sandbox import shopify_search
+from omnirecon_sandbox.http import Request, Response
+from omnirecon_sandbox.ratelimit import TokenBucket
+from omnirecon_sandbox.system import Call, System
+from omnirecon_contract.timeutil import iso, utcnow
 
 PLANS = {"standard": (1000.0, 100.0), "advanced": (1000.0, 200.0), "plus": (10000.0, 1000.0)}
 MAX_QUERY_COST = 1000
@@ -34,7 +34,7 @@ BULK_CONCURRENT = 5
 DOCS = "https://shopify.dev/api/usage/rate-limits"
 _VERSION = re.compile(r"^(\d{4})-(01|04|07|10)$|^unstable$")
 
-SCHEMA = build_schema(resources.files("omnirecon.sandbox").joinpath("shopify_schema.graphql").read_text())
+SCHEMA = build_schema(resources.files("omnirecon_sandbox").joinpath("shopify_schema.graphql").read_text())
 
 
 def gid(kind: str, num) -> str:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import jsonschema
 
-from omnirecon.sandbox.http import Request, Response
-from omnirecon.sandbox.ratelimit import TokenBucket
-from omnirecon.sandbox.system import BearerTokens, Call, System
-from omnirecon.timeutil import iso, parse_ts, utcnow
+from omnirecon_sandbox.http import Request, Response
+from omnirecon_sandbox.ratelimit import TokenBucket
+from omnirecon_sandbox.system import BearerTokens, Call, System
+from omnirecon_contract.timeutil import iso, parse_ts, utcnow
 
 # operationId -> (rate per second, burst), as the usage-plan tables in the models' operation descriptions say.
 RATE_LIMITS = {
@@ -57,7 +57,7 @@ _FALLBACK_FEED_SCHEMA = {
 
 
 def reference_dir() -> Path:
-    return Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+    return Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 
 
 def _feed_schema() -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from omnirecon.timeutil import parse_ts
+from omnirecon_contract.timeutil import parse_ts
 
 _TERM = re.compile(r"""\s*(?P<neg>-|NOT\s+)?(?P<field>[a-z_]+):(?P<op><=|>=|<|>|=)?(?P<value>'[^']*'|"[^"]*"|[^\s()]+)\s*""")
 

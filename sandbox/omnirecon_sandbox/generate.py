@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from omnirecon.timeutil import iso, parse_ts
+from omnirecon_contract.timeutil import iso, parse_ts
 
 GEN_PREFIX = "GEN-"
 
