@@ -24,8 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT))   # the tests package (its topology harness)
 
 from omnirecon.timeutil import utcnow  # noqa: E402
 
@@ -130,7 +129,7 @@ def run_config(workers: int, shards: int, url_ledger: str, pg_metadata_url: str,
     """One fresh topology with `workers` Celery workers (one task slot each); one reconcile run in dry-run."""
     import pytest
 
-    import celery_support as cs
+    import tests.support.celery_topology as cs
     from omnirecon_contract import scenario
     from omnirecon.ledger.db import Ledger
 
@@ -200,8 +199,8 @@ def main() -> int:
     args = ap.parse_args()
     import tempfile
 
-    from celery_support import redis_broker
-    from conftest import temp_pg_database
+    from tests.support.celery_topology import redis_broker
+    from tests.support.services import temp_pg_database
     from omnirecon.model.sharding import shard_count
 
     auto = shard_count(args.skus, args.shard_skus, 64)

@@ -18,7 +18,6 @@ import argparse
 import cProfile
 import io
 import json
-import math
 import pstats
 import sys
 import tempfile
@@ -29,9 +28,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
 
-from omnirecon import scenario as scenario_mod  # noqa: E402
+from omnirecon_contract import scenario as scenario_mod  # noqa: E402
 from omnirecon.config import settings_from_dict  # noqa: E402
 from omnirecon.hooks import hook_from_fields  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402

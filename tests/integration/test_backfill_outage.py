@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import requests
 import yaml
 from sqlalchemy import select
 
+from tests.support.polling import free_port
 from omnirecon import airflow_setup
 from omnirecon_contract import scenario
 from omnirecon.checks.run import reconcile
@@ -107,12 +107,6 @@ def sandbox_orders(state: dict) -> dict:
 
 
 # --- Airflow processes ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Airflow:
     """A private Airflow home (SQLite metadata, LocalExecutor) with the project's env, and its processes."""
 
@@ -224,7 +218,7 @@ def outage(tmp_path_factory):
     settings_file.write_text(yaml.safe_dump(sc.raw["settings"], sort_keys=False))
     ledger_url = f"sqlite:///{tmp / 'ledger.db'}"
     Ledger(ledger_url).migrate()   # deployed ledgers are migrated before the DAGs run
-    home, port = tmp / "airflow", _free_port()
+    home, port = tmp / "airflow", free_port()
 
     with pytest.MonkeyPatch.context() as mp, Sandbox(sc, time_scale=SCALE) as sb:
         mp.setenv("AIRFLOW_HOME", str(home))

@@ -25,8 +25,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from celery_support import TIME_SCALE, CeleryTopology, private_postgres, redis_broker, tail
-from conftest import temp_pg_database
+from tests.support.celery_topology import TIME_SCALE, CeleryTopology, private_postgres, redis_broker, tail
+from tests.support.services import temp_pg_database
 from omnirecon_contract import scenario
 from omnirecon.config import settings_from_dict
 from omnirecon.ledger import models as m

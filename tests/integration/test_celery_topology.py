@@ -9,8 +9,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from celery_support import CeleryTopology, redis_broker, tail
-from conftest import temp_pg_database
+from tests.support.celery_topology import CeleryTopology, redis_broker, tail
+from tests.support.services import temp_pg_database
 from omnirecon_contract import scenario
 from omnirecon.ledger import models as m
 

@@ -2,18 +2,15 @@
 reconciled; findings must match x_expected_findings exactly (recall and precision 100%)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omnirecon.checks import reconcile  # noqa: E402
 from omnirecon.config import settings_from_dict  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
 from omnirecon_contract.scenario import load  # noqa: E402
-from support.ledger_from_scenario import land_scenario  # noqa: E402
+from tests.support.ledger_from_scenario import land_scenario  # noqa: E402
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "scenarios" / "checks").glob("*.yaml"))
 KEY = ("check", "channel", "sku", "order_id", "diagnosis")

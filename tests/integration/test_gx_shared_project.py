@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _validate_all(gx_dir: str, db: str, tag: str, rounds: int) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
     from omnirecon.checks import compare
     from omnirecon.checks.load import load_view
     from omnirecon.checks.suites import SuiteRunner
@@ -29,10 +27,9 @@ def _validate_all(gx_dir: str, db: str, tag: str, rounds: int) -> None:
 
 
 def test_concurrent_tasks_share_one_gx_project(tmp_path):
-    sys.path.insert(0, str(ROOT / "tests"))
     from omnirecon.ledger.db import Ledger
     from omnirecon_contract.scenario import load
-    from support.ledger_from_scenario import land_scenario
+    from tests.support.ledger_from_scenario import land_scenario
 
     db = tmp_path / "ledger.db"
     ledger = Ledger(f"sqlite:///{db}")

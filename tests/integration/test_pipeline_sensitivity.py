@@ -41,7 +41,6 @@ def demo_doc(demo_scenario_path):
 
 
 def test_one_quantity_changes_the_findings(demo_doc, tmp_path):
-    from omnirecon.ledger import Ledger
     base = cycle(demo_doc, _ledger(tmp_path / "a.db"), "base", mode="dry-run")
     assert ("walmart", "BASIC-001") not in keys(base)
     assert ("shopify", "JEANS-32") in keys(base)

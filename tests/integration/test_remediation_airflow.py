@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,12 +14,10 @@ import pytest
 import requests
 import yaml
 from sqlalchemy import select
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_remediation_sandbox import (SETTINGS, TIME_SCALE, channel_state, scenario, setup_ledger,  # noqa: E402
+from tests.support.polling import free_port, wait_for  # noqa: E402
+from tests.integration.test_remediation_sandbox import (SETTINGS, TIME_SCALE, channel_state, scenario, setup_ledger,  # noqa: E402
                                       shopify_finding, statuses, walmart_finding)
-from test_remediation_support import RUN  # noqa: E402
+from tests.support.remediation import RUN  # noqa: E402
 
 from omnirecon import airflow_setup  # noqa: E402
 from omnirecon.config import settings_from_dict  # noqa: E402
@@ -115,24 +110,6 @@ def test_cleared_and_rerun_push_tasks_write_nothing_new(world):
 
 
 # -- approvals: HITL requests answered through Airflow's REST API ---------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"{what}: the process ended ({proc.returncode}) first")
-        time.sleep(1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_approvals_wait_then_approve_and_reject_through_the_rest_api(tmp_path):
 
     airflow_setup.init(quiet=True)

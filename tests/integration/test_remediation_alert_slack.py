@@ -1,16 +1,12 @@
 """Alerts reach Slack through Airflow's SlackNotifier when a `slack_default` connection exists: a local HTTP
 server plays Slack's Web API (chat.postMessage) at the connection's base_url."""
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_remediation_support import RUN, add_finding, add_run, fresh_snapshots, make_ledger, make_settings  # noqa: E402
+from tests.support.remediation import RUN, add_finding, add_run, fresh_snapshots, make_ledger, make_settings  # noqa: E402
 
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.remediation.alerts import run_alerts  # noqa: E402

@@ -1,16 +1,12 @@
 """The outbox under concurrency: PostgreSQL row locks (127.0.0.1:5432) and SQLite BEGIN IMMEDIATE claims
 make two pushers of one batch write once."""
-import sys
 import threading
 import uuid
-from pathlib import Path
 
 import psycopg2
 import pytest
 from sqlalchemy import select
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_remediation_support import RUN, FakeAmazon, add_finding, add_run, fresh_snapshots, make_settings  # noqa: E402
+from tests.support.remediation import RUN, FakeAmazon, add_finding, add_run, fresh_snapshots, make_settings  # noqa: E402
 
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402

@@ -17,17 +17,13 @@ import signal
 import sys
 import time
 from multiprocessing import forkserver
-from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import configure_mappers
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_remediation_sandbox import (SETTINGS, SKUS, TIME_SCALE, amazon_finding, channel_state,  # noqa: E402
+from tests.integration.test_remediation_sandbox import (SETTINGS, SKUS, TIME_SCALE, amazon_finding, channel_state,  # noqa: E402
                                       scenario, shopify_finding, walmart_finding)
-from test_remediation_support import RUN, add_finding, add_run, fresh_snapshots  # noqa: E402
+from tests.support.remediation import RUN, add_finding, add_run, fresh_snapshots  # noqa: E402
 
 from omnirecon.config import settings_from_dict  # noqa: E402
 from omnirecon.hooks import hook_class, hook_from_fields  # noqa: E402

@@ -1,13 +1,9 @@
 """Remediation against the real sandbox over HTTP through the real hooks: land + verify, idempotent re-push,
 compare-and-swap, drop_writes, approvals, feeds."""
-import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_remediation_support import RUN, add_finding, add_run, fresh_snapshots, make_ledger  # noqa: E402
+from tests.support.remediation import RUN, add_finding, add_run, fresh_snapshots, make_ledger  # noqa: E402
 
 from omnirecon.config import settings_from_dict  # noqa: E402
 from omnirecon.hooks import hook_from_fields  # noqa: E402

@@ -2,14 +2,10 @@
 a hostile SKU shown as text (no element injected), a non-blank screenshot."""
 from __future__ import annotations
 
-import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_support import assert_not_blank, chromium, parse_html  # noqa: E402
-from test_remediation_support import add_finding, add_run, fresh_snapshots, make_ledger, make_settings  # noqa: E402
+from tests.support.browser import assert_not_blank, chromium, parse_html  # noqa: E402
+from tests.support.remediation import add_finding, add_run, fresh_snapshots, make_ledger, make_settings  # noqa: E402
 
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.report.daily import build_report  # noqa: E402

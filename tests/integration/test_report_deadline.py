@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import email
 import importlib
-import sys
 from datetime import timedelta
 from email import policy
 from pathlib import Path
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_report_email import smtp  # noqa: E402,F401  (fixture: a local SMTP server + smtp_default)
 
 ROOT = Path(__file__).resolve().parents[2]
 

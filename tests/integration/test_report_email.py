@@ -3,54 +3,19 @@ import csv
 import email
 import io
 import json
-import socket
-import sys
 from datetime import date, timedelta
 from email import policy
-from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_remediation_support import add_finding, add_run, make_ledger, make_settings  # noqa: E402
+from tests.support.polling import free_port
+from tests.support.remediation import add_finding, add_run, make_ledger, make_settings  # noqa: E402
 
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.report.daily import build_report, send_report  # noqa: E402
 
 DAY = date(2026, 1, 5)
 HOSTILE = '<img src=x onerror="alert(1)">'
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    inbox = Inbox()
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "omnirecon@example.test", "retry_limit": 0}}))
-    try:
-        yield inbox
-    finally:
-        controller.stop()
 
 
 def test_report_email_has_text_html_inline_chart_and_findings_csv(tmp_path, smtp):
@@ -97,7 +62,7 @@ def test_report_email_has_text_html_inline_chart_and_findings_csv(tmp_path, smtp
 def test_unreachable_smtp_marks_the_report_failed(tmp_path, monkeypatch):
     ledger = make_ledger(tmp_path)
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": _free_port(),
+        "conn_type": "smtp", "host": "127.0.0.1", "port": free_port(),
         "extra": {"disable_tls": True, "disable_ssl": True, "retry_limit": 0, "timeout": 5}}))
     content = build_report(ledger, make_settings(), report_date=DAY - timedelta(days=3), links={})
     with pytest.raises(Exception):

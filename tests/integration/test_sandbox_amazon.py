@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from conftest_sandbox import lwa_token, scenario_doc, sp
+from tests.support.sandbox_http import lwa_token, scenario_doc, sp
 from omnirecon_sandbox import Sandbox
 from omnirecon_sandbox.amazon import RATE_LIMITS
 from omnirecon_contract.scenario import from_dict

@@ -9,7 +9,7 @@ import pytest
 import requests
 from openapi_schema_validator import OAS30Validator
 
-from conftest_sandbox import lwa_token, scenario_doc, sp, walmart_token, wm
+from tests.support.sandbox_http import lwa_token, scenario_doc, sp, walmart_token, wm
 from omnirecon_sandbox import Sandbox
 from omnirecon_sandbox.amazon import RATE_LIMITS, reference_dir
 from omnirecon_sandbox.walmart import RATE_LIMITS as WM_LIMITS

@@ -3,7 +3,7 @@
 import pytest
 import requests
 
-from conftest_sandbox import gql, lwa_token, scenario_doc, sp, suiteql, walmart_token, wm
+from tests.support.sandbox_http import gql, lwa_token, scenario_doc, sp, suiteql, walmart_token, wm
 from omnirecon_sandbox import Sandbox
 from omnirecon_contract.scenario import from_dict
 

@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from conftest_sandbox import netsuite_auth, ns_get, scenario_doc, suiteql
+from tests.support.sandbox_http import netsuite_auth, ns_get, scenario_doc, suiteql
 from omnirecon_sandbox import Sandbox
 from omnirecon_contract.scenario import from_dict
 

@@ -8,7 +8,7 @@ import time
 import requests
 import yaml
 
-from conftest_sandbox import scenario_doc
+from tests.support.sandbox_http import scenario_doc
 
 
 def test_serve_writes_endpoints_and_stops_on_sigterm(tmp_path):

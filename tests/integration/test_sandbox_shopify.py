@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from conftest_sandbox import gql, scenario_doc
+from tests.support.sandbox_http import gql, scenario_doc
 from omnirecon_sandbox import Sandbox
 from omnirecon_contract.scenario import from_dict
 

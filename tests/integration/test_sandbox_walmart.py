@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from conftest_sandbox import scenario_doc, walmart_token, wm
+from tests.support.sandbox_http import scenario_doc, walmart_token, wm
 from omnirecon_sandbox import Sandbox
 from omnirecon_contract.scenario import from_dict
 

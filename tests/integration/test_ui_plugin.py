@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 import threading
 from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,10 +15,8 @@ import pytest
 import requests
 import yaml
 from sqlalchemy import func, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_support import assert_not_blank, chromium, parse_html  # noqa: E402
-from test_remediation_airflow import free_port, wait_for  # noqa: E402
+from tests.support.browser import assert_not_blank, chromium, parse_html  # noqa: E402
+from tests.support.polling import free_port, wait_for  # noqa: E402
 
 from omnirecon import airflow_setup  # noqa: E402
 from omnirecon_contract import scenario  # noqa: E402

@@ -1,11 +1,8 @@
 """reconcile(): persisted findings, fingerprints and lifecycle across runs, evidence, filters (real SQLite)."""
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omnirecon.checks import reconcile  # noqa: E402
 from omnirecon.config import settings_from_dict  # noqa: E402
@@ -13,7 +10,7 @@ from omnirecon.errors import ConfigError  # noqa: E402
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
 from omnirecon_contract.scenario import load  # noqa: E402
-from support.ledger_from_scenario import land_scenario  # noqa: E402
+from tests.support.ledger_from_scenario import land_scenario  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "scenarios" / "checks"
 

@@ -3,13 +3,10 @@ reconcile finds (bundles and aliases whose rows hash into other shards included)
 replaces only its own findings."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omnirecon.checks.run import reconcile, reconcile_in_shards  # noqa: E402
 from omnirecon.checks.scope import Scope  # noqa: E402
@@ -18,7 +15,7 @@ from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
 from omnirecon.model.sharding import BUCKETS, Shard, shard_count, sku_bucket  # noqa: E402
 from omnirecon_contract.scenario import load  # noqa: E402
-from support.ledger_from_scenario import land_scenario  # noqa: E402
+from tests.support.ledger_from_scenario import land_scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = [ROOT / "include" / "scenarios" / "demo.yaml"] + sorted((ROOT / "tests" / "scenarios" / "checks").glob("*.yaml"))

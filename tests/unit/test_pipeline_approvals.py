@@ -8,7 +8,7 @@ from sqlalchemy import select
 from omnirecon import pipeline
 from omnirecon.ledger import models as m
 from omnirecon.remediation.plan import plan_corrections
-from test_remediation_support import RUN, add_finding, add_run, fresh_snapshots, make_ledger, make_settings
+from tests.support.remediation import RUN, add_finding, add_run, fresh_snapshots, make_ledger, make_settings
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from omnirecon.ledger import models as m
 from omnirecon.remediation.alerts import collect_alerts, deliver_digest, run_alerts
 from omnirecon.timeutil import utcnow
-from test_remediation_support import (RUN, add_finding, add_run, add_snapshot, fresh_snapshots, make_ledger,
+from tests.support.remediation import (RUN, add_finding, add_run, add_snapshot, fresh_snapshots, make_ledger,
                                       make_settings)
 
 RUN2 = "omnirecon_reconcile/scheduled__2026-01-05T11:00:00+00:00"

@@ -6,7 +6,7 @@ from omnirecon.ledger import models as m
 from omnirecon.remediation.approvals import (ApprovalError, apply_hitl_result, approval_request_body, approve_all, decide,
                                              pending_approvals)
 from omnirecon.remediation.plan import make_batches, plan_corrections
-from test_remediation_support import RUN, add_finding, add_run, fresh_snapshots, make_ledger, make_settings
+from tests.support.remediation import RUN, add_finding, add_run, fresh_snapshots, make_ledger, make_settings
 
 
 @pytest.fixture

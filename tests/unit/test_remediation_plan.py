@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from omnirecon.ledger import models as m
 from omnirecon.remediation.plan import PER_SKU_MAX, idempotency_key, make_batches, plan_corrections
-from test_remediation_support import RUN, add_finding, add_run, add_snapshot, fresh_snapshots, make_ledger, make_settings
+from tests.support.remediation import RUN, add_finding, add_run, add_snapshot, fresh_snapshots, make_ledger, make_settings
 
 SKUS = [f"SKU-{i}" for i in range(10)]
 

@@ -6,7 +6,7 @@ from omnirecon.ledger import models as m
 from omnirecon.remediation import push as push_mod
 from omnirecon.remediation.plan import plan_corrections
 from omnirecon.remediation.push import NOT_APPLIED, push_batch
-from test_remediation_support import (RUN, FakeAmazon, FakeShopify, FakeWalmart, add_finding, add_run,
+from tests.support.remediation import (RUN, FakeAmazon, FakeShopify, FakeWalmart, add_finding, add_run,
                                       fresh_snapshots, make_ledger, make_settings)
 
 SKUS = [f"SKU-{i}" for i in range(10)]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from omnirecon.ledger import models as m
 from omnirecon.report.daily import build_report, produce_daily_report
-from test_remediation_support import add_finding, add_run, add_snapshot, make_ledger, make_settings
+from tests.support.remediation import add_finding, add_run, add_snapshot, make_ledger, make_settings
 
 DAY = date(2026, 1, 5)
 HOSTILE = "<script>alert('x')</script>"

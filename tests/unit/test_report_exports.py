@@ -4,7 +4,7 @@ import json
 
 from omnirecon.ledger import models as m
 from omnirecon.report.exports import write_corrections_csv, write_findings_csv, write_summary_json
-from test_remediation_support import RUN, add_finding, add_run, add_snapshot, make_ledger
+from tests.support.remediation import RUN, add_finding, add_run, add_snapshot, make_ledger
 
 FINDINGS_HEADER = ["run_id", "check", "severity", "channel", "sku", "location", "order_id", "expected", "observed",
                    "delta", "diagnosis", "action", "detail"]

@@ -1,14 +1,10 @@
 """The omnirecon UI view's data and page without a server: empty ledger, stale and failed snapshots,
 latest report lookup, escaping."""
-import sys
-from pathlib import Path
 
 from omnirecon.report.templating import render
 from omnirecon.ui import views
-from test_remediation_support import add_finding, add_run, add_snapshot, make_ledger, make_settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from browser_support import parse_html  # noqa: E402
+from tests.support.remediation import add_finding, add_run, add_snapshot, make_ledger, make_settings
+from tests.support.browser import parse_html  # noqa: E402
 
 
 def _page(ledger):

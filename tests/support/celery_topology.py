@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,8 @@ import requests
 import yaml
 from cryptography.fernet import Fernet
 
-from conftest import IN_CI
+from tests.support.polling import free_port
+from tests.support.services import IN_CI
 from omnirecon import airflow_setup
 from omnirecon.demo import _ledger_conn, _scaled
 from omnirecon_sandbox import Sandbox
@@ -37,12 +37,6 @@ DEADLINE_S = 360          # all DAG runs of one topology, from the first trigger
 PROCESSES = {"api-server": ["api-server"], "scheduler": ["scheduler", "--skip-serve-logs"],
              "dag-processor": ["dag-processor"], "worker": ["celery", "worker", "--concurrency", "4"]}
 WORKER_READY = " ready."  # Celery's banner line once the worker consumes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tail(path: Path, chars: int = 3000) -> str:
