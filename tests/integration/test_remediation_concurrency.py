@@ -80,3 +80,53 @@ def test_concurrent_pushes_of_one_batch_write_once(ledger, monkeypatch):
     with pg_ledger.session() as s:
         c = s.scalars(select(m.Correction)).one()
         assert (c.status, c.attempts) == ("verified", 1)
+
+
+def _write_elsewhere(ledger, correction_id: int) -> None:
+    """Another ledger writer with half a second of patience: an audit row, and a touch of the row being pushed."""
+    if ledger.dialect == "sqlite":
+        import sqlite3
+        con = sqlite3.connect(ledger.engine.url.database, timeout=0.5)
+        try:
+            con.execute("INSERT INTO audit_log (actor, system, operation, outcome, at) "
+                        "VALUES ('other', 'erp', 'probe', 'ok', CURRENT_TIMESTAMP)")
+            con.execute("UPDATE corrections SET fingerprint = fingerprint WHERE id = ?", (correction_id,))
+            con.commit()
+        finally:
+            con.close()
+        return
+    url = ledger.engine.url
+    con = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname=url.database)
+    try:
+        cur = con.cursor()
+        cur.execute("SET lock_timeout = '500ms'")
+        cur.execute("UPDATE corrections SET fingerprint = fingerprint WHERE id = %s", (correction_id,))
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%%'")
+        assert cur.fetchone()[0] == 0          # no transaction left open across the channel call
+        con.commit()
+    finally:
+        con.close()
+
+
+def test_the_ledger_stays_writable_while_a_push_call_is_in_flight(ledger, monkeypatch):
+    monkeypatch.setattr(push_mod, "VERIFY_DELAY_S", 0)
+    add_run(ledger)
+    fresh_snapshots(ledger, ["SKU-1", "SKU-2"])
+    add_finding(ledger, channel="amazon", sku="SKU-1", from_qty=8, to_qty=5)
+    settings = make_settings()
+    plan = plan_corrections(ledger, settings, run_id=RUN, mode="apply")
+    amazon = SlowAmazon({"SKU-1": 8})
+    pusher = threading.Thread(target=push_batch, args=(ledger, settings, plan.batches[0]),
+                              kwargs={"hook_factory": lambda c: amazon})
+    pusher.start()
+    try:
+        assert amazon.entered.wait(10)          # the channel holds its reply
+        _write_elsewhere(ledger, plan.batches[0]["correction_ids"][0])
+    finally:
+        amazon.release.set()
+        pusher.join(10)
+    with ledger.session() as s:
+        c = s.scalars(select(m.Correction)).one()
+        assert (c.status, c.attempts) == ("verified", 1)
+        assert s.scalar(select(m.AuditLog.id).where(m.AuditLog.operation == "probe")) or ledger.dialect != "sqlite"

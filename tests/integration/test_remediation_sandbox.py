@@ -209,3 +209,21 @@ def test_feeds_carry_large_sets_and_are_verified(tmp_path, monkeypatch):
             assert all(c.external_id for c in s.scalars(select(m.Correction)))
     finally:
         sb.stop()
+
+
+@pytest.mark.parametrize("per_sku_max", [100, 1], ids=["per-sku", "feed"])
+def test_one_hook_per_batch_one_token_fetch(tmp_path, monkeypatch, per_sku_max):
+    monkeypatch.setattr(plan_mod, "PER_SKU_MAX", per_sku_max)
+    sb, factory = start()
+    try:
+        tokens = {ch: sb.faults.add({"system": ch, "operation": "token", "kind": "down", "count": 0})
+                  for ch in ("amazon", "walmart")}           # never fires: counts the token requests
+        ledger, settings = setup_ledger(tmp_path, [amazon_finding(s, 9) for s in ("SKU-A", "SKU-C", "SKU-D")]
+                                        + [walmart_finding(s, 9) for s in ("SKU-A", "SKU-C", "SKU-D")])
+        plan = plan_corrections(ledger, settings, run_id=RUN, mode="apply")
+        assert sorted(b["channel"] for b in plan.batches) == ["amazon", "walmart"]
+        push_all(ledger, settings, plan.batches, factory)
+        assert {v[0] for v in statuses(ledger).values()} == {"verified"}
+        assert {ch: f.calls for ch, f in tokens.items()} == {"amazon": 1, "walmart": 1}
+    finally:
+        sb.stop()

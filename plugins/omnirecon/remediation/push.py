@@ -1,11 +1,14 @@
 """Push one batch of planned corrections through the channel hooks, then read back and verify.
 
 Safety:
-- only `planned` rows are pushed; each API call's rows are claimed under a lock (PostgreSQL: SELECT ... FOR
-  UPDATE; SQLite: BEGIN IMMEDIATE) that is held until their new status commits, so a re-run or a concurrent
-  duplicate of the batch sees `applied`/`verified` and skips them. A crash mid-call rolls the claim back;
+- only `planned` rows are pushed. Each API call claims its rows: a claim lock per correction (ledger/locks.py)
+  held by this pusher until their new status commits, so a re-run or a concurrent duplicate of the batch waits,
+  then sees `applied`/`verified` and skips them. No database transaction is open during a channel call: claim
+  (a short committed transaction counting the attempt), call, record (a short transaction), so other ledger
+  writers never wait on HTTP. A crash mid-call leaves the rows `planned` (the claim lock dies with the process);
   the re-run then relies on the channel's own protection (Shopify: the same @idempotent key and
   changeFromQuantity; Amazon/Walmart: a re-read that finds the target already there).
+- one hook per batch (one token, one rate-limit bucket), built from the retailer's per-account settings.
 - Shopify compares and swaps (changeFromQuantity = from_qty); Amazon and Walmart are re-read right before
   the write and skipped (`skipped_changed`) when they moved since the snapshot.
 - feeds apply later than they are accepted, so a re-read cannot protect them: their rows are committed as
@@ -27,6 +30,7 @@ from sqlalchemy import select
 from omnirecon.config import Settings
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
+from omnirecon.ledger.locks import claim_locks
 from omnirecon.remediation.channels import get_hook
 from omnirecon.remediation.plan import AMAZON_FEED_MAX_MESSAGES, SHOPIFY_QUANTITIES_PER_CALL, WALMART_FEED_MAX_ITEMS
 from omnirecon.timeutil import utcnow
@@ -94,29 +98,46 @@ def _set(audit: _Audit, c: m.Correction, status: str, detail: str | None = None,
                                                        "to_qty": c.to_qty})
 
 
+def _lock_rows(s, ledger: Ledger, ids: list[int], *where) -> list[m.Correction]:
+    """Open a short write transaction and read the rows under it (SQLite: BEGIN IMMEDIATE; PostgreSQL: FOR UPDATE)."""
+    q = select(m.Correction).where(m.Correction.id.in_(ids), *where).order_by(m.Correction.id)
+    if ledger.dialect == "sqlite":
+        s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        q = q.with_for_update()
+    return list(s.scalars(q))
+
+
 @contextmanager
-def _claim(ledger: Ledger, ids: list[int], system: str):
-    """Lock the rows of one API call until their new status commits."""
-    with ledger.Session() as s:
+def _claim(ledger: Ledger, ids: list[int], system: str, hook=None):
+    """Claim the rows of one API call -> (session, rows, planned rows, audit). The claim (attempts, audit) commits
+    before the caller's channel calls, which run with no transaction open; what the caller changes on the rows
+    and audits commits when the block ends. Claim locks keep duplicate pushers out meanwhile."""
+    with claim_locks(ledger, ids), ledger.Session() as s:
         try:
-            q = select(m.Correction).where(m.Correction.id.in_(ids)).order_by(m.Correction.id)
-            if ledger.dialect == "sqlite":
-                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                q = q.with_for_update()
-            rows = list(s.scalars(q))
-            yield s, rows
+            rows = _lock_rows(s, ledger, ids)
+            audit = _Audit(s, rows[0].run_id if rows else None, system)
+            todo = [c for c in rows if c.status == "planned"]
+            for c in todo:
+                c.attempts += 1
+                audit.state(c, "claim", "pushing")
+            s.commit()
+            if hook is not None and hasattr(hook, "audit"):
+                hook.audit = audit
+            yield s, rows, todo, audit
             s.commit()
         except BaseException:
             s.rollback()
             raise
+        finally:
+            if hook is not None and hasattr(hook, "audit"):
+                hook.audit = None
 
 
-def _hook(channel: str, factory: Callable[[str], object] | None, audit: _Audit | None = None):
-    hook = get_hook(channel, factory)
-    if audit is not None and hasattr(hook, "audit"):
-        hook.audit = audit
-    return hook
+def batch_hook(channel: str, settings: Settings, factory: Callable[[str], object] | None = None):
+    """The one hook a batch's calls share, with the retailer's account settings (one token, one bucket)."""
+    from omnirecon.hooks import apply_account_settings
+    return apply_account_settings(get_hook(channel, factory), channel, settings)
 
 
 # -- entry point -----------------------------------------------------------------------------
@@ -131,7 +152,7 @@ def push_batch(ledger: Ledger, settings: Settings, batch: dict, *,
     pusher = {("shopify", "set_quantities"): _push_shopify, ("amazon", "patch"): _push_per_sku,
               ("walmart", "put"): _push_per_sku, ("amazon", "feed"): _push_feed,
               ("walmart", "feed"): _push_feed}[(channel, method)]
-    pushed = pusher(ledger, channel, ids, hook_factory)
+    pushed = pusher(ledger, channel, ids, batch_hook(channel, settings, hook_factory))
     with ledger.session() as s:
         statuses: dict[str, int] = {}
         for st in s.scalars(select(m.Correction.status).where(m.Correction.id.in_(ids))):
@@ -152,18 +173,12 @@ def _call_key(rows: list[m.Correction]) -> str:
     return hashlib.sha256("|".join(sorted(r.idempotency_key for r in rows)).encode()).hexdigest()
 
 
-def _push_shopify(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
+def _push_shopify(ledger: Ledger, channel: str, ids: list[int], hook) -> int:
     pushed = 0
     for i in range(0, len(ids), SHOPIFY_QUANTITIES_PER_CALL):
         chunk = ids[i:i + SHOPIFY_QUANTITIES_PER_CALL]
         applied: list[int] = []
-        with _claim(ledger, chunk, channel) as (s, rows):
-            audit = _Audit(s, rows[0].run_id if rows else None, channel)
-            hook = _hook(channel, factory, audit)
-            todo = [c for c in rows if c.status == "planned"]
-            for c in todo:
-                c.attempts += 1
-                audit.state(c, "claim", "pushing")
+        with _claim(ledger, chunk, channel, hook) as (s, rows, todo, audit):
             for _ in range(2):   # a second call only for rows held back by another row's error
                 if not todo:
                     break
@@ -172,7 +187,7 @@ def _push_shopify(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
                 _set(audit, c, "failed", "not written: the mutation failed twice for other rows")
             applied = [c.id for c in rows if c.status == "applied"]
             pushed += len(applied)
-        _verify(ledger, channel, applied, factory)
+        _verify(ledger, channel, applied, hook)
     return pushed
 
 
@@ -272,21 +287,17 @@ def _precheck(audit: _Audit, c: m.Correction, current) -> bool:
     return False
 
 
-def _push_per_sku(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
+def _push_per_sku(ledger: Ledger, channel: str, ids: list[int], hook) -> int:
     pushed = 0
     for cid in ids:
         applied = False
-        with _claim(ledger, [cid], channel) as (s, rows):
-            if not rows or rows[0].status != "planned":
+        with _claim(ledger, [cid], channel, hook) as (s, rows, todo, audit):
+            if not todo:
                 # `applied` here: a run killed before its read-back; verify it below
                 unverified = bool(rows) and rows[0].status == "applied"
             else:
                 unverified = False
-                c = rows[0]
-                audit = _Audit(s, c.run_id, channel)
-                hook = _hook(channel, factory, audit)
-                c.attempts += 1
-                audit.state(c, "claim", "pushing")
+                c = todo[0]
                 try:
                     if not _precheck(audit, c, _read_one(hook, channel, c)):
                         applied = c.status == "applied"
@@ -297,7 +308,7 @@ def _push_per_sku(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
                     applied = False
         pushed += applied
         if applied or unverified:
-            _verify(ledger, channel, [cid], factory)
+            _verify(ledger, channel, [cid], hook)
     return pushed
 
 
@@ -319,7 +330,7 @@ def _write_one(hook, audit: _Audit, channel: str, c: m.Correction) -> bool:
 FEED_PENDING = "feed:pending"     # external_id of rows whose feed submission started but has no feed id yet
 
 
-def _push_feed(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
+def _push_feed(ledger: Ledger, channel: str, ids: list[int], hook) -> int:
     """Rows are marked applied (external_id FEED_PENDING) and committed before the feed goes out, so a re-run
     after a kill never submits them again: it settles their feed, or, without a feed id (killed mid-submission,
     outcome unknown), verifies them without concluding failure."""
@@ -327,11 +338,12 @@ def _push_feed(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
     pushed = 0
     for i in range(0, len(ids), size):
         chunk = ids[i:i + size]
-        with ledger.session() as s:    # re-read outside the lock: thousands of reads
-            reads = {c.id: _safe_read(get_hook(channel, factory), channel, c)
-                     for c in s.scalars(select(m.Correction).where(m.Correction.id.in_(chunk),
-                                                                   m.Correction.status == "planned"))}
-        with _claim(ledger, chunk, channel) as (s, rows):
+        with ledger.session() as s:    # re-read outside any transaction: thousands of reads
+            planned = list(s.scalars(select(m.Correction).where(m.Correction.id.in_(chunk),
+                                                                m.Correction.status == "planned")))
+        reads = {c.id: _safe_read(hook, channel, c) for c in planned}
+        with ledger.session() as s:    # no call inside: the committed FEED_PENDING mark is the claim
+            rows = _lock_rows(s, ledger, chunk)
             audit = _Audit(s, rows[0].run_id if rows else None, channel)
             todo = []
             for c in rows:
@@ -353,32 +365,39 @@ def _push_feed(ledger: Ledger, channel: str, ids: list[int], factory) -> int:
         submitted = [c.id for c in todo]
         pushed += sum(len(v) for v in by_feed.values()) + len(new)
         if submitted:
-            feed_id = _submit_pending(ledger, channel, submitted, factory)
+            feed_id = _submit_pending(ledger, channel, submitted, hook)
             if feed_id:
                 by_feed.setdefault(feed_id, []).extend(submitted)
         for feed_id, group in by_feed.items():
-            settled = bool(feed_id) and _settle_feed(ledger, channel, feed_id, group, factory)
-            _verify(ledger, channel, group, factory, conclusive=settled or not feed_id)
-        _verify(ledger, channel, in_doubt, factory, conclusive=False)
+            settled = bool(feed_id) and _settle_feed(ledger, channel, feed_id, group, hook)
+            _verify(ledger, channel, group, hook, conclusive=settled or not feed_id)
+        _verify(ledger, channel, in_doubt, hook, conclusive=False)
     return pushed
 
 
-def _submit_pending(ledger: Ledger, channel: str, ids: list[int], factory) -> str | None:
+def _submit_pending(ledger: Ledger, channel: str, ids: list[int], hook) -> str | None:
     """Submit one feed for rows marked FEED_PENDING; record its id on them (or their failure)."""
-    with ledger.session() as s:
+    with ledger.Session() as s:
         rows = list(s.scalars(select(m.Correction).where(m.Correction.id.in_(ids)).order_by(m.Correction.id)))
+        s.commit()                      # no transaction open during the submission
         audit = _Audit(s, rows[0].run_id, channel)
+        hook.audit = audit if hasattr(hook, "audit") else None
         try:
-            feed_id = _submit_feed(_hook(channel, factory, audit), channel, rows)
+            feed_id = _submit_feed(hook, channel, rows)
         except Exception as e:
             for c in rows:
                 c.external_id = None
                 _set(audit, c, "failed", f"feed submission failed: {e}", operation="write")
+            s.commit()
             return None
+        finally:
+            if hasattr(hook, "audit"):
+                hook.audit = None
         for c in rows:
             c.external_id = _short(feed_id, 255)
             c.detail = f"submitted in feed {feed_id}"
             audit.state(c, "feed_submitted", "applied", c.detail)
+        s.commit()
     return feed_id
 
 
@@ -405,9 +424,8 @@ def _feed_state(result: dict) -> str:
     return str(result.get("status") or result.get("processingStatus") or result.get("feedStatus") or "").upper()
 
 
-def _settle_feed(ledger: Ledger, channel: str, feed_id: str, ids: list[int], factory) -> bool:
+def _settle_feed(ledger: Ledger, channel: str, feed_id: str, ids: list[int], hook) -> bool:
     """Wait for the feed to finish; rows it reports as errors become failed. False: outcome unknown."""
-    hook = get_hook(channel, factory)
     result: dict = {}
     for _ in range(FEED_POLLS):
         try:
@@ -453,24 +471,25 @@ def _feed_errors(result: dict) -> dict[str, str]:
 
 
 # -- read-back ----------------------------------------------------------------------------------
-def _verify(ledger: Ledger, channel: str, ids: list[int], factory, conclusive: bool = True) -> None:
+def _verify(ledger: Ledger, channel: str, ids: list[int], hook, conclusive: bool = True) -> None:
     """applied -> verified when the channel shows the target; else failed (accepted but not applied).
-    Not conclusive (a feed whose processing is unconfirmed): rows not yet at the target stay applied."""
+    Not conclusive (a feed whose processing is unconfirmed): rows not yet at the target stay applied.
+    Read, then read back with no transaction open, then record under a short one (rows still `applied` only)."""
     if not ids:
         return
-    hook = get_hook(channel, factory)
     pending = list(ids)
     for attempt in range(VERIFY_ATTEMPTS):
         with ledger.session() as s:
             rows = list(s.scalars(select(m.Correction).where(m.Correction.id.in_(pending),
                                                             m.Correction.status == "applied")))
-            if not rows:
-                return
-            seen = _read_back(hook, channel, rows)
+        if not rows:
+            return
+        seen = _read_back(hook, channel, rows)
+        last = attempt == VERIFY_ATTEMPTS - 1
+        pending = []
+        with ledger.session() as s:
             audit = _Audit(s, rows[0].run_id, channel)
-            last = attempt == VERIFY_ATTEMPTS - 1
-            pending = []
-            for c in rows:
+            for c in _lock_rows(s, ledger, [c.id for c in rows], m.Correction.status == "applied"):
                 now = seen.get(c.id)
                 if now == c.to_qty:
                     _set(audit, c, "verified", f"read back {now}", operation="verify")

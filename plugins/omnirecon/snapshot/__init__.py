@@ -14,7 +14,7 @@ from typing import Any, Callable
 from sqlalchemy import select
 
 from omnirecon.errors import SnapshotFailed
-from omnirecon.hooks import get_hook
+from omnirecon.hooks import apply_account_settings, get_hook
 from omnirecon.ledger import models as m
 from omnirecon.model.canonical import SNAPSHOT_KINDS, SYSTEMS
 from omnirecon.model.normalize import high_water, normalize
@@ -179,10 +179,7 @@ def _prepare(system: str, kind: str | None, *, ledger, run_id: str, hook, settin
     if kind is not None and kind not in SNAPSHOT_KINDS:
         raise ValueError(f"unknown snapshot kind {kind!r} (expected one of {', '.join(SNAPSHOT_KINDS)})")
     _ensure_run(ledger, run_id)
-    hook = hook or get_hook(system)
-    if system == "amazon":   # seller and marketplace from the retailer settings when the connection lacks them
-        channel = (settings.get("channels") or {}).get("amazon") or {}
-        hook.fallback_extras = {k: channel[k] for k in ("seller_id", "marketplace_id") if channel.get(k)}
+    hook = apply_account_settings(hook or get_hook(system), system, settings)
     previous = hook.on_event
 
     def on_event(**fields):
