@@ -33,3 +33,33 @@ def test_serve_writes_endpoints_and_stops_on_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_entry_point_writes_the_final_state_on_sigterm_and_omnirecon_reaches_it_as_a_child(tmp_path):
+    """omnirecon never imports the sandbox: SandboxProcess runs its entry point and reads what it writes."""
+    from omnirecon.sandbox_process import SandboxProcess
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(scenario_doc()))
+    state_file = tmp_path / "sandbox_state.json"
+    with SandboxProcess(str(scenario), tmp_path / "work", time_scale=0.01, state_out=state_file) as sb:
+        assert set(sb.urls) == {"erp", "shopify", "amazon", "walmart"}
+        token = requests.post(sb.urls["walmart"] + "/v3/token", data={"grant_type": "client_credentials"},
+                              auth=(sb.connections["omnirecon_walmart"]["login"],
+                                    sb.connections["omnirecon_walmart"]["password"]),
+                              headers={"WM_SVC.NAME": "Walmart Marketplace", "WM_QOS.CORRELATION_ID": "t",
+                                       "Accept": "application/json"}, timeout=10)
+        assert token.status_code == 200, token.text
+        assert not state_file.exists()
+    state = json.loads(state_file.read_text())
+    assert state["erp"]["items"][0]["itemid"] == "TEE-BLK-M" and state["name"] == scenario_doc()["name"]
+
+
+def test_a_bad_scenario_stops_the_entry_point_with_the_path_of_the_field(tmp_path):
+    doc = scenario_doc()
+    doc["erp"]["items"][0]["locations"][0]["on_hand"] = -1
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(yaml.safe_dump(doc))
+    r = subprocess.run([sys.executable, "-m", "omnirecon_sandbox", "--scenario", str(scenario)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "erp.items[0].locations[0].on_hand" in r.stderr
