@@ -118,6 +118,8 @@ def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_a
             _say(f"      {'done' if rc == 0 else f'finished with failed tasks (exit {rc})'} in {time.monotonic() - ts:.1f}s")
             if dag_id == "omnirecon_reconcile" and _latest_run(ledger, "reconcile", first_snapshot) is None:
                 raise SystemExit(f"omnirecon demo: reconciliation did not run; see {out / 'logs' / (dag_id + '.log')}")
+            if dag_id == "omnirecon_daily_report" and not (out / "report.html").exists():
+                raise SystemExit(f"omnirecon demo: the report was not written; see {out / 'logs' / (dag_id + '.log')}")
     # leaving the block stopped the sandbox, which wrote sandbox_state.json
 
     reconcile_run = _latest_run(ledger, "reconcile", first_snapshot)
