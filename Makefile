@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): requirements.lock pyproject.toml contract/pyproject.toml sandbox/pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned dependencies (requirements.lock)"
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PY) -m venv --clear $(VENV)   # also mends an interrupted create
 	@$(BIN)/python -m pip install -q --upgrade pip uv
 	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e ./contract -e ./sandbox -e .
