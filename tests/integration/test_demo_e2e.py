@@ -125,3 +125,13 @@ def test_outage_exits_3_and_pushes_nothing(tmp_path, demo_scenario_path):
     assert listing["quantity"] == 8                                    # untouched: the ERP was down
     _, findings = read_csv(out / "findings.csv")
     assert _find(findings, check="freshness", channel="erp")
+
+
+def test_outputs_match_the_golden_files(demo):
+    """`omnirecon demo` through Airflow gives the same findings and corrections as recorded (run ids,
+    idempotency keys derived from them, timestamps and ages stripped): tests/golden/demo-airflow/."""
+    from tests.integration.test_golden_outputs import compare, normalise
+    _, out = demo
+    stripped = ("run_id", "idempotency_key")
+    compare("demo-airflow", {name: normalise((out / name).read_bytes(), stripped)
+                             for name in ("findings.csv", "corrections.csv")})
