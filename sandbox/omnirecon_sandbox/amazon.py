@@ -14,6 +14,7 @@ import jsonschema
 
 from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.ratelimit import TokenBucket
+from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.system import BearerTokens, Call, System
 from omnirecon_contract.timeutil import iso, parse_ts, utcnow
 
@@ -93,6 +94,8 @@ class AmazonSystem(BearerTokens, System):
         self.listings = {l["sku"]: l for l in data.setdefault("listings", [])}
         self.fba = data.setdefault("fba_inventory", [])
         self.orders = data.setdefault("orders", [])
+        self.orders_by_id = {o["amazon_order_id"]: o for o in self.orders}
+        self._order_seq = len(self.orders)
         self._init_tokens()
         limits = dict(RATE_LIMITS, **sandbox.options.amazon_rate_limits)
         self.buckets = {op: TokenBucket(rate, burst, sandbox.clock) for op, (rate, burst) in limits.items()}
@@ -116,6 +119,71 @@ class AmazonSystem(BearerTokens, System):
         r.add("POST", "/feeds/2021-06-30/feeds", "createFeed", self.create_feed)
         r.add("GET", "/feeds/2021-06-30/feeds/{feedId}", "getFeed", self.get_feed)
         r.add("GET", "/feeds/2021-06-30/documents/{feedDocumentId}", "getFeedDocument", self.get_feed_document)
+
+    # -- state changes (API writes, the retailer's integration, the world's sales) ------------------------------
+    def set_listing_quantity(self, sku: str, quantity: int) -> bool:
+        """The MFN fulfillment_availability quantity, as patchListingsItem / a listings feed sets it."""
+        listing = self.listings.get(sku)
+        if listing is None:
+            return False
+        with self.sb.lock:
+            changed = int(listing.get("quantity", 0)) != int(quantity)
+            listing["quantity"] = int(quantity)
+            listing["last_updated"] = self.stamp()
+        if changed:
+            self.world_changed(INVENTORY, sku=sku, location="MFN", value=int(quantity))
+        return True
+
+    def accepts(self, sku: str, quantity: int) -> bool:
+        listing = self.listings.get(sku)
+        return listing is not None and "BUYABLE" in (listing.get("status") or ["BUYABLE"]) \
+            and int(listing.get("quantity", 0)) >= quantity
+
+    def create_order(self, sku: str, quantity: int) -> str | None:
+        """An MFN sale: the listing quantity drops at once, the order is Unshipped."""
+        if not self.accepts(sku, quantity):
+            return None
+        now = self.stamp()
+        with self.sb.lock:
+            self._order_seq += 1
+            n = self._order_seq
+            order_id = f"11{n % 10}-{n:07d}-{(n * 7919) % 10**7:07d}"
+            order = {"amazon_order_id": order_id, "purchase_date": now, "last_update_date": now,
+                     "order_status": "Unshipped", "fulfillment_channel": "MFN",
+                     "items": [{"sku": sku, "quantity_ordered": int(quantity), "quantity_shipped": 0}]}
+            self.orders.append(order)
+            self.orders_by_id[order_id] = order
+            listing = self.listings[sku]
+            listing["quantity"] = int(listing.get("quantity", 0)) - quantity
+            listing["last_updated"] = now
+        self.world_changed(INVENTORY, sku=sku, location="MFN", value=int(listing["quantity"]), detail={"delta": -quantity})
+        self.world_changed(ORDER_CREATED, sku=sku, order=order_id, value=int(quantity))
+        return order_id
+
+    def cancel_order(self, order_id: str) -> bool:
+        order = self._find_order(order_id)
+        if order is None or order.get("order_status") in ("Canceled", "Shipped"):
+            return False
+        now = self.stamp()
+        with self.sb.lock:
+            order["order_status"], order["last_update_date"] = "Canceled", now
+        for item in order.get("items", []):
+            listing = self.listings.get(item["sku"])
+            if listing is not None:
+                self.set_listing_quantity(item["sku"], int(listing.get("quantity", 0)) + int(item["quantity_ordered"]))
+        self.world_changed(ORDER_CANCELLED, order=order_id)
+        return True
+
+    def ship_order(self, order_id: str) -> bool:
+        order = self._find_order(order_id)
+        if order is None or order.get("order_status") in ("Canceled", "Shipped"):
+            return False
+        with self.sb.lock:
+            order["order_status"], order["last_update_date"] = "Shipped", self.stamp()
+            for item in order.get("items", []):
+                item["quantity_shipped"] = item.get("quantity_ordered", 0)
+        self.world_changed(ORDER_FULFILLED, order=order_id)
+        return True
 
     # -- System hooks ---------------------------------------------------------------------------------------
     def error(self, status: int, code: str, message: str) -> Response:
@@ -288,7 +356,7 @@ class AmazonSystem(BearerTokens, System):
         return rows
 
     def _find_order(self, order_id: str) -> dict | None:
-        return next((o for o in self.orders if o["amazon_order_id"] == order_id), None)
+        return self.orders_by_id.get(order_id)
 
     def get_order(self, call: Call, orderId: str) -> Response:
         denied = self._guard(call)
@@ -465,10 +533,8 @@ class AmazonSystem(BearerTokens, System):
         preview = call.req.arg("mode") == "VALIDATION_PREVIEW"
         status = "INVALID" if issues else ("VALID" if preview else "ACCEPTED")
         apply = status == "ACCEPTED" and call.apply
-        with self.sb.lock:
-            if apply and quantity is not None:
-                listing["quantity"] = quantity
-                listing["last_updated"] = iso(utcnow())
+        if apply and quantity is not None:
+            self.set_listing_quantity(sku, quantity)
         if not preview:
             self.sb.record_write(self.name, "patchListingsItem", sku, body, applied=apply)
         return Response.json({"sku": sku, "status": status, "submissionId": submission, "issues": issues})
@@ -669,9 +735,9 @@ class AmazonSystem(BearerTokens, System):
                                "status": ["DISCOVERABLE"], "issues": []}
                     self.data["listings"].append(listing)
                     self.listings[sku] = listing
-                if quantity is not None:
-                    listing["quantity"] = quantity
-                listing["last_updated"] = iso(utcnow())
+                listing["last_updated"] = self.stamp()
+            if quantity is not None:
+                self.set_listing_quantity(sku, quantity)
         return None
 
     def _feed_view(self, feed: dict) -> dict:

@@ -8,6 +8,8 @@ import signal
 import threading
 from dataclasses import dataclass, field
 
+from omnirecon_sandbox.changes import ChangeBus
+from omnirecon_sandbox.clock import SandboxClock
 from omnirecon_sandbox.credentials import SandboxCredentials
 from omnirecon_sandbox.faults import FaultBook
 from omnirecon_sandbox.generate import expand
@@ -36,7 +38,7 @@ class Sandbox:
     """Local imitations of Shopify, Amazon SP-API (+LWA), Walmart and NetSuite for one scenario."""
 
     def __init__(self, scenario, time_scale: float = 1.0, host: str = "127.0.0.1",
-                 options: SandboxOptions | dict | None = None):
+                 options: SandboxOptions | dict | None = None, world_clock: SandboxClock | None = None):
         self.scenario = scenario
         self.host = host
         self.clock = Clock(time_scale)
@@ -47,7 +49,10 @@ class Sandbox:
         self.faults = FaultBook(self.data.get("faults", []))
         self._writes: list[dict] = []
         self._writes_lock = threading.Lock()
+        self.world_clock = world_clock or SandboxClock(scenario.as_of)
+        self.changes = ChangeBus()
         self.systems = self._build_systems()
+        self.world = self._build_world()
         self._services: dict = {}
 
     def _build_systems(self) -> dict:
@@ -58,6 +63,10 @@ class Sandbox:
         kinds = {"shopify": ShopifySystem, "amazon": AmazonSystem, "walmart": WalmartSystem, "erp": NetSuiteSystem}
         return {name: cls(self, self.data[name]) for name, cls in kinds.items() if name in self.data}
 
+    def _build_world(self):
+        from omnirecon_sandbox.world import World, has_world
+        return World(self) if has_world(self.data) else None
+
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> "Sandbox":
         if self._services:
@@ -67,9 +76,13 @@ class Sandbox:
             system.base_url = svc.url
             svc.start()
             self._services[name] = svc
+        if self.world:
+            self.world.start()
         return self
 
     def stop(self) -> None:
+        if self.world:
+            self.world.stop()
         for svc in self._services.values():
             svc.stop()
         self._services = {}
@@ -117,7 +130,10 @@ class Sandbox:
             for name, system in self.systems.items():
                 view[name] = system.dump()
             # a JSON round trip is a deep copy several times faster than copy.deepcopy at 100k records
-            return json.loads(json.dumps(view))   # `generate` records are already expanded into the blocks
+            view = json.loads(json.dumps(view))   # `generate` records are already expanded into the blocks
+        if self.world:   # outside the sandbox lock: the world takes its own lock, then this one
+            view["world"] = self.world.dump()
+        return view
 
     def writes(self) -> list[dict]:
         with self._writes_lock:

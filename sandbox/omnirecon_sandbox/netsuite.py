@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, unquote
 
+from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.system import Call, System
 from omnirecon_contract.timeutil import parse_ts
@@ -207,6 +208,131 @@ class NetSuiteSystem(System):
         db.executemany('INSERT INTO "transaction" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', trans)
         db.executemany("INSERT INTO transactionline VALUES (?, ?, ?, ?, ?, ?, ?, ?)", lines)
         db.commit()
+        self._index_state()
+
+    # -- state changes (inventory movements, sales orders from the channels, fulfilments) -------------------------
+    def _index_state(self) -> None:
+        self.by_sku = {i["itemid"]: i for i in self.data["items"]}
+        self.loc_ids = {l["name"]: l["id"] for l in self.data["locations"]}
+        self.so_by_channel_order = {s["channel_order_id"]: s for s in self.data["sales_orders"]}
+        ids = [s["id"] for s in self.data["sales_orders"]] + [f["id"] for s in self.data["sales_orders"]
+                                                               for f in s.get("fulfillments", [])]
+        self._next_tran = max(ids + [100000])
+
+    def available(self, sku: str, location: str) -> int:
+        """on_hand - committed of one SKU at one ERP location (0 where it is not stocked)."""
+        item = self.by_sku.get(sku)
+        loc = next((l for l in (item or {}).get("locations", []) if l["location"] == location), None)
+        return int(loc.get("on_hand", 0)) - int(loc.get("committed", 0)) if loc else 0
+
+    def adjust(self, sku: str, location: str, on_hand: int = 0, committed: int = 0) -> bool:
+        """An inventory movement (adjustment, receipt, commitment) at one location, in the record and SuiteQL."""
+        item = self.by_sku.get(sku)
+        if item is None or location not in self.loc_ids:
+            return False
+        now = self.stamp()
+        with self.sb.lock:
+            locs = item.setdefault("locations", [])
+            loc = next((l for l in locs if l["location"] == location), None)
+            if loc is None:
+                loc = {"location": location, "on_hand": 0, "committed": 0, "on_order": 0}
+                locs.append(loc)
+                with self.db_lock:
+                    self.db.execute("INSERT INTO inventoryitemlocations VALUES (?, ?, 0, 0, 0, 0, 0, ?)",
+                                    (item["id"], self.loc_ids[location], _stored(now)))
+            loc["on_hand"] = max(0, int(loc.get("on_hand", 0)) + on_hand)
+            loc["committed"] = max(0, int(loc.get("committed", 0)) + committed)
+            loc["last_modified"] = item["last_modified"] = now
+            oh, cm = loc["on_hand"], loc["committed"]
+            with self.db_lock:
+                self.db.execute("UPDATE inventoryitemlocations SET quantityonhand = ?, quantitycommitted = ?, "
+                                "quantityavailable = ?, quantitybackordered = ?, lastmodifieddate = ? "
+                                "WHERE item = ? AND location = ?",
+                                (oh, cm, oh - cm, max(0, cm - oh), _stored(now), item["id"], self.loc_ids[location]))
+                self.db.execute("UPDATE item SET lastmodifieddate = ? WHERE id = ?", (_stored(now), item["id"]))
+                self.db.commit()
+        self.world_changed(INVENTORY, sku=sku, location=location, value=oh - cm,
+                           detail={"on_hand": on_hand, "committed": committed})
+        return True
+
+    def _new_tran_id(self) -> int:
+        self._next_tran += 1
+        return self._next_tran
+
+    def add_sales_order(self, channel: str, channel_order_id: str, lines: list[dict], location: str) -> dict | None:
+        """A channel order arrives: sales order status B, its units committed at `location`."""
+        if channel_order_id in self.so_by_channel_order:
+            return None
+        now = self.stamp()
+        with self.sb.lock:
+            sid = self._new_tran_id()
+            so = {"id": sid, "tranid": f"SO{sid}", "channel": channel, "channel_order_id": channel_order_id,
+                  "status": "B", "created": now, "last_modified": now, "x_location": location,
+                  "lines": [{"sku": l["sku"], "quantity": int(l["quantity"]), "quantity_fulfilled": 0} for l in lines],
+                  "fulfillments": []}
+            self.data["sales_orders"].append(so)
+            self.sales_orders[sid] = so
+            self.so_by_channel_order[channel_order_id] = so
+            with self.db_lock:
+                self.db.execute('INSERT INTO "transaction" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                                (sid, so["tranid"], "SalesOrd", "B", channel_order_id, channel, _stored(now),
+                                 _stored(now), _stored(now), None))
+                self.db.executemany("INSERT INTO transactionline VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                    [(n + 1, sid, n + 1, (self.by_sku.get(l["sku"]) or {}).get("id"),
+                                      l["quantity"], 0, "F", "F") for n, l in enumerate(so["lines"])])
+                self.db.commit()
+        for line in so["lines"]:
+            self.adjust(line["sku"], location, committed=line["quantity"])
+        self.world_changed(ORDER_CREATED, order=channel_order_id, detail={"channel": channel, "id": sid})
+        return so
+
+    def _set_status(self, so: dict, status: str, now: str) -> None:
+        so["status"], so["last_modified"] = status, now
+        with self.db_lock:
+            self.db.execute('UPDATE "transaction" SET status = ?, lastmodifieddate = ? WHERE id = ?',
+                            (status, _stored(now), so["id"]))
+            self.db.commit()
+
+    def fulfil(self, channel_order_id: str) -> bool:
+        """An item fulfilment ships the whole order: on_hand and committed drop, status F (pending billing)."""
+        so = self.so_by_channel_order.get(channel_order_id)
+        if so is None or so["status"] not in ("A", "B", "D", "E"):
+            return False
+        location, now = self._so_location(so), self.stamp()
+        with self.sb.lock:
+            fid = self._new_tran_id()
+            so.setdefault("fulfillments", []).append({"id": fid, "shipped_at": now})
+            for line in so["lines"]:
+                line["quantity_fulfilled"] = line["quantity"]
+            self._set_status(so, "F", now)
+            with self.db_lock:
+                self.db.execute('INSERT INTO "transaction" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                                (fid, f"IF{fid}", "ItemShip", "C", channel_order_id, so["channel"], _stored(now),
+                                 _stored(now), _stored(now), so["id"]))
+                self.db.executemany("INSERT INTO transactionline VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                    [(n + 1, fid, n + 1, (self.by_sku.get(l["sku"]) or {}).get("id"),
+                                      l["quantity"], 0, "F", "F") for n, l in enumerate(so["lines"])])
+                self.db.execute("UPDATE transactionline SET quantityshiprecv = quantity WHERE \"transaction\" = ?",
+                                (so["id"],))
+                self.db.commit()
+        for line in so["lines"]:
+            self.adjust(line["sku"], location, on_hand=-line["quantity"], committed=-line["quantity"])
+        self.world_changed(ORDER_FULFILLED, order=channel_order_id, detail={"channel": so["channel"], "id": so["id"]})
+        return True
+
+    def cancel_sales_order(self, channel_order_id: str) -> bool:
+        so = self.so_by_channel_order.get(channel_order_id)
+        if so is None or so["status"] not in ("A", "B"):
+            return False
+        with self.sb.lock:
+            self._set_status(so, "C", self.stamp())
+        for line in so["lines"]:
+            self.adjust(line["sku"], self._so_location(so), committed=-line["quantity"])
+        self.world_changed(ORDER_CANCELLED, order=channel_order_id, detail={"channel": so["channel"], "id": so["id"]})
+        return True
+
+    def _so_location(self, so: dict) -> str:
+        return so.get("x_location") or next(iter(self.loc_ids), "")
 
     # -- System hooks -------------------------------------------------------------------------------------------
     def error(self, status: int, code: str, message: str, **extra) -> Response:

@@ -19,6 +19,7 @@ from graphql.utilities import value_from_ast_untyped
 from omnirecon_sandbox import shopify_search
 from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.ratelimit import TokenBucket
+from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.system import Call, System
 from omnirecon_contract.timeutil import iso, utcnow
 
@@ -96,7 +97,99 @@ class ShopifySystem(System):
         self.variant_keys = [(gid_num(v["id"]),) for v in self.variants]
         self.by_variant = {v["id"]: v for v in self.variants}
         self.by_item = {v["inventory_item_id"]: v for v in self.variants}
+        self.by_sku = {}
+        for v in self.variants:
+            self.by_sku.setdefault(v.get("sku"), v)
         self.orders = self.data.setdefault("orders", [])
+        self.orders_by_id = {o["id"]: o for o in self.orders}
+        self._next_order = max([gid_num(o["id"]) for o in self.orders] + [1000])
+
+    # -- state changes the world makes (a sale, a cancellation, a fulfilment, a write by an app) ------------
+    def set_available(self, sku: str, location_id: str, quantity: int) -> bool:
+        """Write `available` the way any app's inventorySetQuantities does. -> False: not stocked there."""
+        variant = self.by_sku.get(sku)
+        if variant is None or not any(l["location_id"] == location_id for l in variant["levels"]):
+            return False
+        self._apply_set({"name": "available", "reason": "correction", "quantities": [
+            {"inventoryItemId": variant["inventory_item_id"], "locationId": location_id, "quantity": int(quantity)}]},
+            True)
+        return True
+
+    def accepts(self, sku: str, quantity: int) -> bool:
+        variant = self.by_sku.get(sku)
+        if variant is None or not variant["levels"]:
+            return False
+        if variant.get("inventory_policy") == "CONTINUE" or not variant.get("tracked", True):
+            return True
+        return any(int(l.get("available", 0)) >= quantity for l in variant["levels"])
+
+    def create_order(self, sku: str, quantity: int) -> str | None:
+        """A checkout: available drops and committed rises at the first location that can fill it."""
+        if not self.accepts(sku, quantity):
+            return None
+        variant, now = self.by_sku[sku], self.stamp()
+        lvl = next((l for l in variant["levels"] if int(l.get("available", 0)) >= quantity), variant["levels"][0])
+        with self.sb.lock:
+            self._next_order += 1
+            num = self._next_order
+            order = {"id": gid("Order", num), "name": f"#{num + 1000}", "created_at": now, "updated_at": now,
+                     "cancelled_at": None, "display_fulfillment_status": "UNFULFILLED",
+                     "display_financial_status": "PAID",
+                     "line_items": [{"sku": sku, "quantity": int(quantity), "x_location_id": lvl["location_id"]}]}
+            self.orders.append(order)
+            self.orders_by_id[order["id"]] = order
+            lvl["available"] = int(lvl.get("available", 0)) - quantity
+            lvl["committed"] = int(lvl.get("committed", 0)) + quantity
+            lvl["updated_at"] = now
+        self.world_changed(INVENTORY, sku=sku, location=lvl["location_id"], value=int(lvl["available"]),
+                           detail={"delta": -quantity})
+        self.world_changed(ORDER_CREATED, sku=sku, order=order["id"], value=int(quantity))
+        return order["id"]
+
+    def cancel_order(self, order_id: str) -> bool:
+        """Cancel with restock: committed units return to available."""
+        order = self.orders_by_id.get(order_id)
+        if order is None or order.get("cancelled_at") or order.get("display_fulfillment_status") == "FULFILLED":
+            return False
+        now = self.stamp()
+        with self.sb.lock:
+            order["cancelled_at"] = order["updated_at"] = now
+            touched = self._release(order, restock=True, now=now)
+        for sku, loc, value, qty in touched:
+            self.world_changed(INVENTORY, sku=sku, location=loc, value=value, detail={"delta": qty})
+        self.world_changed(ORDER_CANCELLED, order=order_id)
+        return True
+
+    def fulfil_order(self, order_id: str) -> bool:
+        """Shipped: committed units leave on_hand; the order shows FULFILLED."""
+        order = self.orders_by_id.get(order_id)
+        if order is None or order.get("cancelled_at") or order.get("display_fulfillment_status") == "FULFILLED":
+            return False
+        now = self.stamp()
+        with self.sb.lock:
+            order["display_fulfillment_status"] = "FULFILLED"
+            order["updated_at"] = now
+            self._release(order, restock=False, now=now)
+        self.world_changed(ORDER_FULFILLED, order=order_id)
+        return True
+
+    def _release(self, order: dict, restock: bool, now: str) -> list:
+        touched = []
+        for line in order.get("line_items", []):
+            variant = self.by_sku.get(line.get("sku"))
+            loc = line.get("x_location_id")
+            lvl = next((l for l in (variant or {}).get("levels", []) if l["location_id"] == loc), None)
+            if lvl is None:
+                continue
+            qty = int(line.get("quantity", 0))
+            lvl["committed"] = max(0, int(lvl.get("committed", 0)) - qty)
+            if restock:
+                lvl["available"] = int(lvl.get("available", 0)) + qty
+                touched.append((line["sku"], loc, int(lvl["available"]), qty))
+            else:
+                lvl["on_hand"] = int(lvl.get("on_hand", 0)) - qty
+            lvl["updated_at"] = now
+        return touched
 
     def dump(self) -> dict:
         return self.data
@@ -418,7 +511,7 @@ class ShopifySystem(System):
         return errors
 
     def _apply_set(self, input: dict, apply: bool) -> dict:
-        name, now, changes = input["name"], iso(utcnow()), []
+        name, now, changes = input["name"], self.stamp(), []
         for row in input["quantities"]:
             variant = self.by_item[row["inventoryItemId"]]
             lvl = next(l for l in variant["levels"] if l["location_id"] == row["locationId"])
@@ -428,6 +521,8 @@ class ShopifySystem(System):
                 lvl[name] = row["quantity"]
                 lvl[other] = int(lvl.get(other, 0)) + delta
                 lvl["updated_at"] = now
+                self.world_changed(INVENTORY, sku=variant.get("sku"), location=row["locationId"],
+                                   value=int(lvl["available"]), detail={"delta": delta})
             item_id, loc_id = variant["inventory_item_id"], row["locationId"]
             for qname, qdelta in ((name, delta), (other, delta)):
                 changes.append({"name": qname, "delta": qdelta,

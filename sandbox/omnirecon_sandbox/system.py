@@ -7,7 +7,9 @@ import threading
 import uuid
 from dataclasses import dataclass
 
+from omnirecon_sandbox.changes import Change
 from omnirecon_sandbox.http import DropConnection, Request, Response, Router
+from omnirecon_contract.timeutil import iso
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,18 @@ class System:
     def dump(self) -> dict:
         return self.data
 
+    # -- state changes ----------------------------------------------------------------------------------
+    def stamp(self) -> str:
+        """The sandbox-clock instant as the platform's timestamps show it."""
+        return iso(self.sb.world_clock.now())
+
+    def world_changed(self, kind: str, **fields) -> None:
+        """Publish one state change (changes.Change) on the sandbox's bus; every mutation calls it."""
+        bus = self.sb.changes
+        if bus.active:
+            clock = self.sb.world_clock
+            bus.publish(Change(self.name, kind, clock.monotonic(), iso(clock.now()), bus.actor(), **fields))
+
     # -- dispatch ---------------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         self.base_url = req.base_url
@@ -158,6 +172,9 @@ class System:
             return Response.json(self.sb.state())
         if req.path == "/_sandbox/writes" and req.method == "GET":
             return Response.json(self.sb.writes())
+        if req.path == "/_sandbox/world" and req.method == "GET":
+            world = self.sb.world
+            return Response.json(world.dump() if world else {"error": "this scenario has no world"}, 200 if world else 404)
         if req.path == "/_sandbox/faults":
             return self._control_faults(req)
         if req.path.startswith("/_sandbox/files/"):

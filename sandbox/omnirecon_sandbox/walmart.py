@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.ratelimit import TokenBucket
+from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.system import BearerTokens, Call, System
 from omnirecon_contract.timeutil import epoch_ms, iso, parse_ts, utcnow
 
@@ -54,6 +55,8 @@ class WalmartSystem(BearerTokens, System):
             row.setdefault("ship_node", "10001")
             row.setdefault("quantity", 0)
         self.orders = data.setdefault("orders", [])
+        self.orders_by_id = {o["purchase_order_id"]: o for o in self.orders}
+        self._order_seq = len(self.orders)
         self._groups = None
         self._by_sku: dict = {}
         self._init_tokens()
@@ -73,6 +76,74 @@ class WalmartSystem(BearerTokens, System):
         r.add("GET", "/v3/orders/released", "getAllReleasedOrders", self.get_released_orders)
         r.add("GET", "/v3/orders/{purchaseOrderId}", "getAnOrder", self.get_order)
         r.add("POST", "/v3/orders/{purchaseOrderId}/acknowledge", "acknowledgeOrders", self.acknowledge)
+
+    # -- state changes (API writes, the retailer's integration, the world's sales) ------------------------------
+    def set_quantity(self, row: dict, amount: int) -> None:
+        """One ship node's quantity, as PUT /v3/inventory or a bulk inventory feed sets it."""
+        with self.sb.lock:
+            changed = int(row.get("quantity", 0)) != int(amount)
+            row["quantity"] = int(amount)
+            row["last_updated"] = self.stamp()
+        if changed:
+            self.world_changed(INVENTORY, sku=row["sku"], location=row["ship_node"], value=int(amount))
+
+    def set_sku_quantity(self, sku: str, ship_node: str | None, amount: int) -> bool:
+        rows = [r for r in self._rows(sku) if ship_node is None or r["ship_node"] == ship_node]
+        if not rows:
+            return False
+        self.set_quantity(rows[0], amount)
+        return True
+
+    def accepts(self, sku: str, quantity: int) -> bool:
+        return any(r.get("published_status", "PUBLISHED") == "PUBLISHED" and int(r.get("quantity", 0)) >= quantity
+                   for r in self._rows(sku))
+
+    def create_order(self, sku: str, quantity: int) -> str | None:
+        """A sale: the ship node's quantity drops at once; the purchase order is Created."""
+        if not self.accepts(sku, quantity):
+            return None
+        row = next(r for r in self._rows(sku) if r.get("published_status", "PUBLISHED") == "PUBLISHED"
+                   and int(r.get("quantity", 0)) >= quantity)
+        now = self.stamp()
+        with self.sb.lock:
+            self._order_seq += 1
+            po = str(1800000000000 + self._order_seq * 7)
+            order = {"purchase_order_id": po, "customer_order_id": str(5200000000000 + self._order_seq * 13),
+                     "order_date": now, "last_modified": now,
+                     "lines": [{"line_number": "1", "sku": sku, "quantity": int(quantity), "status": "Created",
+                                "x_ship_node": row["ship_node"]}]}
+            self.orders.append(order)
+            self.orders_by_id[po] = order
+        self.set_quantity(row, int(row["quantity"]) - quantity)
+        self.world_changed(ORDER_CREATED, sku=sku, order=po, value=int(quantity))
+        return po
+
+    def _set_lines(self, order_id: str, status: str) -> dict | None:
+        order = self.orders_by_id.get(order_id)
+        if order is None or any(l.get("status") in ("Cancelled", "Shipped", "Delivered") for l in order.get("lines", [])):
+            return None
+        with self.sb.lock:
+            for line in order.get("lines", []):
+                line["status"] = status
+            order["last_modified"] = self.stamp()
+        return order
+
+    def cancel_order(self, order_id: str) -> bool:
+        order = self._set_lines(order_id, "Cancelled")
+        if order is None:
+            return False
+        for line in order.get("lines", []):
+            rows = [r for r in self._rows(line["sku"]) if r["ship_node"] == line.get("x_ship_node")] or self._rows(line["sku"])
+            if rows:
+                self.set_quantity(rows[0], int(rows[0]["quantity"]) + int(line["quantity"]))
+        self.world_changed(ORDER_CANCELLED, order=order_id)
+        return True
+
+    def ship_order(self, order_id: str) -> bool:
+        if self._set_lines(order_id, "Shipped") is None:
+            return False
+        self.world_changed(ORDER_FULFILLED, order=order_id)
+        return True
 
     # -- System hooks ---------------------------------------------------------------------------------------
     def operations(self, req: Request, operation: str, params: dict) -> list[str]:
@@ -199,10 +270,8 @@ class WalmartSystem(BearerTokens, System):
         rows = [r for r in self._rows(sku) if node is None or r["ship_node"] == node]
         if not rows:
             return self._not_found(f"Inventory not found for sku {sku}")
-        with self.sb.lock:
-            if call.apply:
-                rows[0]["quantity"] = amount
-                rows[0]["last_updated"] = iso(utcnow())
+        if call.apply:
+            self.set_quantity(rows[0], amount)
         self.sb.record_write(self.name, "updateInventoryForAnItem", f"{sku}@{rows[0]['ship_node']}", body, call.apply)
         return Response.json({"sku": sku, "quantity": _qty(amount)})
 
@@ -352,10 +421,8 @@ class WalmartSystem(BearerTokens, System):
             elif not isinstance(amount, int) or amount < 0:
                 results.append((index, sku, "DATA_ERROR", "ERR_EXT_DATA_0102", "quantity.amount must be an integer >= 0"))
             else:
-                with self.sb.lock:
-                    if feed["apply"]:
-                        rows[0]["quantity"] = amount
-                        rows[0]["last_updated"] = iso(utcnow())
+                if feed["apply"]:
+                    self.set_quantity(rows[0], amount)
                 results.append((index, sku, "SUCCESS", None, None))
         feed["results"] = results
         self.sb.record_write(self.name, "updateBulkInventory", feed["feedId"], feed["doc"],

@@ -1,0 +1,61 @@
+"""The sandbox clock: real time from the moment the sandbox starts (world.md), or driven by hand in tests."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta
+
+from omnirecon_contract.timeutil import utcnow
+
+
+class SandboxClock:
+    """monotonic(): seconds since the start; now(): that instant as an aware UTC datetime (`as_of` + elapsed)."""
+
+    manual = False
+
+    def __init__(self, started_at: datetime | None = None):
+        self.started_at = started_at or utcnow()
+        self._t0 = time.monotonic()
+
+    def monotonic(self) -> float:
+        return time.monotonic() - self._t0
+
+    def now(self) -> datetime:
+        return self.started_at + timedelta(seconds=self.monotonic())
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+    def wait(self, cond: threading.Condition, seconds: float | None) -> None:
+        """Wait on `cond` (held by the caller) until notified or `seconds` pass."""
+        cond.wait(None if seconds is None else max(0.0, seconds))
+
+    def advance(self, seconds: float) -> None:
+        raise RuntimeError("the real-time sandbox clock cannot be advanced")
+
+
+class ManualClock(SandboxClock):
+    """Time moves only when advance() is called (sleep() advances it): deterministic tests."""
+
+    manual = True
+
+    def __init__(self, started_at: datetime | None = None):
+        super().__init__(started_at)
+        self._t = 0.0
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._t
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def wait(self, cond: threading.Condition, seconds: float | None) -> None:
+        cond.wait(0.05)   # the test thread drives the world; a background loop only idles
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("time does not go back")
+        with self._lock:
+            self._t += seconds
