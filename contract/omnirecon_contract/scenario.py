@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from omnirecon_contract.errors import ConfigError
+from omnirecon_contract.errors import ConfigError, parse_error
 from omnirecon_contract.timeutil import iso, parse_ts, utcnow
 from omnirecon_contract.validation import validate
 
@@ -72,7 +72,7 @@ def read_file(path: str | Path) -> dict:
     try:
         doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+        raise parse_error(path, e) from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: (root): must be a mapping")
     return doc
@@ -92,8 +92,9 @@ def from_dict(doc: dict, source: str = "<memory>", as_of: datetime | None = None
 
 
 def load(path: str | Path, as_of: datetime | None = None) -> Scenario:
+    doc = read_file(path)   # its errors name the file (and line) already
     try:
-        return from_dict(read_file(path), source=str(path), as_of=as_of)
+        return from_dict(doc, source=str(path), as_of=as_of)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 

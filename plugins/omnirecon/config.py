@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from omnirecon.errors import ConfigError
+from omnirecon.errors import ConfigError, parse_error
 from omnirecon.validation import validate
 
 DEFAULT_SETTINGS: dict = {
@@ -275,7 +275,7 @@ def _read_yaml(path: Path) -> dict:
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise parse_error(path, e) from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: must be a mapping")
     return doc

@@ -1,5 +1,5 @@
 """Errors a user sees: each names what is wrong and where."""
-from omnirecon_contract.errors import ConfigError  # bad scenario or configuration (shared with the sandbox)
+from omnirecon_contract.errors import ConfigError, parse_error  # bad scenario or configuration (shared with the sandbox)
 
 
 class OmniReconError(Exception):
@@ -10,4 +10,4 @@ class SnapshotFailed(OmniReconError):
     """A snapshot could not be taken completely; nothing of it becomes visible."""
 
 
-__all__ = ["ConfigError", "OmniReconError", "SnapshotFailed"]
+__all__ = ["ConfigError", "OmniReconError", "SnapshotFailed", "parse_error"]
