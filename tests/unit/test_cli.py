@@ -54,7 +54,7 @@ def test_yaml_syntax_error_names_file_line_and_column_once(tmp_path):
 
 
 def test_runtime_and_json_syntax_errors_are_located(tmp_path):
-    from omnirecon import scenario
+    from omnirecon_contract import scenario
     from omnirecon.config import load_runtime
     from omnirecon.errors import ConfigError
     import pytest
