@@ -66,6 +66,11 @@ def cmd_up(args) -> int:
     return run_up(scenario_path=args.scenario or _default_scenario(), port=args.port)
 
 
+def cmd_receiver(args) -> int:
+    from omnirecon.live.receiver import serve
+    return serve(host=args.host, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omnirecon", description="Reconcile inventory and orders across Shopify, Amazon, Walmart and NetSuite.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -95,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--approve-all", action="store_true", help="approve corrections above the approval threshold")
     s.add_argument("--time-scale", type=float, default=0.01, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("receiver", help="the HTTP endpoint platforms deliver change notifications to")
+    s.add_argument("--host", default="0.0.0.0")
+    s.add_argument("--port", type=int, default=8099)
+    s.set_defaults(func=cmd_receiver)
 
     s = sub.add_parser("up", help="Airflow UI (airflow standalone) with the project's DAGs and the sandbox")
     s.add_argument("--scenario", default=None)

@@ -270,3 +270,20 @@ class Report(Base):
     recipients: Mapped[list | None]
     summary: Mapped[dict | None]
     __table_args__ = (UniqueConstraint("report_date", "run_id"),)
+
+
+class Notification(Base):
+    """A platform's change notification as received: stored (durably) before the receiver answers 2xx.
+
+    Owner: omnirecon.live.inbox. One row per (source, event_id): a redelivery or duplicate is not stored twice."""
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_notifications_source_event"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16))                    # shopify | amazon | walmart | erp
+    event_id: Mapped[str] = mapped_column(String(255))                 # the platform's own id for the event
+    topic: Mapped[str] = mapped_column(String(128))
+    occurred_at: Mapped[datetime | None]                               # when the platform says it happened
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    body: Mapped[str] = mapped_column(Text)                            # the raw body as verified (UTF-8)
+    headers: Mapped[dict | None]                                       # the non-secret headers that identify it
+    processed_at: Mapped[datetime | None] = mapped_column(index=True)  # taken into a live reconcile
