@@ -48,7 +48,8 @@ with DAG(
     tags=["omnirecon", "report"],
     params={
         "report_date": Param(None, type=["null", "string"], format="date", description="Day to report (default: the run's day)"),
-        "out_dir": Param(None, type=["null", "string"], description="Also write the report files here"),
+        "out_dir": Param(None, type=["null", "string"],
+                         description="Write the files here, inside the reports folder (default: <reports>/<date>)"),
         "send": Param(True, type="boolean", description="Email the report to the configured recipients"),
     },
 ) as dag:

@@ -178,6 +178,24 @@ def project_home() -> Path:
     return Path(os.environ.get("OMNIRECON_HOME") or Path(__file__).resolve().parents[2])
 
 
+def reports_dir() -> Path:
+    """Where the daily report DAG writes `<date>/report.html` (OMNIRECON_REPORTS_DIR overrides)."""
+    return Path(os.environ.get("OMNIRECON_REPORTS_DIR") or project_home() / "data" / "reports")
+
+
+def report_out_dir(requested: str | None, day: str) -> Path:
+    """The folder a report run writes to: `<reports>/<day>`, or a trigger form's `out_dir`, which must stay inside
+    the reports folder (relative to it, or absolute within it)."""
+    base = reports_dir().resolve()
+    if not requested:
+        return base / day
+    path = Path(requested)
+    target = (path if path.is_absolute() else base / path).resolve()
+    if not target.is_relative_to(base):
+        raise ConfigError(f"params.out_dir: must stay inside the reports folder {base} (got {requested!r})")
+    return target
+
+
 def default_settings_path() -> Path:
     return Path(os.environ.get("OMNIRECON_SETTINGS") or project_home() / "include" / "config" / "retailer.yaml")
 

@@ -99,6 +99,7 @@ def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_a
             **airflow_setup.connection_env(_scaled(sb.connections, time_scale)),
             **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(url)}),
             "OMNIRECON_SETTINGS": str(settings_file),
+            "OMNIRECON_REPORTS_DIR": str(out),   # the report stage writes into --out
             "OMNIRECON_MODE": mode,
             "OMNIRECON_TASK_RETRIES": "0",   # show an outage at once instead of retrying for minutes
         })

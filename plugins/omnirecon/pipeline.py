@@ -9,7 +9,7 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from omnirecon.config import load_settings, project_home
+from omnirecon.config import load_settings, project_home, report_out_dir
 from omnirecon.ledger import get_ledger
 from omnirecon.timeutil import parse_ts, utcnow
 
@@ -218,7 +218,7 @@ def report_task(**context) -> dict:
     params = context.get("params") or {}
     settings = load_settings()
     day = params.get("report_date") or (context.get("data_interval_end") or utcnow()).date().isoformat()
-    out_dir = params.get("out_dir") or str(project_home() / "data" / "reports" / day)
+    out_dir = report_out_dir(params.get("out_dir"), day)
     return produce_daily_report(get_ledger(), settings, report_date=day, out_dir=out_dir,
                                 send=bool(params.get("send", True)), gx_docs=str(gx_dir()))
 

@@ -63,3 +63,41 @@ def test_summary_json(tmp_path):
     erp = summary["snapshots"]["erp"]
     assert (erp["rows"], erp["quarantined"], erp["status"]) == (3, 1, "complete") and erp["fetched_at"].endswith("Z")
     assert summary["snapshots"]["shopify"]["status"] == "failed"
+
+
+def test_csv_cells_from_channels_cannot_run_as_formulas(tmp_path):
+    ledger = make_ledger(tmp_path)
+    add_run(ledger)
+    hostile = ['=HYPERLINK("http://evil","x")', "+SUM(A1)", "-2+3", "@cmd", "\tTAB", "\rCR"]
+    for i, sku in enumerate(hostile):
+        add_finding(ledger, sku=sku, from_qty=2, to_qty=5 + i, detail=f"=1+1 {i}")   # delta -3, -4, ...
+    write_findings_csv(ledger, RUN, tmp_path / "findings.csv")
+    with open(tmp_path / "findings.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["sku"] for r in rows] == ["'" + s for s in hostile]
+    assert all(r["detail"].startswith("'=1+1") for r in rows)
+    assert [r["delta"] for r in rows] == [str(-3 - i) for i in range(len(hostile))]   # numbers stay numbers
+
+
+def test_safe_cell_neutralises_text_only():
+    from omnirecon.report.exports import safe_cell
+    for number in ("-3", "+4", "-0.5", "-1e3", "12", ""):
+        assert safe_cell(number) == number
+    for text in ("=1", "-", "-x", "+", "@", "-inf", "-1-1"):
+        assert safe_cell(text) == "'" + text
+    assert safe_cell(None) == "" and safe_cell(-7) == "-7" and safe_cell("TEE-BLK") == "TEE-BLK"
+
+
+def test_report_out_dir_stays_inside_the_reports_folder(tmp_path, monkeypatch):
+    import pytest
+    from omnirecon.config import report_out_dir
+    from omnirecon.errors import ConfigError
+    base = tmp_path / "reports"
+    monkeypatch.setenv("OMNIRECON_REPORTS_DIR", str(base))
+    assert report_out_dir(None, "2026-01-05") == base.resolve() / "2026-01-05"
+    assert report_out_dir("rerun/2026-01-05", "x") == base.resolve() / "rerun" / "2026-01-05"
+    assert report_out_dir(str(base / "a"), "x") == base.resolve() / "a"
+    assert report_out_dir(str(base), "x") == base.resolve()
+    for bad in ("../outside", "/etc", str(tmp_path), "a/../../b", str(base) + "-sibling"):
+        with pytest.raises(ConfigError, match="params.out_dir: must stay inside the reports folder"):
+            report_out_dir(bad, "x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -34,11 +35,25 @@ def corrections_rows(ledger: Ledger, run_id: str) -> list[dict]:
         return [{col: _cell(getattr(c, col)) for col in CORRECTIONS_COLUMNS} for c in rows]
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?")
+
+
+def safe_cell(value) -> str:
+    """A cell a spreadsheet cannot run: text starting with = + - @ tab or CR gets a leading quote (values come
+    from the channels). A number (e.g. delta -3) is data and stays as it is."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def csv_bytes(rows: list[dict], columns) -> bytes:
+    """Every CSV this product writes (findings.csv, corrections.csv, the e-mailed attachment) goes through here."""
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\r\n")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: safe_cell(v) for k, v in row.items()} for row in rows)
     return buf.getvalue().encode("utf-8")
 
 

@@ -2,14 +2,13 @@
 findings with diagnosis and evidence, pending approvals, last snapshot age per system, the latest report."""
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from sqlalchemy import func, select
 
-from omnirecon.config import Settings, project_home
+from omnirecon.config import Settings, reports_dir
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
 from omnirecon.remediation.alerts import _run_ids
@@ -19,11 +18,6 @@ from omnirecon.timeutil import iso, parse_ts, utcnow
 SNAPSHOT_KINDS = ("inventory", "listings", "orders")
 MAX_FINDINGS = 200
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-
-
-def reports_dir() -> Path:
-    """Where the daily report DAG writes `<date>/report.html` (OMNIRECON_REPORTS_DIR overrides)."""
-    return Path(os.environ.get("OMNIRECON_REPORTS_DIR") or project_home() / "data" / "reports")
 
 
 def latest_report() -> Path | None:
