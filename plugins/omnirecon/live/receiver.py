@@ -30,7 +30,7 @@ class Receiver:
         self.inbox, self.sources, self.store_timeout_s = inbox, dict(sources), store_timeout_s
         self.counts: Counter = Counter()
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), _handler(self))
+        self.server = _Server((host, port), _handler(self))
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -85,6 +85,11 @@ class Receiver:
             return 503, {"error": "not stored; retry"}
         self.count("stored" if stored else "duplicate")
         return 200, {"stored": stored, "duplicate": not stored}
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024   # the default backlog of 5 refuses connections under a burst of deliveries
+    daemon_threads = True
 
 
 def _handler(receiver: Receiver):
