@@ -16,7 +16,7 @@ from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.ratelimit import TokenBucket
 from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.system import BearerTokens, Call, System
-from omnirecon_contract.timeutil import iso, parse_ts, utcnow
+from omnirecon_contract.timeutil import iso, parse_ts
 
 # operationId -> (rate per second, burst), as the usage-plan tables in the models' operation descriptions say.
 RATE_LIMITS = {
@@ -313,7 +313,7 @@ class AmazonSystem(BearerTokens, System):
                 return {}, "LastUpdatedBefore cannot be combined with CreatedAfter."
             if updated_after and created_before:
                 return {}, "CreatedBefore cannot be combined with LastUpdatedAfter."
-        now = utcnow()
+        now = self.sb.clock.now()
         latest = now - timedelta(minutes=2)
         try:
             after = parse_ts(created_after or updated_after) if (created_after or updated_after) else None
@@ -405,7 +405,7 @@ class AmazonSystem(BearerTokens, System):
         token = req.arg("nextToken")
         if token:
             issued = self.fba_tokens.get(token)
-            if issued is None or self.sb.clock.now() - issued[0] > self.sb.clock.scaled(FBA_TOKEN_SECONDS):
+            if issued is None or self.sb.clock.monotonic() - issued[0] > self.sb.clock.scaled(FBA_TOKEN_SECONDS):
                 return Response.json(_error("InvalidInput", "The nextToken is invalid or expired."), 400)
             offset = issued[1]
         else:
@@ -431,7 +431,7 @@ class AmazonSystem(BearerTokens, System):
                             "inventorySummaries": [self._summary(r, details) for r in page]}}
         if offset + FBA_PAGE < len(rows):
             nxt = secrets.token_urlsafe(24)
-            self.fba_tokens[nxt] = (self.sb.clock.now(), offset + FBA_PAGE)
+            self.fba_tokens[nxt] = (self.sb.clock.monotonic(), offset + FBA_PAGE)
             body["pagination"] = {"nextToken": nxt}
         return Response.json(body)
 
@@ -541,7 +541,7 @@ class AmazonSystem(BearerTokens, System):
 
     # -- Reports ----------------------------------------------------------------------------------------------------
     def _phase(self, created: float) -> str:
-        elapsed = self.sb.clock.now() - created
+        elapsed = self.sb.clock.monotonic() - created
         total = self.sb.clock.scaled(self.sb.options.amazon_processing_seconds)
         return "IN_QUEUE" if elapsed < total * 0.25 else ("IN_PROGRESS" if elapsed < total else "DONE")
 
@@ -558,8 +558,8 @@ class AmazonSystem(BearerTokens, System):
         report_id = str(50_000 + len(self.reports) + 1)
         content = self._listings_report() if body["reportType"] in REPORT_TYPES else None
         self.reports[report_id] = {"reportId": report_id, "reportType": body["reportType"],
-                                   "marketplaceIds": body["marketplaceIds"][:1], "createdTime": iso(utcnow()),
-                                   "created": self.sb.clock.now(), "content": content,
+                                   "marketplaceIds": body["marketplaceIds"][:1], "createdTime": iso(self.sb.clock.now()),
+                                   "created": self.sb.clock.monotonic(), "content": content,
                                    "documentId": f"amzn1.spdoc.1.4.na.{uuid.uuid4()}"}
         return Response.json({"reportId": report_id}, 202)
 
@@ -567,7 +567,7 @@ class AmazonSystem(BearerTokens, System):
         lines = ["\t".join(MERCHANT_LISTINGS_COLUMNS)]
         for i, l in enumerate(self.data.get("listings", [])):
             row = dict.fromkeys(MERCHANT_LISTINGS_COLUMNS, "")
-            opened = parse_ts(l.get("last_updated")) or utcnow()
+            opened = parse_ts(l.get("last_updated")) or self.sb.clock.now()
             row.update({"item-name": l["sku"], "listing-id": f"{(i + 1):010d}SBX", "seller-sku": l["sku"],
                         "price": UNIT_PRICE, "quantity": str(int(l.get("quantity", 0))),
                         "open-date": opened.strftime("%Y-%m-%d %H:%M:%S UTC"), "item-is-marketplace": "y",
@@ -587,7 +587,7 @@ class AmazonSystem(BearerTokens, System):
         if phase != "IN_QUEUE":
             out["processingStartTime"] = rep["createdTime"]
         if phase in ("DONE", "CANCELLED"):
-            out["processingEndTime"] = iso(utcnow())
+            out["processingEndTime"] = iso(self.sb.clock.now())
         if phase == "DONE":
             out["reportDocumentId"] = rep["documentId"]
         return out
@@ -645,7 +645,7 @@ class AmazonSystem(BearerTokens, System):
             return Response.json(_error("InvalidInput", "The input feed document was not found or holds no content."), 400)
         feed_id = str(60_000 + len(self.feeds) + 1)
         self.feeds[feed_id] = {"feedId": feed_id, "feedType": body["feedType"], "marketplaceIds": body["marketplaceIds"],
-                               "createdTime": iso(utcnow()), "created": self.sb.clock.now(), "content": content,
+                               "createdTime": iso(self.sb.clock.now()), "created": self.sb.clock.monotonic(), "content": content,
                                "apply": call.apply, "status": None, "resultId": None}
         return Response.json({"feedId": feed_id}, 202)
 
@@ -699,7 +699,7 @@ class AmazonSystem(BearerTokens, System):
         feed["report"] = json.dumps(report).encode()
         feed["resultId"] = result_id
         feed["status"] = "FATAL" if fatal else "DONE"
-        feed["endTime"] = iso(utcnow())
+        feed["endTime"] = iso(self.sb.clock.now())
         self.sb.record_write(self.name, "createFeed", feed["feedId"], doc if doc is not None else None,
                              applied=feed["apply"] and accepted > 0)
 

@@ -1,4 +1,8 @@
-"""The sandbox clock: real time from the moment the sandbox starts (world.md), or driven by hand in tests."""
+"""The sandbox's one time source (world.md): rate limits, token lifetimes, processing delays, bulk progress,
+sleeps and every timestamp a system shows. Real time from the moment the sandbox starts, or driven by hand.
+
+All methods speak clock seconds; `scaled(s)` turns a documented duration into clock seconds (time_scale 0.01:
+a documented 60 s delay lasts 0.6 s)."""
 from __future__ import annotations
 
 import threading
@@ -9,12 +13,15 @@ from omnirecon_contract.timeutil import utcnow
 
 
 class SandboxClock:
-    """monotonic(): seconds since the start; now(): that instant as an aware UTC datetime (`as_of` + elapsed)."""
+    """monotonic(): seconds since the start; now(): that instant as an aware UTC datetime (`started_at` + elapsed)."""
 
     manual = False
 
-    def __init__(self, started_at: datetime | None = None):
+    def __init__(self, started_at: datetime | None = None, time_scale: float = 1.0):
+        if time_scale <= 0:
+            raise ValueError("time_scale must be > 0")
         self.started_at = started_at or utcnow()
+        self.time_scale = time_scale
         self._t0 = time.monotonic()
 
     def monotonic(self) -> float:
@@ -22,6 +29,9 @@ class SandboxClock:
 
     def now(self) -> datetime:
         return self.started_at + timedelta(seconds=self.monotonic())
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.time_scale
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
@@ -34,13 +44,16 @@ class SandboxClock:
         raise RuntimeError("the real-time sandbox clock cannot be advanced")
 
 
+Clock = SandboxClock
+
+
 class ManualClock(SandboxClock):
-    """Time moves only when advance() is called (sleep() advances it): deterministic tests."""
+    """Time moves only when advance() is called (sleep() advances it at once): deterministic tests."""
 
     manual = True
 
-    def __init__(self, started_at: datetime | None = None):
-        super().__init__(started_at)
+    def __init__(self, started_at: datetime | None = None, time_scale: float = 1.0):
+        super().__init__(started_at, time_scale)
         self._t = 0.0
         self._lock = threading.Lock()
 

@@ -14,8 +14,7 @@ from omnirecon_sandbox.credentials import SandboxCredentials
 from omnirecon_sandbox.faults import FaultBook
 from omnirecon_sandbox.generate import expand
 from omnirecon_sandbox.http import HttpService
-from omnirecon_sandbox.ratelimit import Clock
-from omnirecon_contract.timeutil import iso, utcnow
+from omnirecon_contract.timeutil import iso
 
 
 @dataclass
@@ -38,10 +37,13 @@ class Sandbox:
     """Local imitations of Shopify, Amazon SP-API (+LWA), Walmart and NetSuite for one scenario."""
 
     def __init__(self, scenario, time_scale: float = 1.0, host: str = "127.0.0.1",
-                 options: SandboxOptions | dict | None = None, world_clock: SandboxClock | None = None):
+                 options: SandboxOptions | dict | None = None, clock: SandboxClock | None = None,
+                 world_clock: SandboxClock | None = None):
+        """`clock`: the one time source (default real time from the scenario's as_of at `time_scale`; a
+        ManualClock lets tests drive it). `world_clock` is the same clock under the living world's name."""
         self.scenario = scenario
         self.host = host
-        self.clock = Clock(time_scale)
+        self.clock = clock or world_clock or SandboxClock(scenario.as_of, time_scale)
         self.options = options if isinstance(options, SandboxOptions) else SandboxOptions(**(options or {}))
         self.credentials = SandboxCredentials()
         self.lock = threading.RLock()
@@ -49,7 +51,7 @@ class Sandbox:
         self.faults = FaultBook(self.data.get("faults", []))
         self._writes: list[dict] = []
         self._writes_lock = threading.Lock()
-        self.world_clock = world_clock or SandboxClock(scenario.as_of)
+        self.world_clock = self.clock
         self.changes = ChangeBus()
         self.systems = self._build_systems()
         self.world = self._build_world()
@@ -142,7 +144,7 @@ class Sandbox:
     def record_write(self, system: str, operation: str, key, body, applied: bool) -> None:
         with self._writes_lock:
             self._writes.append({"system": system, "operation": operation, "key": key, "body": body,
-                                 "at": iso(utcnow()), "applied": bool(applied)})
+                                 "at": iso(self.clock.now()), "applied": bool(applied)})
 
 
 def serve(scenario_path: str, time_scale: float, endpoints_file: str | None, state_file: str | None = None) -> None:

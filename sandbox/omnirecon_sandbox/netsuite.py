@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, quote, unquote
 from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.system import Call, System
-from omnirecon_contract.timeutil import parse_ts
+from omnirecon_contract.timeutil import iso, parse_ts
 
 MAX_LIMIT = 1000
 MAX_ROWS = 100_000
@@ -170,7 +170,7 @@ class NetSuiteSystem(System):
                             ("TO_TIMESTAMP", 2, _to_date), ("TO_CHAR", 2, _to_char),
                             ("TO_CHAR", 1, lambda v: None if v is None else str(v)),
                             ("NVL", 2, lambda a, b: b if a is None else a),
-                            ("ns_sysdate", 0, lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))):
+                            ("ns_sysdate", 0, lambda: iso(self.sb.clock.now()))):
             db.create_function(fn, n, impl, deterministic=fn not in ("ns_sysdate",))
         loc_ids = {}
         for loc in d.setdefault("locations", []):
@@ -389,7 +389,7 @@ class NetSuiteSystem(System):
             stamp = int(params["oauth_timestamp"])
         except ValueError:
             return False
-        if abs(time.time() - stamp) > TIMESTAMP_SKEW_SECONDS:
+        if abs(time.time() - stamp) > TIMESTAMP_SKEW_SECONDS:   # against the client's wall clock, not the world's
             return False
         expected = oauth_signature(req.method, f"http://{req.header('host')}{req.path}", req.raw_query,
                                    {k: v for k, v in params.items() if k not in ("realm", "oauth_signature")},

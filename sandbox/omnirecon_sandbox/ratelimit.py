@@ -2,25 +2,8 @@
 from __future__ import annotations
 
 import threading
-import time
 
-
-class Clock:
-    """Real monotonic time; `scaled(s)` turns a documented duration into real seconds."""
-
-    def __init__(self, time_scale: float = 1.0):
-        if time_scale <= 0:
-            raise ValueError("time_scale must be > 0")
-        self.time_scale = time_scale
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    def scaled(self, seconds: float) -> float:
-        return seconds * self.time_scale
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(self.scaled(seconds))
+from omnirecon_sandbox.clock import SandboxClock as Clock
 
 
 class TokenBucket:
@@ -29,11 +12,11 @@ class TokenBucket:
     def __init__(self, rate: float, burst: float, clock: Clock):
         self.rate, self.burst, self.clock = float(rate), float(burst), clock
         self.tokens = float(burst)
-        self.stamp = clock.now()
+        self.stamp = clock.monotonic()
         self.lock = threading.Lock()
 
     def _refill(self) -> None:
-        now = self.clock.now()
+        now = self.clock.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate / self.clock.time_scale)
         self.stamp = now
 

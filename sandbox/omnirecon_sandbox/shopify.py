@@ -21,7 +21,7 @@ from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.ratelimit import TokenBucket
 from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.system import Call, System
-from omnirecon_contract.timeutil import iso, utcnow
+from omnirecon_contract.timeutil import iso
 
 PLANS = {"standard": (1000.0, 100.0), "advanced": (1000.0, 200.0), "plus": (10000.0, 1000.0)}
 MAX_QUERY_COST = 1000
@@ -557,7 +557,7 @@ class ShopifySystem(System):
                    else f"A bulk query operation for this app and shop is already in progress: {running[0]['id']}.")
             return {"bulkOperation": None, "userErrors": [_user_error(code, ["query"], msg)]}
         op_id = gid("BulkOperation", 5_000_000 + len(self.bulk_ops) + 1)
-        record = {"id": op_id, "query": query, "createdAt": iso(utcnow()), "started": self.sb.clock.now(),
+        record = {"id": op_id, "query": query, "createdAt": iso(self.sb.clock.now()), "started": self.sb.clock.monotonic(),
                   "content": None, "objectCount": 0, "rootObjectCount": 0, "url": None, "cancelled": False,
                   "error": None}
         self.bulk_ops[op_id] = record
@@ -581,7 +581,7 @@ class ShopifySystem(System):
             return "CANCELED"
         if record["error"]:
             return "FAILED"
-        elapsed = self.sb.clock.now() - record["started"]
+        elapsed = self.sb.clock.monotonic() - record["started"]
         duration = self.sb.clock.scaled(self.sb.options.shopify_bulk_seconds)
         if elapsed < duration * 0.25:
             return "CREATED"
@@ -591,7 +591,7 @@ class ShopifySystem(System):
         status = self.bulk_status(record)
         done = status == "COMPLETED"
         if done and record["url"] is None:
-            record["completedAt"] = iso(utcnow())
+            record["completedAt"] = iso(self.sb.clock.now())
             record["url"] = self.publish_file(record["content"], "application/jsonl", 7 * 24 * 3600) if record["content"] else None
         return {"id": record["id"], "status": status, "errorCode": record["error"], "type": "QUERY", "query": record["query"],
                 "createdAt": record["createdAt"], "completedAt": record.get("completedAt") if done else None,

@@ -49,12 +49,12 @@ class BearerTokens:
 
     def issue_token(self, token: str, lifetime_s: float) -> None:
         with self.tokens_lock:
-            self.tokens[token] = self.sb.clock.now() + lifetime_s
+            self.tokens[token] = self.sb.clock.monotonic() + lifetime_s
 
     def token_valid(self, token: str | None) -> bool:
         with self.tokens_lock:
             expiry = self.tokens.get(token)
-        return expiry is not None and self.sb.clock.now() < expiry
+        return expiry is not None and self.sb.clock.monotonic() < expiry
 
     def expire_token(self, req: Request) -> Response:
         token = req.header(self.token_header)
@@ -138,7 +138,7 @@ class System:
             return self.decorate(self.error(st, reason(st).upper().replace(" ", "_"), reason(st)), ops)
         if "timeout" in fired:
             fault = fired["timeout"]
-            self.sb.clock.sleep(fault.seconds)
+            self.sb.clock.sleep(self.sb.clock.scaled(fault.seconds))
             if fault.options.get("x_drop"):
                 raise DropConnection()
         throttle = fired.get("throttle")
@@ -203,7 +203,7 @@ class System:
                      writable: bool = False, file_id: str | None = None) -> str:
         """Serve `content` at a presigned-style URL that expires after `ttl_seconds` (documented, scaled)."""
         file_id = file_id or uuid.uuid4().hex
-        expires = self.sb.clock.now() + self.sb.clock.scaled(ttl_seconds) if ttl_seconds else None
+        expires = self.sb.clock.monotonic() + self.sb.clock.scaled(ttl_seconds) if ttl_seconds else None
         sig = secrets.token_hex(16)
         with self.files_lock:
             self.files[file_id] = ServedFile(content, content_type, expires, sig, writable)
@@ -220,7 +220,7 @@ class System:
         denied = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>{}</Message></Error>'
         if f is None or req.arg("X-Amz-Signature") != f.signature:
             return Response.text(denied.format("Access Denied"), 403, "application/xml")
-        if f.expires_at is not None and self.sb.clock.now() > f.expires_at:
+        if f.expires_at is not None and self.sb.clock.monotonic() > f.expires_at:
             return Response.text(denied.format("Request has expired"), 403, "application/xml")
         if req.method == "PUT" and f.writable:
             with self.files_lock:

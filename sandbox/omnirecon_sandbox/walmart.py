@@ -16,7 +16,7 @@ from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.ratelimit import TokenBucket
 from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.system import BearerTokens, Call, System
-from omnirecon_contract.timeutil import epoch_ms, iso, parse_ts, utcnow
+from omnirecon_contract.timeutil import epoch_ms, iso, parse_ts
 
 # operationId -> (tokens per minute, bucket size). Walmart does not publish production numbers; configurable.
 RATE_LIMITS = {
@@ -159,7 +159,7 @@ class WalmartSystem(BearerTokens, System):
 
     def _too_many(self, op: str) -> Response:
         bucket = self.buckets.get(op)
-        wait = bucket.seconds_until() if bucket else 1.0
+        wait = bucket.seconds_until() if bucket else 1.0   # replenish times are epoch ms on the client's wall clock
         return Response.json({"errors": [_gateway_error(
             "REQUEST_THRESHOLD_VIOLATED.GMP_GATEWAY_API", "REQUEST_THRESHOLD_VIOLATED", "Too Many Requests",
             "Request threshold violated: the API's token bucket is empty.")]}, 429,
@@ -386,8 +386,8 @@ class WalmartSystem(BearerTokens, System):
                                                             "Expected inventoryHeader 1.5 + inventory[] (MP_INVENTORY) or InventoryHeader 1.4 + Inventory[]",
                                                             "REQUEST")]}, 400)
         feed_id = f"{uuid.uuid4().hex.upper()}@AQMBAQA"
-        self.feeds[feed_id] = {"feedId": feed_id, "feedType": feed_type, "created": self.sb.clock.now(),
-                               "submitted": epoch_ms(utcnow()), "updates": updates, "apply": call.apply,
+        self.feeds[feed_id] = {"feedId": feed_id, "feedType": feed_type, "created": self.sb.clock.monotonic(),
+                               "submitted": epoch_ms(self.sb.clock.now()), "updates": updates, "apply": call.apply,
                                "results": None, "doc": doc}
         return Response.json({"feedId": feed_id})
 
@@ -429,7 +429,7 @@ class WalmartSystem(BearerTokens, System):
                              feed["apply"] and any(r[2] == "SUCCESS" for r in results))
 
     def _feed_status(self, feed: dict) -> str:
-        elapsed = self.sb.clock.now() - feed["created"]
+        elapsed = self.sb.clock.monotonic() - feed["created"]
         total = self.sb.clock.scaled(self.sb.options.walmart_processing_seconds)
         if elapsed >= total:
             self._settle(feed)
@@ -471,7 +471,7 @@ class WalmartSystem(BearerTokens, System):
 
     # -- orders ---------------------------------------------------------------------------------------------------
     def _order(self, o: dict) -> dict:
-        placed = parse_ts(o.get("order_date")) or utcnow()
+        placed = parse_ts(o.get("order_date")) or self.sb.clock.now()
         status_ms = epoch_ms(parse_ts(o.get("last_modified")) or placed)
         lines = []
         for i, line in enumerate(o.get("lines", [])):
@@ -521,7 +521,7 @@ class WalmartSystem(BearerTokens, System):
         except ValueError as e:
             return self._bad_param("date", f"Invalid date: {e}")
         if created_start is None and modified_start is None:
-            created_start = utcnow() - timedelta(days=7)
+            created_start = self.sb.clock.now() - timedelta(days=7)
         status, sku = req.arg("status"), req.arg("sku")
         po, co = req.arg("purchaseOrderId"), req.arg("customerOrderId")
         rows = []
@@ -591,6 +591,6 @@ class WalmartSystem(BearerTokens, System):
                 for line in o.get("lines", []):
                     if line.get("status", "Created") == "Created":
                         line["status"] = "Acknowledged"
-                o["last_modified"] = iso(utcnow())
+                o["last_modified"] = iso(self.sb.clock.now())
         self.sb.record_write(self.name, "acknowledgeOrders", purchaseOrderId, None, call.apply)
         return Response.json({"order": self._order(o)})

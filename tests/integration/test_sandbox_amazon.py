@@ -1,7 +1,6 @@
 """Amazon SP-API + LWA imitation over real HTTP."""
 import gzip
 import json
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,7 +8,8 @@ import requests
 
 from tests.support.sandbox_http import lwa_token, scenario_doc, sp
 from omnirecon_sandbox import Sandbox
-from omnirecon_sandbox.amazon import RATE_LIMITS
+from omnirecon_sandbox.amazon import DOCUMENT_URL_SECONDS, FBA_TOKEN_SECONDS, RATE_LIMITS
+from omnirecon_sandbox.clock import ManualClock
 from omnirecon_contract.scenario import from_dict
 
 US = "ATVPDKIKX0DER"
@@ -22,8 +22,8 @@ def _iso(dt):
 @pytest.fixture()
 def sb():
     roomy = {op: (100, 100) for op in RATE_LIMITS}      # rate limits are tested on their own below
-    with Sandbox(from_dict(scenario_doc()), time_scale=0.01, options={"amazon_rate_limits": roomy}) as s:
-        yield s
+    with Sandbox(from_dict(scenario_doc()), clock=ManualClock(), options={"amazon_rate_limits": roomy}) as s:
+        yield s                                         # time moves only when a test advances s.clock
 
 
 @pytest.fixture()
@@ -79,7 +79,7 @@ def test_get_orders_filters_paging_and_headers(sb, token):
 ])
 def test_get_orders_input_rules(sb, token, params):
     if params.get("CreatedBefore") == "now-30s":
-        params = dict(params, CreatedBefore=_iso(datetime.now(timezone.utc) - timedelta(seconds=30)))
+        params = dict(params, CreatedBefore=_iso(sb.clock.now() - timedelta(seconds=30)))
     r = sp(sb, "GET", "/orders/v0/orders", token, params=dict(params, MarketplaceIds=US))
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "InvalidInput"
     assert sp(sb, "GET", "/orders/v0/orders", token, params={"CreatedAfter": "2020-01-01T00:00:00Z"}).status_code == 400
@@ -107,7 +107,9 @@ def test_fba_inventory_summaries_and_token_expiry(sb, token):
     nxt = page1["pagination"]["nextToken"]
     page2 = sp(sb, "GET", "/fba/inventory/v1/summaries", token, params=dict(params, nextToken=nxt)).json()
     assert len(page1["payload"]["inventorySummaries"]) == 50 and len(page2["payload"]["inventorySummaries"]) == 11
-    time.sleep(0.35)                               # 30 s at time_scale 0.01
+    sb.clock.advance(FBA_TOKEN_SECONDS - 1)
+    assert sp(sb, "GET", "/fba/inventory/v1/summaries", token, params=dict(params, nextToken=nxt)).status_code == 200
+    sb.clock.advance(2)
     expired = sp(sb, "GET", "/fba/inventory/v1/summaries", token, params=dict(params, nextToken=nxt))
     assert expired.status_code == 400 and "expired" in expired.json()["errors"][0]["message"]
 
@@ -135,13 +137,11 @@ def test_merchant_listings_report(sb, token):
     assert r.status_code == 202
     rid = r.json()["reportId"]
     seen = []
-    for _ in range(100):
+    for _ in range(3):                              # 4 s of processing: a quarter in the queue, then in progress
         rep = sp(sb, "GET", f"/reports/2021-06-30/reports/{rid}", token).json()
         seen.append(rep["processingStatus"])
-        if rep["processingStatus"] == "DONE":
-            break
-        time.sleep(0.005)
-    assert seen[0] == "IN_QUEUE" and seen[-1] == "DONE"
+        sb.clock.advance(sb.options.amazon_processing_seconds / 2)
+    assert seen == ["IN_QUEUE", "IN_PROGRESS", "DONE"] and "reportDocumentId" in rep
     doc = sp(sb, "GET", f"/reports/2021-06-30/documents/{rep['reportDocumentId']}", token).json()
     assert doc["compressionAlgorithm"] == "GZIP"
     text = gzip.decompress(requests.get(doc["url"], timeout=10).content).decode("cp1252")
@@ -150,7 +150,9 @@ def test_merchant_listings_report(sb, token):
     assert cols[:4] == ["item-name", "item-description", "listing-id", "seller-sku"] and cols[-1] == "status"
     table = {r.split("\t")[cols.index("seller-sku")]: r.split("\t") for r in rows}
     assert table["TEE-BLK-M"][cols.index("quantity")] == "6" and table["MUG-WHT"][cols.index("status")] == "Inactive"
-    time.sleep(3.1)                                 # 5 min at time_scale 0.01
+    sb.clock.advance(DOCUMENT_URL_SECONDS - 1)
+    assert requests.get(doc["url"], timeout=10).status_code == 200
+    sb.clock.advance(2)
     assert requests.get(doc["url"], timeout=10).status_code == 403
 
 
@@ -174,11 +176,9 @@ def test_json_listings_feed_applies_quantities_and_reports(sb, token):
            json={"feedType": "JSON_LISTINGS_FEED", "marketplaceIds": [US], "inputFeedDocumentId": doc_id})
     assert r.status_code == 202
     fid = r.json()["feedId"]
-    for _ in range(100):
-        f = sp(sb, "GET", f"/feeds/2021-06-30/feeds/{fid}", token).json()
-        if f["processingStatus"] == "DONE":
-            break
-        time.sleep(0.005)
+    assert sp(sb, "GET", f"/feeds/2021-06-30/feeds/{fid}", token).json()["processingStatus"] == "IN_QUEUE"
+    sb.clock.advance(sb.options.amazon_processing_seconds)
+    f = sp(sb, "GET", f"/feeds/2021-06-30/feeds/{fid}", token).json()
     assert f["processingStatus"] == "DONE"
     rd = sp(sb, "GET", f"/feeds/2021-06-30/documents/{f['resultFeedDocumentId']}", token).json()
     report = requests.get(rd["url"], timeout=10).json()
@@ -199,9 +199,10 @@ def test_rate_limit_429_quota_exceeded():
         assert r.json()["errors"][0]["code"] == "QuotaExceeded" and r.headers["x-amzn-RequestId"]
         orders = sp(sb, "GET", "/orders/v0/orders", token, params={"MarketplaceIds": US, "CreatedAfter": "2020-01-01T00:00:00Z"})
         assert orders.headers["x-amzn-RateLimit-Limit"] == "0.0167"                # the model's default
-    with Sandbox(from_dict(scenario_doc()), time_scale=0.001) as fast:    # same burst, refill 1000x faster
+    with Sandbox(from_dict(scenario_doc()), clock=ManualClock(time_scale=0.001)) as fast:    # same burst, refill 1000x faster
         token = lwa_token(fast)
         for _ in range(30):
             sp(fast, "GET", "/orders/v0/orders/111-0000000-0000002", token)
-        time.sleep(0.01)                                                   # 10 s of refill at 0.5/s, scaled
+        assert sp(fast, "GET", "/orders/v0/orders/111-0000000-0000002", token).status_code == 429
+        fast.clock.advance(fast.clock.scaled(2))                           # 2 s of refill at 0.5/s, scaled
         assert sp(fast, "GET", "/orders/v0/orders/111-0000000-0000002", token).status_code == 200

@@ -1,13 +1,14 @@
 """Shopify Admin GraphQL imitation over real HTTP."""
 import base64
 import json
-import time
 
 import pytest
 import requests
 
+from tests.support.polling import wait_for
 from tests.support.sandbox_http import gql, scenario_doc
 from omnirecon_sandbox import Sandbox
+from omnirecon_sandbox.clock import ManualClock
 from omnirecon_contract.scenario import from_dict
 
 VARIANTS = """query($first: Int!, $after: String) { productVariants(first: $first, after: $after) {
@@ -23,8 +24,8 @@ SET = """mutation($input: InventorySetQuantitiesInput!, $key: String!) {
 
 @pytest.fixture()
 def sb():
-    with Sandbox(from_dict(scenario_doc()), time_scale=0.01) as s:
-        yield s
+    with Sandbox(from_dict(scenario_doc()), clock=ManualClock()) as s:
+        yield s                                         # time moves only when a test advances s.clock
 
 
 def _set_input(qty, change_from, item="gid://shopify/InventoryItem/1", loc="gid://shopify/Location/1001", **kw):
@@ -160,17 +161,17 @@ def test_bulk_operation_lifecycle_and_jsonl(sb):
     payload = gql(sb, run).json()["data"]["bulkOperationRunQuery"]
     assert payload["userErrors"] == [] and payload["bulkOperation"]["status"] == "CREATED"
     op_id = payload["bulkOperation"]["id"]
-    status = None
-    for _ in range(100):
+
+    def poll():
         op = gql(sb, 'query($id: ID!) { bulkOperation(id: $id) { id status objectCount rootObjectCount url } '
                      'currentBulkOperation { id status } }', {"id": op_id}).json()["data"]
-        status = op["bulkOperation"]["status"]
         assert op["currentBulkOperation"]["id"] == op_id
-        if status == "COMPLETED":
-            break
-        assert status in ("CREATED", "RUNNING")
-        time.sleep(0.01)
-    assert status == "COMPLETED"
+        return op
+    sb.clock.advance(sb.options.shopify_bulk_seconds / 2)
+    assert poll()["bulkOperation"]["status"] == "RUNNING"
+    sb.clock.advance(sb.options.shopify_bulk_seconds / 2)
+    # the file is built on a thread of its own: COMPLETED once it is written
+    op = wait_for(lambda: (got := poll())["bulkOperation"]["status"] == "COMPLETED" and got, 10, "bulk COMPLETED")
     lines = [json.loads(l) for l in requests.get(op["bulkOperation"]["url"], timeout=10).text.splitlines()]
     variants = [l for l in lines if "__parentId" not in l]
     levels = [l for l in lines if "__parentId" in l]
@@ -182,7 +183,7 @@ def test_bulk_operation_lifecycle_and_jsonl(sb):
 
 
 def test_bulk_concurrency_limits():
-    with Sandbox(from_dict(scenario_doc()), time_scale=100.0) as sb:    # operations stay RUNNING
+    with Sandbox(from_dict(scenario_doc()), clock=ManualClock()) as sb:    # time stands still: operations stay open
         run = 'mutation { bulkOperationRunQuery(query: "{ productVariants { edges { node { id } } } }") { bulkOperation { id } userErrors { code } } }'
         codes = [gql(sb, run).json()["data"]["bulkOperationRunQuery"]["userErrors"] for _ in range(6)]
         assert codes[:5] == [[]] * 5 and codes[5] == [{"code": "LIMIT_REACHED"}]
@@ -205,13 +206,10 @@ def test_products_with_variants_and_the_documented_bulk_query(sb):
     # the bulk query of reference/channel-apis.md §1.8, verbatim
     payload = gql(sb, BULK_PRODUCTS).json()["data"]["bulkOperationRunQuery"]
     assert payload["userErrors"] == []
-    op = None
-    for _ in range(200):
-        op = gql(sb, 'query($id: ID!) { bulkOperation(id: $id) { status url } }',
-                 {"id": payload["bulkOperation"]["id"]}).json()["data"]["bulkOperation"]
-        if op["status"] == "COMPLETED":
-            break
-        time.sleep(0.01)
+    sb.clock.advance(sb.options.shopify_bulk_seconds)
+    op = wait_for(lambda: (got := gql(sb, 'query($id: ID!) { bulkOperation(id: $id) { status url } }',
+                                      {"id": payload["bulkOperation"]["id"]}).json()["data"]["bulkOperation"])
+                  ["status"] == "COMPLETED" and got, 10, "bulk COMPLETED")
     lines = [json.loads(l) for l in requests.get(op["url"], timeout=10).text.splitlines()]
     products = [l["id"] for l in lines if "__parentId" not in l]
     variants = [l for l in lines if "__parentId" in l]

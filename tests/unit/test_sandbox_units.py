@@ -3,6 +3,7 @@ rate-limit table against the models, OAuth signature vector, state round trip.""
 import base64
 import json
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -10,7 +11,8 @@ from omnirecon_sandbox import Sandbox
 from omnirecon_sandbox.amazon import RATE_LIMITS, reference_dir
 from omnirecon_sandbox.faults import FaultBook
 from omnirecon_sandbox.netsuite import oauth_signature, translate
-from omnirecon_sandbox.ratelimit import Clock, TokenBucket
+from omnirecon_sandbox.clock import ManualClock
+from omnirecon_sandbox.ratelimit import TokenBucket
 from omnirecon_sandbox.shopify_search import matcher
 from omnirecon_contract.scenario import from_dict
 
@@ -70,10 +72,27 @@ def test_fault_counting_after_and_count():
 
 
 def test_token_bucket_scaled_refill():
-    clock = Clock(0.5)
+    clock = ManualClock(time_scale=0.5)
     bucket = TokenBucket(rate=2, burst=3, clock=clock)
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
-    assert bucket.seconds_until(1) == pytest.approx(0.25, rel=0.2)    # 1 token at 2/s = 0.5 s, scaled by 0.5
+    assert bucket.seconds_until(1) == pytest.approx(0.25)    # 1 token at 2/s = 0.5 s, scaled by 0.5
+    clock.advance(0.2)
+    assert not bucket.take()
+    clock.advance(0.05)
+    assert bucket.take() and not bucket.take()
+
+
+def test_manual_clock_moves_only_when_told():
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    clock = ManualClock(start, time_scale=0.01)
+    t0 = clock.monotonic()
+    assert clock.monotonic() == t0 and clock.now() == start
+    clock.advance(clock.scaled(60))                        # one documented minute
+    clock.sleep(0.4)                                       # a sleep on a manual clock passes at once
+    assert clock.monotonic() - t0 == pytest.approx(1.0)
+    assert clock.now() == start + timedelta(seconds=1)
+    with pytest.raises(ValueError):
+        clock.advance(-1)
 
 
 def test_shopify_search_syntax():
