@@ -128,3 +128,17 @@ def test_sources_come_from_the_connections_and_a_missing_one_is_not_served():
         raise RuntimeError("secrets backend down")
     with pytest.raises(RuntimeError):   # a failing backend is loud, never "no sources"
         sources_from_connections(broken)
+
+
+def test_netsuite_unix_second_stamps_and_no_event_id_dedupe_on_the_same_bytes():
+    body = json.dumps({"recordType": "salesorder", "id": 7, "type": "create", "timestamp": "2026-12-01T10:00:00Z"}).encode()
+    now = utcnow()
+    stamp = str(int(now.timestamp()))
+    a = NetSuiteSource("dep-secret").verify(body, netsuite_headers("dep-secret", body, stamp), now=now)
+    b = NetSuiteSource("dep-secret").verify(body, netsuite_headers("dep-secret", body, stamp), now=now)
+    other = body.replace(b"create", b"edit")
+    c = NetSuiteSource("dep-secret").verify(other, netsuite_headers("dep-secret", other, stamp), now=now)
+    assert a.event_id == b.event_id != c.event_id
+    with pytest.raises(Rejected):
+        NetSuiteSource("dep-secret").verify(body, netsuite_headers("dep-secret", body, str(int(now.timestamp()) - 600)),
+                                            now=now)

@@ -287,3 +287,4 @@ class Notification(Base):
     body: Mapped[str] = mapped_column(Text)                            # the raw body as verified (UTF-8)
     headers: Mapped[dict | None]                                       # the non-secret headers that identify it
     processed_at: Mapped[datetime | None] = mapped_column(index=True)  # taken into a live reconcile
+    quarantined: Mapped[str | None] = mapped_column(Text)              # why an authentic message is unusable

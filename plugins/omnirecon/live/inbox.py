@@ -31,6 +31,7 @@ class Incoming:
     body: bytes
     occurred_at: datetime | None = None
     headers: dict = field(default_factory=dict)
+    quarantined: str | None = None     # authentic but unusable (malformed): kept with the reason, never processed
 
 
 class InboxUnavailable(RuntimeError):
@@ -128,7 +129,8 @@ class Inbox:
             now = utcnow()
             s.add_all([m.Notification(source=p.item.source, event_id=p.item.event_id, topic=p.item.topic,
                                       occurred_at=p.item.occurred_at, received_at=now,
-                                      body=p.item.body.decode("utf-8"), headers=p.item.headers or None)
+                                      body=p.item.body.decode("utf-8", errors="replace"),
+                                      headers=p.item.headers or None, quarantined=p.item.quarantined)
                        for p in fresh])
             s.commit()
         return {id(p) for p in fresh}
@@ -136,7 +138,8 @@ class Inbox:
     # -- readers (the live reconcile) --------------------------------------------------------------------
     def unprocessed(self, limit: int = 10_000) -> list[m.Notification]:
         with self.ledger.session() as s:
-            return list(s.scalars(select(m.Notification).where(m.Notification.processed_at.is_(None))
+            return list(s.scalars(select(m.Notification).where(m.Notification.processed_at.is_(None),
+                                                               m.Notification.quarantined.is_(None))
                                   .order_by(m.Notification.id).limit(limit)))
 
     def mark_processed(self, ids: list[int]) -> None:

@@ -124,8 +124,10 @@ class WalmartSource:
 
 @dataclass
 class NetSuiteSource:
-    """omnirecon's SuiteScript (include/netsuite/): X-Omnirecon-Timestamp (ISO-8601) and X-Omnirecon-Signature =
-    "sha256=" + hex HMAC-SHA256(deployment secret, timestamp + "." + raw body); the body's `eventId` identifies it."""
+    """omnirecon's SuiteScript (include/netsuite/): X-Omnirecon-Timestamp (unix seconds, or ISO-8601) and
+    X-Omnirecon-Signature = "sha256=" + hex HMAC-SHA256(deployment secret, timestamp + "." + raw body). The event is
+    the body's `eventId` when it has one, else recordType:id:type:timestamp plus a digest of the body (a user-event
+    script that posts the same message twice posts the same bytes)."""
     secret: str
     max_skew: timedelta = field(default=NETSUITE_MAX_SKEW)
     name: str = "erp"
@@ -137,13 +139,15 @@ class NetSuiteSource:
         want = "sha256=" + hmac.new(self.secret.encode(), stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(want, given.strip()):
             raise Rejected(401, "X-Omnirecon-Signature does not match the body")
-        at = _ts(stamp)
+        at = _ts(int(stamp) * 1000) if stamp.strip().isdigit() else _ts(stamp)
         if at is None or abs((now or utcnow()) - at) > self.max_skew:
             raise Rejected(401, "X-Omnirecon-Timestamp outside the allowed window (a replay?)")
         doc = _json(raw)
-        if not doc.get("eventId") or not doc.get("recordType"):
-            raise Rejected(400, "body without eventId / recordType")
-        return Incoming(self.name, str(doc["eventId"]), f"{doc['recordType']}/{doc.get('type', 'edit')}", raw,
+        if not doc.get("recordType"):
+            raise Rejected(400, "body without recordType")
+        event_id = doc.get("eventId") or (f"{doc['recordType']}:{doc.get('id')}:{doc.get('type', 'edit')}:"
+                                          f"{doc.get('timestamp')}:{hashlib.sha256(raw).hexdigest()[:16]}")
+        return Incoming(self.name, str(event_id), f"{doc['recordType']}/{doc.get('type', 'edit')}", raw,
                         _ts(doc.get("timestamp")) or at, {"recordType": doc["recordType"]})
 
 

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column('body', sa.Text(), nullable=False),
         sa.Column('headers', sa.JSON(), nullable=True),
         sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('quarantined', sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('source', 'event_id', name='uq_notifications_source_event'),
     )
