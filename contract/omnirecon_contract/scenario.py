@@ -101,6 +101,7 @@ def load(path: str | Path, as_of: datetime | None = None) -> Scenario:
 
 def _check_references(doc: dict) -> None:
     """Cross-field rules JSON Schema cannot express."""
+    _check_world(doc)
     erp = doc.get("erp") or {}
     names = [l["name"] for l in erp.get("locations", [])]
     for i, item in enumerate(erp.get("items", [])):
@@ -112,3 +113,96 @@ def _check_references(doc: dict) -> None:
     for i, loc in enumerate((doc.get("settings") or {}).get("locations", [])):
         if names and loc["erp"] not in names:
             raise ConfigError(f"settings.locations[{i}].erp: unknown ERP location {loc['erp']!r} (known: {', '.join(names)})")
+
+
+_HOP_ROUTES = {"inventory": "erp->channel or channel->channel", "orders": "channel->erp", "status": "erp->channel"}
+_DEFECT_HOP_KINDS = {"min_delta": ("inventory",), "wrong_location": ("inventory",), "ignores_safety_stock": ("inventory",),
+                     "event_filter": ("orders",)}
+
+
+def _route_ok(kind: str, src: str, dst: str) -> bool:
+    if src == dst:
+        return False
+    if kind == "inventory":
+        return dst in CHANNELS
+    return (src in CHANNELS and dst == "erp") if kind == "orders" else (src == "erp" and dst in CHANNELS)
+
+
+def _channel_skus(doc: dict, channel: str) -> set:
+    block = doc.get(channel) or {}
+    rows = block.get("variants" if channel == "shopify" else "listings" if channel == "amazon" else "items", [])
+    return {r.get("sku") for r in rows}
+
+
+def _channel_orders(doc: dict, channel: str) -> set:
+    block = doc.get(channel) or {}
+    key = {"shopify": "id", "amazon": "amazon_order_id", "walmart": "purchase_order_id"}[channel]
+    return {o.get(key) for o in block.get("orders", [])}
+
+
+def _check_world(doc: dict) -> None:
+    """world.md: hops, defects, events and demand refer to systems, hops, SKUs, locations and orders that exist."""
+    import fnmatch
+    present = {s for s in SYSTEMS if s in doc}
+    erp = doc.get("erp") or {}
+    erp_skus = {i["itemid"] for i in erp.get("items", [])}
+    erp_locations = {l["name"] for l in erp.get("locations", [])}
+    hops = (doc.get("integration") or {}).get("hops", [])
+    by_id = {}
+    for i, hop in enumerate(hops):
+        where = f"integration.hops[{i}]"
+        if hop["id"] in by_id:
+            raise ConfigError(f"{where}.id: duplicate hop id {hop['id']!r}")
+        by_id[hop["id"]] = hop
+        for end in ("from", "to"):
+            if hop[end] not in present:
+                raise ConfigError(f"{where}.{end}: system {hop[end]!r} is not in this scenario")
+        if not _route_ok(hop["kind"], hop["from"], hop["to"]):
+            raise ConfigError(f"{where}.to: a {hop['kind']} hop runs {_HOP_ROUTES[hop['kind']]} "
+                              f"(got {hop['from']}->{hop['to']})")
+    for i, defect in enumerate((doc.get("integration") or {}).get("defects", [])):
+        where = f"integration.defects[{i}]"
+        hop = by_id.get(defect["hop"])
+        if hop is None:
+            raise ConfigError(f"{where}.hop: unknown hop {defect['hop']!r} (known: {', '.join(by_id) or 'none'})")
+        kinds = _DEFECT_HOP_KINDS.get(defect["kind"])
+        if kinds and hop["kind"] not in kinds:
+            raise ConfigError(f"{where}.kind: {defect['kind']} applies to {'/'.join(kinds)} hops, "
+                              f"{defect['hop']!r} is a {hop['kind']} hop")
+        if defect["kind"] == "wrong_location":
+            if hop["from"] != "erp":
+                raise ConfigError(f"{where}.hop: wrong_location reads an ERP location; {defect['hop']!r} reads {hop['from']}")
+            if defect["reads"] not in erp_locations:
+                raise ConfigError(f"{where}.reads: unknown ERP location {defect['reads']!r}")
+    all_orders = set().union(*(_channel_orders(doc, c) for c in CHANNELS if c in present)) if present else set()
+    for i, ev in enumerate(doc.get("events", [])):
+        where, system, kind = f"events[{i}]", ev["system"], ev["kind"]
+        if system not in present:
+            raise ConfigError(f"{where}.system: system {system!r} is not in this scenario")
+        erp_kinds, channel_kinds = ("adjust", "receive", "ship"), ("order", "cancel", "set")
+        if (system == "erp") != (kind in erp_kinds):
+            allowed = erp_kinds if system == "erp" else channel_kinds
+            raise ConfigError(f"{where}.kind: {system} events are {', '.join(allowed)} (got {kind})")
+        if "sku" in ev:
+            known = erp_skus if system == "erp" else _channel_skus(doc, system)
+            if ev["sku"] not in known:
+                raise ConfigError(f"{where}.sku: unknown {system} SKU {ev['sku']!r}")
+        if system == "erp" and "location" in ev and ev["location"] not in erp_locations:
+            raise ConfigError(f"{where}.location: unknown ERP location {ev['location']!r}")
+        if kind == "cancel" and ev["order"] not in _channel_orders(doc, system):
+            raise ConfigError(f"{where}.order: unknown {system} order {ev['order']!r}")
+        if kind == "ship" and ev["channel_order"] not in all_orders | {s.get("channel_order_id") for s in erp.get("sales_orders", [])}:
+            raise ConfigError(f"{where}.channel_order: unknown channel order {ev['channel_order']!r}")
+    demand = doc.get("demand")
+    if demand:
+        for ch in demand["channels"]:
+            if ch not in present:
+                raise ConfigError(f"demand.channels.{ch}: channel {ch!r} is not in this scenario")
+        if not sum(demand["channels"].values()) > 0:
+            raise ConfigError("demand.channels: the proportions must not all be 0")
+        glob = demand.get("skus", "*")
+        if not any(fnmatch.fnmatchcase(s, glob) for s in erp_skus):
+            raise ConfigError(f"demand.skus: {glob!r} matches no ERP SKU")
+    for i, defect in enumerate((doc.get("notifications") or {}).get("defects", [])):
+        if defect["system"] not in present:
+            raise ConfigError(f"notifications.defects[{i}].system: system {defect['system']!r} is not in this scenario")

@@ -44,3 +44,22 @@ def iso(dt: datetime | None) -> str | None:
 
 def epoch_ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_DURATION_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value) -> float:
+    """'500ms', '3s', '2m', '1h' or a number of seconds -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value).strip())
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (500ms, 3s, 2m, 1h or seconds)")
+    return float(m.group(1)) * _DURATION_S[m.group(2)]
+
+
+def offset_seconds(value, as_of: datetime) -> float:
+    """A scenario timestamp (offset like +90s, ISO-8601 or 'now') as seconds after `as_of`."""
+    return (parse_ts(value, as_of) - as_of).total_seconds()

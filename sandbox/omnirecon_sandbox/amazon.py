@@ -127,11 +127,11 @@ class AmazonSystem(BearerTokens, System):
         if listing is None:
             return False
         with self.sb.lock:
-            changed = int(listing.get("quantity", 0)) != int(quantity)
+            delta = int(quantity) - int(listing.get("quantity", 0))
             listing["quantity"] = int(quantity)
             listing["last_updated"] = self.stamp()
-        if changed:
-            self.world_changed(INVENTORY, sku=sku, location="MFN", value=int(quantity))
+        if delta:
+            self.world_changed(INVENTORY, sku=sku, location="MFN", value=int(quantity), detail={"delta": delta})
         return True
 
     def accepts(self, sku: str, quantity: int) -> bool:

@@ -81,11 +81,12 @@ class WalmartSystem(BearerTokens, System):
     def set_quantity(self, row: dict, amount: int) -> None:
         """One ship node's quantity, as PUT /v3/inventory or a bulk inventory feed sets it."""
         with self.sb.lock:
-            changed = int(row.get("quantity", 0)) != int(amount)
+            delta = int(amount) - int(row.get("quantity", 0))
             row["quantity"] = int(amount)
             row["last_updated"] = self.stamp()
-        if changed:
-            self.world_changed(INVENTORY, sku=row["sku"], location=row["ship_node"], value=int(amount))
+        if delta:
+            self.world_changed(INVENTORY, sku=row["sku"], location=row["ship_node"], value=int(amount),
+                               detail={"delta": delta})
 
     def set_sku_quantity(self, sku: str, ship_node: str | None, amount: int) -> bool:
         rows = [r for r in self._rows(sku) if ship_node is None or r["ship_node"] == ship_node]
