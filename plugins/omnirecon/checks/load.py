@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from omnirecon.checks.scope import EVERYTHING, Scope
 from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.model.canonical import SNAPSHOT_KINDS, SYSTEMS
 from omnirecon.model.sharding import WHOLE, Shard
 
@@ -140,15 +141,11 @@ def read_rows(conn, kind: str, snapshot_id: int, system: str = "erp", shard: Sha
 def read_order_state(conn, s, system: str, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Orders are pulled incrementally (one updated-at window per run), so the current state of an order is
     its newest row across the complete order snapshots of the horizon; the previous state is the one before."""
-    ids = s.scalars(select(m.Snapshot.id).where(m.Snapshot.system == system, m.Snapshot.kind == "orders",
-                                                m.Snapshot.status == "complete",
-                                                m.Snapshot.finished_at >= now - ORDER_HORIZON)
-                    .order_by(m.Snapshot.id.desc())).all()
+    ids = queries.complete_snapshot_ids(s, system, "orders", finished_since=now - ORDER_HORIZON)
     cols = ORDER_COLS + ["snapshot_id"]
     if not ids:
-        latest = s.scalar(select(m.Snapshot.id).where(m.Snapshot.system == system, m.Snapshot.kind == "orders",
-                                                      m.Snapshot.status == "complete").order_by(m.Snapshot.id.desc()))
-        ids = [latest] if latest else []
+        latest = queries.latest_snapshot(s, system, "orders")
+        ids = [latest.id] if latest else []
     frames = []
     for i in range(0, len(ids), 500):
         part = ids[i:i + 500]
@@ -179,9 +176,7 @@ def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory"
     with ledger.engine.connect() as conn, ledger.session() as s:
         for system in systems:
             for kind in SNAPSHOT_KINDS:
-                snaps = s.scalars(select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind,
-                                                           m.Snapshot.status != "running")
-                                  .order_by(m.Snapshot.id.desc()).limit(20)).all()
+                snaps = queries.recent_attempts(s, system, kind, 20)
                 if not snaps:
                     continue
                 view.attempts[(system, kind)] = SnapshotInfo.of(snaps[0])
@@ -201,9 +196,7 @@ def load_view(ledger, now: datetime, systems=SYSTEMS, history_kinds=("inventory"
                 if kind in history_kinds:
                     view.history[(system, kind)] = [(info, rows(kind, info.id, system))
                                                     for info in complete[1:1 + HISTORY_DEPTH]]
-        events = s.scalars(select(m.ApiEvent).where(m.ApiEvent.at >= now - API_EVENT_WINDOW,
-                                                    m.ApiEvent.outcome != "ok")
-                           .order_by(m.ApiEvent.id.desc()).limit(500)).all()
+        events = queries.api_errors(s, now - API_EVENT_WINDOW, 500)
         view.api_events = pd.DataFrame([{"system": e.system, "operation": e.operation, "status_code": e.status_code,
                                          "outcome": e.outcome, "message": e.message,
                                          "at": _aware(e.at)} for e in events],

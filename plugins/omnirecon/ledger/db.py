@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from omnirecon.config import project_home
 from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.model.sharding import sku_bucket
 from omnirecon.timeutil import utcnow
 
@@ -242,14 +243,14 @@ class Ledger:
             s.add(snap)
         return snap
 
-    def latest_snapshot(self, system: str, kind: str, statuses=("complete",)) -> m.Snapshot | None:
+    def latest_snapshot(self, system: str, kind: str) -> m.Snapshot | None:
+        """The latest complete snapshot of a system and kind (ledger/queries.py)."""
         with self.session() as s:
-            return s.scalars(select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind,
-                                                      m.Snapshot.status.in_(statuses))
-                             .order_by(m.Snapshot.id.desc()).limit(1)).first()
+            return queries.latest_snapshot(s, system, kind)
 
     def latest_attempt(self, system: str, kind: str) -> m.Snapshot | None:
-        return self.latest_snapshot(system, kind, statuses=("complete", "unusable", "failed"))
+        with self.session() as s:
+            return queries.latest_attempt(s, system, kind)
 
     # -- evidence / audit --------------------------------------------------------------
     def api_event(self, *, system: str, operation: str, outcome: str, status_code: int | None = None,

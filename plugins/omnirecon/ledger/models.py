@@ -9,11 +9,27 @@ from datetime import datetime
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from omnirecon.model.sharding import sku_bucket
+from omnirecon.model.values import Action, Check, CorrectionStatus, Diagnosis, OrderStatus, Severity
 from omnirecon.timeutil import utcnow
 
 ID = BigInteger().with_variant(Integer, "sqlite")   # SQLite autoincrement needs INTEGER
+
+
+class Vocabulary(TypeDecorator):
+    """A String column that holds one value of a StrEnum (model/values.py): an unknown value is rejected on
+    write (UnknownValue names the allowed ones); reads return the plain string."""
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum, length: int):
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else self.enum(value).value
 
 
 def _bucket_of_sku(context) -> int:
@@ -111,7 +127,7 @@ class OrderRow(Base):
     system: Mapped[str] = mapped_column(String(16))
     order_id: Mapped[str] = mapped_column(String(255), index=True)
     channel: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(Vocabulary(OrderStatus, 24))
     raw_status: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None]
@@ -155,8 +171,8 @@ class Finding(Base):
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)   # stable across runs
-    check: Mapped[str] = mapped_column(String(32))
-    severity: Mapped[str] = mapped_column(String(16))
+    check: Mapped[str] = mapped_column(Vocabulary(Check, 32))
+    severity: Mapped[str] = mapped_column(Vocabulary(Severity, 16))
     channel: Mapped[str] = mapped_column(String(16))
     sku: Mapped[str | None] = mapped_column(String(255))
     location: Mapped[str | None] = mapped_column(String(255))
@@ -164,8 +180,8 @@ class Finding(Base):
     expected: Mapped[str | None] = mapped_column(String(64))
     observed: Mapped[str | None] = mapped_column(String(64))
     delta: Mapped[int | None]
-    diagnosis: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(16))
+    diagnosis: Mapped[str] = mapped_column(Vocabulary(Diagnosis, 32))
+    action: Mapped[str] = mapped_column(Vocabulary(Action, 16))
     detail: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict | None]
     lifecycle: Mapped[str] = mapped_column(String(16), default="new")  # new | open (seen before)
@@ -177,12 +193,12 @@ class FindingState(Base):
     """A finding's life across runs, keyed by fingerprint: opened, still open, resolved; alerting state."""
     __tablename__ = "finding_states"
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
-    check: Mapped[str] = mapped_column(String(32))
+    check: Mapped[str] = mapped_column(Vocabulary(Check, 32))
     channel: Mapped[str] = mapped_column(String(16))
     sku: Mapped[str | None] = mapped_column(String(255))
     order_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16))          # open | resolved
-    severity: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(Vocabulary(Severity, 16))
     first_seen_at: Mapped[datetime]
     first_seen_run: Mapped[str] = mapped_column(String(128))
     last_seen_at: Mapped[datetime]
@@ -206,7 +222,7 @@ class Correction(Base):
     location: Mapped[str] = mapped_column(String(255))
     from_qty: Mapped[int]
     to_qty: Mapped[int]
-    status: Mapped[str] = mapped_column(String(24), index=True)
+    status: Mapped[str] = mapped_column(Vocabulary(CorrectionStatus, 24), index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     detail: Mapped[str | None] = mapped_column(Text)
     ref: Mapped[dict | None]                                 # ids the channel needs for the write

@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from omnirecon.model.values import Action, Check, CorrectionStatus, Diagnosis, OrderStatus, Severity
+
 SYSTEMS = ("erp", "shopify", "amazon", "walmart")
 CHANNELS = ("shopify", "amazon", "walmart")
 SNAPSHOT_KINDS = ("inventory", "listings", "orders")
 
 # The canonical order lifecycle (outputs.md). `rank` orders the forward path; cancelled is terminal.
-ORDER_STATUSES = ("placed", "acknowledged", "partially_shipped", "shipped", "delivered", "cancelled")
-ORDER_RANK = {"placed": 0, "acknowledged": 1, "partially_shipped": 2, "shipped": 3, "delivered": 4, "cancelled": 5}
+ORDER_STATUSES = tuple(OrderStatus)
+ORDER_RANK = {s: s.rank for s in OrderStatus}
 # Systems disagree legitimately on placed/acknowledged and shipped/delivered; compare phases.
 ORDER_PHASE = {"placed": "open", "acknowledged": "open", "partially_shipped": "partial",
                "shipped": "shipped", "delivered": "shipped", "cancelled": "cancelled"}
@@ -23,14 +25,12 @@ ORDER_PHASE = {"placed": "open", "acknowledged": "open", "partially_shipped": "p
 # Listing states (canonical): can a buyer purchase it on that channel?
 LISTING_STATES = ("active", "suppressed", "unpublished", "inactive", "untracked")
 
-CHECKS = ("inventory_drift", "order_missing", "order_status_mismatch", "order_sequence",
-          "freshness", "mapping", "listing_state", "low_stock")
-SEVERITIES = ("critical", "warning", "info")
-DIAGNOSES = ("L1_storefront_feed", "L2_marketplace_listing", "L3_connector", "L4_erp_config",
-             "sku_mapping", "location_mapping", "in_flight", "unknown")
-ACTIONS = ("push", "approval", "alert", "none")
-CORRECTION_STATUSES = ("planned", "verified", "applied", "dry_run", "pending_approval", "rejected",
-                       "blocked_guardrail", "skipped_changed", "failed")
+# The closed vocabularies of outputs.md (model/values.py), as tuples in their documented order.
+CHECKS = tuple(Check)
+SEVERITIES = tuple(Severity)
+DIAGNOSES = tuple(Diagnosis)
+ACTIONS = tuple(Action)
+CORRECTION_STATUSES = tuple(CorrectionStatus)
 
 
 class UnknownStatus(ValueError):
@@ -38,58 +38,59 @@ class UnknownStatus(ValueError):
 
 
 # --- order status maps (reference/channel-apis.md §1.12, §2.10, §3.8, §4.7) -----------------
-NETSUITE_SO_STATUS = {"A": "placed", "B": "acknowledged", "D": "partially_shipped", "E": "partially_shipped",
-                      "F": "shipped", "G": "shipped", "C": "cancelled", "H": "shipped"}
-AMAZON_ORDER_STATUS = {"PendingAvailability": "placed", "Pending": "placed", "Unshipped": "acknowledged",
-                       "PartiallyShipped": "partially_shipped", "Shipped": "shipped",
-                       "InvoiceUnconfirmed": "shipped", "Canceled": "cancelled", "Unfulfillable": "placed"}
-SHOPIFY_FULFILLMENT_STATUS = {"UNFULFILLED": "placed", "OPEN": "placed", "SCHEDULED": "placed", "ON_HOLD": "placed",
-                              "PENDING_FULFILLMENT": "placed", "IN_PROGRESS": "placed", "REQUEST_DECLINED": "placed",
-                              "RESTOCKED": "placed", "PARTIALLY_FULFILLED": "partially_shipped",
-                              "FULFILLED": "shipped", "FULFILLMENT_NOT_REQUIRED": "shipped"}
+_S = OrderStatus
+NETSUITE_SO_STATUS = {"A": _S.PLACED, "B": _S.ACKNOWLEDGED, "D": _S.PARTIALLY_SHIPPED, "E": _S.PARTIALLY_SHIPPED,
+                      "F": _S.SHIPPED, "G": _S.SHIPPED, "C": _S.CANCELLED, "H": _S.SHIPPED}
+AMAZON_ORDER_STATUS = {"PendingAvailability": _S.PLACED, "Pending": _S.PLACED, "Unshipped": _S.ACKNOWLEDGED,
+                       "PartiallyShipped": _S.PARTIALLY_SHIPPED, "Shipped": _S.SHIPPED,
+                       "InvoiceUnconfirmed": _S.SHIPPED, "Canceled": _S.CANCELLED, "Unfulfillable": _S.PLACED}
+SHOPIFY_FULFILLMENT_STATUS = {"UNFULFILLED": _S.PLACED, "OPEN": _S.PLACED, "SCHEDULED": _S.PLACED, "ON_HOLD": _S.PLACED,
+                              "PENDING_FULFILLMENT": _S.PLACED, "IN_PROGRESS": _S.PLACED, "REQUEST_DECLINED": _S.PLACED,
+                              "RESTOCKED": _S.PLACED, "PARTIALLY_FULFILLED": _S.PARTIALLY_SHIPPED,
+                              "FULFILLED": _S.SHIPPED, "FULFILLMENT_NOT_REQUIRED": _S.SHIPPED}
 WALMART_LINE_STATUSES = ("Created", "Acknowledged", "Shipped", "Delivered", "Cancelled", "Refund")
 
 
-def netsuite_status(letter: str, fulfilled: bool = False) -> str:
+def netsuite_status(letter: str, fulfilled: bool = False) -> OrderStatus:
     letter = (letter or "").split(":")[-1]
     if letter not in NETSUITE_SO_STATUS:
         raise UnknownStatus(f"unknown NetSuite sales order status {letter!r} (expected A..H)")
     if letter == "H" and not fulfilled:
-        return "cancelled"
+        return OrderStatus.CANCELLED
     return NETSUITE_SO_STATUS[letter]
 
 
-def amazon_status(value: str) -> str:
+def amazon_status(value: str) -> OrderStatus:
     if value not in AMAZON_ORDER_STATUS:
         raise UnknownStatus(f"unknown Amazon OrderStatus {value!r}")
     return AMAZON_ORDER_STATUS[value]
 
 
-def shopify_status(display_fulfillment_status: str, cancelled_at) -> str:
+def shopify_status(display_fulfillment_status: str, cancelled_at) -> OrderStatus:
     if cancelled_at:
-        return "cancelled"
+        return OrderStatus.CANCELLED
     if display_fulfillment_status not in SHOPIFY_FULFILLMENT_STATUS:
         raise UnknownStatus(f"unknown Shopify displayFulfillmentStatus {display_fulfillment_status!r}")
     return SHOPIFY_FULFILLMENT_STATUS[display_fulfillment_status]
 
 
-def walmart_status(line_statuses: list[str]) -> str:
+def walmart_status(line_statuses: list[str]) -> OrderStatus:
     """Roll Walmart line statuses up to one canonical order status."""
     for s in line_statuses:
         if s not in WALMART_LINE_STATUSES:
             raise UnknownStatus(f"unknown Walmart order line status {s!r}")
     live = [s for s in line_statuses if s not in ("Cancelled", "Refund")]
     if not live:
-        return "cancelled"
+        return OrderStatus.CANCELLED
     if all(s == "Delivered" for s in live):
-        return "delivered"
+        return OrderStatus.DELIVERED
     if all(s in ("Shipped", "Delivered") for s in live):
-        return "shipped"
+        return OrderStatus.SHIPPED
     if any(s in ("Shipped", "Delivered") for s in live):
-        return "partially_shipped"
+        return OrderStatus.PARTIALLY_SHIPPED
     if any(s == "Acknowledged" for s in live):
-        return "acknowledged"
-    return "placed"
+        return OrderStatus.ACKNOWLEDGED
+    return OrderStatus.PLACED
 
 
 # --- records -------------------------------------------------------------------------------

@@ -12,12 +12,11 @@ import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import quote
-
-from sqlalchemy import select
 
 from omnirecon.config import Settings
+from omnirecon.links import run_link, run_url
 from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
 from omnirecon.report import mail, slack
 from omnirecon.report.templating import render
@@ -82,23 +81,6 @@ class AlertDigest:
                 "items": [asdict(i) for i in self.items]}
 
 
-def run_url(settings: Settings, dag_id: str, airflow_run_id: str) -> str:
-    base = str(settings.runtime.get("airflow_base_url") or "").rstrip("/")
-    return f"{base}/dags/{quote(dag_id, safe='')}/runs/{quote(airflow_run_id, safe='')}"
-
-
-def _run_ids(run: m.Run | None, run_id: str) -> tuple[str, str]:
-    if run is not None and run.dag_id and run.airflow_run_id:
-        return run.dag_id, run.airflow_run_id
-    dag_id, _, airflow_run_id = run_id.partition("/")
-    return (dag_id, airflow_run_id) if airflow_run_id else ("omnirecon_reconcile", run_id)
-
-
-def run_link(settings: Settings, run: m.Run | None, run_id: str) -> str:
-    """The run's page in the Airflow UI."""
-    return run_url(settings, *_run_ids(run, run_id))
-
-
 def _digest_fingerprint(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
@@ -109,15 +91,15 @@ def collect_alerts(ledger: Ledger, settings: Settings, *, run_id: str, now: date
     now = now or utcnow()
     remind_after = timedelta(hours=float(settings.runtime.get("alert_reminder_hours", 24)))
     with ledger.session() as s:
-        run = s.get(m.Run, run_id)
-        digest = AlertDigest(run_id=run_id, run_url=run_link(settings, run, run_id), generated_at=iso(now))
-        findings = list(s.scalars(select(m.Finding).where(m.Finding.run_id == run_id).order_by(m.Finding.id)))
+        digest = AlertDigest(run_id=run_id, run_url=run_link(settings, queries.run(s, run_id), run_id),
+                             generated_at=iso(now))
+        findings = queries.run_findings(s, run_id)
         corrections: dict[str, list[m.Correction]] = {}
-        for c in s.scalars(select(m.Correction).where(m.Correction.run_id == run_id).order_by(m.Correction.id)):
+        for c in queries.run_corrections(s, run_id):
             corrections.setdefault(c.fingerprint or "", []).append(c)
         present = {f.fingerprint for f in findings}
-        states = _states(s, present)
-        sent_fps = set(s.scalars(select(m.Alert.fingerprint).where(m.Alert.run_id == run_id)))
+        states = queries.finding_states(s, present)
+        sent_fps = queries.alerted_fingerprints(s, run_id)
 
         for f in findings:
             if f.action == "none":
@@ -138,9 +120,7 @@ def collect_alerts(ledger: Ledger, settings: Settings, *, run_id: str, now: date
             digest.items.append(_finding_item(f, kind, fixes))
 
         # resolution is the checks' lifecycle (FindingState.status, scope-aware); alerts only announce it
-        for state in s.scalars(select(m.FindingState).where(m.FindingState.alerts_sent > 0,
-                                                            m.FindingState.status == "resolved",
-                                                            m.FindingState.resolved_notice_sent.is_(False))):
+        for state in queries.states_awaiting_resolved_notice(s):
             if state.fingerprint not in present:
                 digest.items.append(AlertItem(
                     fingerprint=state.fingerprint, kind="resolved", severity="info", channel=state.channel,
@@ -148,8 +128,7 @@ def collect_alerts(ledger: Ledger, settings: Settings, *, run_id: str, now: date
                     title=f"resolved: {state.check} {state.sku or state.order_id or ''} on {state.channel}".strip(),
                     detail=f"open since {iso(parse_ts(state.first_seen_at))}; no longer found"))
 
-        for trip in s.scalars(select(m.AuditLog).where(m.AuditLog.run_id == run_id,
-                                                       m.AuditLog.operation == "guardrail_trip")):
+        for trip in queries.audit_entries(s, run_id, "guardrail_trip"):
             fp = _digest_fingerprint("guardrail", run_id, trip.system or "")
             if fp in sent_fps or any(i.fingerprint == fp for i in digest.items):
                 continue
@@ -173,15 +152,6 @@ def collect_alerts(ledger: Ledger, settings: Settings, *, run_id: str, now: date
     return digest
 
 
-def _states(s, fingerprints: set[str]) -> dict[str, m.FindingState]:
-    out: dict[str, m.FindingState] = {}
-    fps = sorted(fingerprints)
-    for i in range(0, len(fps), 500):
-        for st in s.scalars(select(m.FindingState).where(m.FindingState.fingerprint.in_(fps[i:i + 500]))):
-            out[st.fingerprint] = st
-    return out
-
-
 def _finding_item(f: m.Finding, kind: str, fixes: list[m.Correction]) -> AlertItem:
     what = f.sku or f.order_id or ""
     correction = None
@@ -199,28 +169,21 @@ def _finding_item(f: m.Finding, kind: str, fixes: list[m.Correction]) -> AlertIt
 
 
 # -- evidence -----------------------------------------------------------------------------------
-def _latest(s, system: str, kind: str, statuses=("complete",)) -> m.Snapshot | None:
-    return s.scalars(select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind,
-                                              m.Snapshot.status.in_(statuses))
-                     .order_by(m.Snapshot.id.desc()).limit(1)).first()
-
-
 def _add_evidence(s, settings: Settings, digest: AlertDigest) -> None:
     systems = ["erp"] + list(settings.channels)
     for system in systems:
         for kind in ("inventory", "listings", "orders"):
-            snap = _latest(s, system, kind, ("complete", "unusable", "failed"))
+            snap = queries.latest_attempt(s, system, kind)
             if snap is not None:
                 digest.connectors.append({"system": system, "kind": kind, "status": snap.status,
                                           "fetched_at": iso(parse_ts(snap.fetched_at or snap.finished_at)),
                                           "error": (snap.error or "")[:300]})
     since = parse_ts(digest.generated_at) - timedelta(hours=24)
-    for ev in s.scalars(select(m.ApiEvent).where(m.ApiEvent.outcome != "ok", m.ApiEvent.at >= since)
-                        .order_by(m.ApiEvent.id.desc()).limit(API_ERRORS_SHOWN * 4)):
+    for ev in queries.api_errors(s, since, API_ERRORS_SHOWN * 4):
         digest.api_errors.append({"at": iso(parse_ts(ev.at)), "system": ev.system, "operation": ev.operation,
                                   "status_code": ev.status_code, "outcome": ev.outcome,
                                   "message": (ev.message or "")[:300]})
-    snaps = {(sys_, kind): _latest(s, sys_, kind) for sys_ in systems for kind in ("inventory", "orders")}
+    snaps = {(sys_, kind): queries.latest_snapshot(s, sys_, kind) for sys_ in systems for kind in ("inventory", "orders")}
     for item in digest.items[:EVIDENCE_LOOKUPS]:
         if item.kind in ("resolved", "guardrail"):
             continue
@@ -238,8 +201,7 @@ def _sku_values(s, settings: Settings, snaps: dict, item: AlertItem) -> list[dic
             out.append({"system": system, "value": "no complete snapshot", "updated_at": None})
             continue
         sku = item.sku if system == "erp" else settings.alias(item.sku, system)[0]
-        rows = list(s.scalars(select(m.InventoryRow).where(m.InventoryRow.snapshot_id == snap.id,
-                                                           m.InventoryRow.sku == sku)))
+        rows = queries.inventory_rows(s, snap.id, sku)
         if not rows:
             out.append({"system": system, "value": f"{sku}: not listed", "updated_at": None})
         for r in rows:
@@ -254,8 +216,7 @@ def _order_values(s, snaps: dict, item: AlertItem) -> list[dict]:
     for (system, kind), snap in snaps.items():
         if kind != "orders" or snap is None:
             continue
-        for r in s.scalars(select(m.OrderRow).where(m.OrderRow.snapshot_id == snap.id,
-                                                    m.OrderRow.order_id == item.order_id)):
+        for r in queries.order_rows(s, snap.id, item.order_id):
             out.append({"system": system, "value": f"{r.status} ({r.raw_status or ''})".replace(" ()", ""),
                         "updated_at": iso(parse_ts(r.updated_at))})
     return out

@@ -11,10 +11,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
-
 from omnirecon.config import Settings
+from omnirecon.links import run_link
 from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
 from omnirecon.report import exports, mail
 from omnirecon.report.templating import render
@@ -27,7 +27,6 @@ TOP_OFFENDERS = 10
 CHANGES_LISTED = 20
 CHART_CID = "trend-chart"
 ORDER_CHECKS = ("order_missing", "order_status_mismatch", "order_sequence")
-RECONCILE_KIND = "reconcile"
 
 
 @dataclass
@@ -58,12 +57,6 @@ def _day_bounds(d: date, tz: ZoneInfo) -> _Day:
     start = datetime.combine(d, time.min, tzinfo=tz).astimezone(timezone.utc)
     end = datetime.combine(d + timedelta(days=1), time.min, tzinfo=tz).astimezone(timezone.utc)
     return _Day(start, end)
-
-
-def _reconcile_run(s, before: datetime) -> m.Run | None:
-    q = (select(m.Run).where(m.Run.kind == RECONCILE_KIND, m.Run.started_at < before)
-         .order_by(m.Run.started_at.desc(), m.Run.id.desc()))
-    return s.scalars(q.where(m.Run.status == "success").limit(1)).first() or s.scalars(q.limit(1)).first()
 
 
 def _headline(run: m.Run | None, findings: list[m.Finding], corrections: dict, stale: list[dict],
@@ -107,10 +100,7 @@ def _stale_systems(s, settings: Settings, run: m.Run | None, findings: list[m.Fi
         as_of = parse_ts(run.started_at)
         limit = timedelta(minutes=int(settings["freshness_minutes"]))
         for system in ["erp"] + list(settings.channels):
-            snap = s.scalars(select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == "inventory",
-                                                      m.Snapshot.status != "running",
-                                                      m.Snapshot.started_at <= run.started_at)
-                             .order_by(m.Snapshot.id.desc()).limit(1)).first()
+            snap = queries.latest_attempt(s, system, "inventory", started_by=run.started_at)
             if snap is None:
                 continue
             latest[system] = snap
@@ -129,18 +119,6 @@ def _stale_systems(s, settings: Settings, run: m.Run | None, findings: list[m.Fi
     return sorted(out.values(), key=lambda x: x["system"])
 
 
-def _day_corrections(s, day: _Day, run_id: str | None) -> list[m.Correction]:
-    """The day's corrections: verified during the day, or planned during it and not verified (yet), and the
-    report run's own. A daily report counts the day, not only its last run."""
-    def during(col):
-        return and_(col >= day.start, col < day.end)
-    cond = or_(during(m.Correction.verified_at),
-               and_(during(m.Correction.created_at), m.Correction.status != "verified"))
-    if run_id:
-        cond = or_(cond, m.Correction.run_id == run_id)
-    return list(s.scalars(select(m.Correction).where(cond).order_by(m.Correction.id)))
-
-
 def sells_past_zero(f: m.Finding) -> str | None:
     """Why a channel keeps selling an item the ERP has none of (inventory policy CONTINUE, or not tracked):
     quantities agree, the listing is what is wrong."""
@@ -154,7 +132,7 @@ def sells_past_zero(f: m.Finding) -> str | None:
     return None
 
 
-def _per_channel(findings: list[m.Finding], corrections: list[m.Correction]) -> list[dict]:
+def per_channel(findings: list[m.Finding], corrections: list[m.Correction]) -> list[dict]:
     channels = sorted({f.channel for f in findings} | {c.channel for c in corrections})
     rows = []
     for ch in channels:
@@ -182,13 +160,11 @@ def _finding_view(f: m.Finding) -> dict:
 
 
 def _changes(s, report_date: date, run: m.Run | None, findings: list[m.Finding]) -> dict:
-    prev = s.scalars(select(m.Report).where(m.Report.report_date < report_date.isoformat(),
-                                            m.Report.run_id.is_not(None))
-                     .order_by(m.Report.report_date.desc(), m.Report.id.desc()).limit(1)).first()
+    prev = queries.previous_report(s, report_date.isoformat())
     current = {f.fingerprint: f for f in findings}
     previous: dict[str, m.Finding] = {}
     if prev is not None and (run is None or prev.run_id != run.id):
-        for f in s.scalars(select(m.Finding).where(m.Finding.run_id == prev.run_id)):
+        for f in queries.run_findings(s, prev.run_id):
             previous[f.fingerprint] = f
     new = [current[k] for k in current if k not in previous]
     resolved = [previous[k] for k in previous if k not in current]
@@ -202,18 +178,10 @@ def _changes(s, report_date: date, run: m.Run | None, findings: list[m.Finding])
 def _trend(s, report_date: date, tz: ZoneInfo) -> list[dict]:
     first = _day_bounds(report_date - timedelta(days=TREND_DAYS - 1), tz)
     last = _day_bounds(report_date, tz)
-    runs = list(s.scalars(select(m.Run).where(m.Run.kind == RECONCILE_KIND, m.Run.started_at >= first.start,
-                                              m.Run.started_at < last.end).order_by(m.Run.started_at)))
     last_of_day: dict[date, m.Run] = {}
-    for r in runs:
+    for r in queries.reconcile_runs_between(s, first.start, last.end):
         last_of_day[parse_ts(r.started_at).astimezone(tz).date()] = r   # the day's last run wins
-    counts: dict[str, dict[str, int]] = {}
-    ids = [r.id for r in last_of_day.values()]
-    for i in range(0, len(ids), 500):
-        for run_id, check, n in s.execute(select(m.Finding.run_id, m.Finding.check, func.count())
-                                          .where(m.Finding.run_id.in_(ids[i:i + 500]))
-                                          .group_by(m.Finding.run_id, m.Finding.check)):
-            counts.setdefault(run_id, {})[check] = n
+    counts = queries.finding_counts_by_run(s, [r.id for r in last_of_day.values()])
     out = []
     for k in range(TREND_DAYS):
         d = report_date - timedelta(days=TREND_DAYS - 1 - k)
@@ -263,13 +231,12 @@ def build_report(ledger: Ledger, settings: Settings, *, report_date: date, run_i
     day = _day_bounds(report_date, tz)
     links = dict(links or {})
     with ledger.session() as s:
-        run = s.get(m.Run, run_id) if run_id else _reconcile_run(s, day.end)
+        run = queries.run(s, run_id) if run_id else queries.latest_reconcile_run(s, day.end)
         if run_id and run is None:
             raise ValueError(f"run {run_id!r}: not in the ledger")
         rid = run.id if run else None
-        findings = list(s.scalars(select(m.Finding).where(m.Finding.run_id == rid).order_by(m.Finding.id))) \
-            if rid else []
-        corrections = _day_corrections(s, day, rid)
+        findings = queries.run_findings(s, rid)
+        corrections = queries.day_corrections(s, day.start, day.end, rid)
         by_status: dict[str, int] = {}
         for c in corrections:
             by_status[c.status] = by_status.get(c.status, 0) + 1
@@ -280,27 +247,25 @@ def build_report(ledger: Ledger, settings: Settings, *, report_date: date, run_i
         offenders = sorted((f for f in findings if f.check == "inventory_drift" and f.delta),
                            key=lambda f: (-abs(f.delta), f.channel, f.sku or ""))[:TOP_OFFENDERS]
         offenders += [f for f in findings if sells_past_zero(f)][:TOP_OFFENDERS]
-        per_channel = _per_channel(findings, corrections)
+        channels = per_channel(findings, corrections)
         if run is not None and "run" not in links:
-            from omnirecon.remediation.alerts import run_link
             links["run"] = run_link(settings, run, rid)
         run_started = iso(parse_ts(run.started_at)) if run else None
 
     summary = {"report_date": report_date.isoformat(), "run_id": rid, "run_started_at": run_started, **headline,
                "changes": {k: changes[k] for k in ("previous_report", "new", "resolved", "still_open")},
-               "per_channel": per_channel}
+               "per_channel": channels}
     chart = render_chart(trend)
     subject = (f"[omnirecon] Daily drift report {report_date.isoformat()}: "
                f"{headline['skus_in_disagreement']} SKU(s) drifting, {headline['oversell_units']} units oversell "
                f"exposure")
     ctx = dict(r=summary, h=headline, changes=changes, offenders=[_finding_view(f) for f in offenders],
-               per_channel=per_channel, trend=trend, links=links, subject=subject, generated_at=iso(utcnow()))
+               per_channel=channels, trend=trend, links=links, subject=subject, generated_at=iso(utcnow()))
     html = render("daily_report.html.j2", chart_src=f"cid:{CHART_CID}", **ctx)
     standalone = render("daily_report.html.j2",
                         chart_src="data:image/png;base64," + base64.b64encode(chart).decode("ascii"), **ctx)
     text = render("daily_report.txt.j2", **ctx)
-    csv_data = exports.csv_bytes([{c: exports._cell(getattr(f, c)) for c in exports.FINDINGS_COLUMNS}
-                                  for f in findings], exports.FINDINGS_COLUMNS)
+    csv_data = exports.csv_bytes([exports.finding_row(f) for f in findings], exports.FINDINGS_COLUMNS)
     _upsert_report(ledger, report_date.isoformat(), rid, summary, status="generated")
     return ReportContent(html=html, text=text, chart_png=chart, findings_csv=csv_data, summary=summary,
                          subject=subject, report_date=report_date.isoformat(), html_standalone=standalone)
@@ -309,9 +274,7 @@ def build_report(ledger: Ledger, settings: Settings, *, report_date: date, run_i
 def _upsert_report(ledger: Ledger, report_date: str, run_id: str | None, summary: dict, *, status: str,
                    recipients: list | None = None) -> None:
     with ledger.session() as s:
-        q = select(m.Report).where(m.Report.report_date == report_date)
-        q = q.where(m.Report.run_id == run_id) if run_id is not None else q.where(m.Report.run_id.is_(None))
-        row = s.scalars(q.limit(1)).first()
+        row = queries.report_row(s, report_date, run_id)
         if row is None:
             s.add(m.Report(report_date=report_date, run_id=run_id, status=status, summary=summary,
                            recipients=recipients))
@@ -360,7 +323,8 @@ def produce_daily_report(ledger: Ledger, settings: Settings, *, report_date, out
     runtime's report_recipients (files first, so a mail failure loses nothing). Small dict for XCom."""
     day = report_date if isinstance(report_date, date) else date.fromisoformat(str(report_date))
     with ledger.session() as s:
-        run = _reconcile_run(s, _day_bounds(day, ZoneInfo(str(settings.runtime.get("report_timezone") or "UTC"))).end)
+        tz = ZoneInfo(str(settings.runtime.get("report_timezone") or "UTC"))
+        run = queries.latest_reconcile_run(s, _day_bounds(day, tz).end)
         stats = dict(run.stats or {}) if run else {}
     links = {"airflow": str(settings.runtime.get("airflow_base_url") or "").rstrip("/") + "/"}
     docs = _data_docs_link(stats, gx_docs)

@@ -7,32 +7,30 @@ import json
 import re
 from pathlib import Path
 
-from sqlalchemy import func, select
-
-from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
+from omnirecon.model.finding import CORRECTIONS_COLUMNS, FINDINGS_COLUMNS
 from omnirecon.timeutil import iso, parse_ts
-
-FINDINGS_COLUMNS = ("run_id", "check", "severity", "channel", "sku", "location", "order_id", "expected",
-                    "observed", "delta", "diagnosis", "action", "detail")
-CORRECTIONS_COLUMNS = ("run_id", "channel", "sku", "channel_sku", "location", "from_qty", "to_qty", "status",
-                       "idempotency_key", "attempts", "detail")
 
 
 def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
+def finding_row(f) -> dict:
+    """A finding (ledger row) as a findings.csv row."""
+    return {col: _cell(getattr(f, col)) for col in FINDINGS_COLUMNS}
+
+
 def findings_rows(ledger: Ledger, run_id: str) -> list[dict]:
     with ledger.session() as s:
-        found = s.scalars(select(m.Finding).where(m.Finding.run_id == run_id).order_by(m.Finding.id)).all()
-        return [{col: _cell(getattr(f, col)) for col in FINDINGS_COLUMNS} for f in found]
+        return [finding_row(f) for f in queries.run_findings(s, run_id)]
 
 
 def corrections_rows(ledger: Ledger, run_id: str) -> list[dict]:
     with ledger.session() as s:
-        rows = s.scalars(select(m.Correction).where(m.Correction.run_id == run_id).order_by(m.Correction.id)).all()
-        return [{col: _cell(getattr(c, col)) for col in CORRECTIONS_COLUMNS} for c in rows]
+        return [{col: _cell(getattr(c, col)) for col in CORRECTIONS_COLUMNS}
+                for c in queries.run_corrections(s, run_id)]
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -85,13 +83,8 @@ def snapshot_summary(ledger: Ledger, snapshot_run_ids=None) -> dict:
     (default: each system's latest attempt per kind). status: the worst of its snapshots."""
     rank = {"complete": 0, "running": 1, "unusable": 2, "failed": 3}
     with ledger.session() as s:
-        q = select(m.Snapshot)
-        if snapshot_run_ids:
-            snaps = list(s.scalars(q.where(m.Snapshot.run_id.in_(list(snapshot_run_ids))).order_by(m.Snapshot.id)))
-        else:
-            latest = (select(func.max(m.Snapshot.id)).where(m.Snapshot.status != "running")
-                      .group_by(m.Snapshot.system, m.Snapshot.kind))
-            snaps = list(s.scalars(q.where(m.Snapshot.id.in_(latest)).order_by(m.Snapshot.id)))
+        snaps = (queries.snapshots_of_runs(s, snapshot_run_ids) if snapshot_run_ids
+                 else queries.latest_attempt_per_system_kind(s))
     out: dict[str, dict] = {}
     for snap in snaps:
         entry = out.setdefault(snap.system, {"rows": 0, "quarantined": 0, "fetched_at": None, "status": "complete"})
@@ -107,11 +100,9 @@ def snapshot_summary(ledger: Ledger, snapshot_run_ids=None) -> dict:
 
 def build_summary(ledger: Ledger, *, run_id: str, snapshot_run_ids=None, duration_s: float | None = None) -> dict:
     with ledger.session() as s:
-        run = s.get(m.Run, run_id)
-        findings = dict(s.execute(select(m.Finding.check, func.count()).where(m.Finding.run_id == run_id)
-                                  .group_by(m.Finding.check)).all())
-        corrections = dict(s.execute(select(m.Correction.status, func.count()).where(m.Correction.run_id == run_id)
-                                     .group_by(m.Correction.status)).all())
+        run = queries.run(s, run_id)
+        findings = queries.finding_counts(s, run_id)
+        corrections = queries.correction_counts(s, run_id)
     return {
         "run_id": run_id,
         "skus_checked": int(((run.stats if run else None) or {}).get("skus_checked", 0)),

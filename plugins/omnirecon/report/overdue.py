@@ -6,7 +6,7 @@ import html
 import logging
 
 from omnirecon.config import load_settings
-from omnirecon.remediation.alerts import run_url
+from omnirecon.links import run_url
 from omnirecon.report import mail
 
 log = logging.getLogger(__name__)

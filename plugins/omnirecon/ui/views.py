@@ -6,18 +6,16 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import func, select
-
 from omnirecon.config import Settings, reports_dir
 from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
-from omnirecon.remediation.alerts import _run_ids
-from omnirecon.report.daily import _per_channel, _reconcile_run
+from omnirecon.model.values import severity_rank
+from omnirecon.report.daily import per_channel
 from omnirecon.timeutil import iso, parse_ts, utcnow
 
 SNAPSHOT_KINDS = ("inventory", "listings", "orders")
 MAX_FINDINGS = 200
-SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
 def latest_report() -> Path | None:
@@ -29,7 +27,7 @@ def run_href(run: m.Run | None, run_id: str | None) -> str | None:
     """The run's page in the Airflow UI, relative to the API server that serves this view."""
     if not run_id:
         return None
-    dag_id, airflow_run_id = _run_ids(run, run_id)
+    dag_id, airflow_run_id = queries.airflow_ids(run, run_id)
     return f"/dags/{quote(dag_id, safe='')}/runs/{quote(airflow_run_id, safe='')}"
 
 
@@ -41,15 +39,13 @@ def _age_minutes(at, now: datetime) -> float | None:
 def _snapshot_ages(s, settings: Settings, now: datetime) -> list[dict]:
     limit = int(settings["freshness_minutes"])
     systems = ["erp", *settings.channels]
-    systems += sorted(set(s.scalars(select(m.Snapshot.system).distinct())) - set(systems))
+    systems += sorted(queries.snapshot_systems(s) - set(systems))
     out = []
     for system in systems:
         for kind in SNAPSHOT_KINDS:
-            q = select(m.Snapshot).where(m.Snapshot.system == system, m.Snapshot.kind == kind)
-            newest = q.order_by(m.Snapshot.id.desc()).limit(1)
-            latest = s.scalars(newest.where(m.Snapshot.status != "running")).first()
+            latest = queries.latest_attempt(s, system, kind)
             failed = latest is not None and latest.status != "complete"
-            complete = s.scalars(newest.where(m.Snapshot.status == "complete")).first() if failed else latest
+            complete = queries.latest_snapshot(s, system, kind) if failed else latest
             fetched = (complete.fetched_at or complete.finished_at) if complete is not None else None
             age = _age_minutes(fetched, now)
             out.append({"system": system, "kind": kind, "last_attempt": latest.status if latest else "none",
@@ -61,14 +57,12 @@ def _snapshot_ages(s, settings: Settings, now: datetime) -> list[dict]:
 
 
 def _open_findings(s, now: datetime) -> tuple[list[dict], int]:
-    states = {st.fingerprint: st for st in s.scalars(select(m.FindingState).where(m.FindingState.status == "open"))}
+    states = queries.open_states(s)
     if not states:
         return [], 0
-    latest_ids = (select(func.max(m.Finding.id)).where(m.Finding.fingerprint.in_(list(states)))
-                  .group_by(m.Finding.fingerprint))
-    rows = list(s.scalars(select(m.Finding).where(m.Finding.id.in_(latest_ids))))
-    rows.sort(key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.channel, f.check, f.sku or "", f.order_id or ""))
-    runs = {r.id: r for r in s.scalars(select(m.Run).where(m.Run.id.in_({f.run_id for f in rows[:MAX_FINDINGS]})))}
+    rows = queries.latest_findings_of(s, states)
+    rows.sort(key=lambda f: (severity_rank(f.severity, 9), f.channel, f.check, f.sku or "", f.order_id or ""))
+    runs = queries.runs(s, {f.run_id for f in rows[:MAX_FINDINGS]})
     out = []
     for f in rows[:MAX_FINDINGS]:
         st = states[f.fingerprint]
@@ -82,12 +76,9 @@ def _open_findings(s, now: datetime) -> tuple[list[dict], int]:
 
 
 def _pending_approvals(s) -> list[dict]:
-    corrections = list(s.scalars(select(m.Correction).where(m.Correction.status == "pending_approval")
-                                 .order_by(m.Correction.created_at, m.Correction.id)))
-    asked = {a.correction_id: a for a in s.scalars(select(m.Approval).where(
-        m.Approval.correction_id.in_([c.id for c in corrections]), m.Approval.decided_at.is_(None)))} \
-        if corrections else {}
-    runs = {r.id: r for r in s.scalars(select(m.Run).where(m.Run.id.in_({c.run_id for c in corrections})))}
+    corrections = queries.corrections_waiting_for_approval(s)
+    asked = queries.open_approval_requests(s, [c.id for c in corrections])
+    runs = queries.runs(s, {c.run_id for c in corrections})
     return [{"id": c.id, "channel": c.channel, "sku": c.sku, "location": c.location, "from_qty": c.from_qty,
              "to_qty": c.to_qty, "change": c.to_qty - c.from_qty, "detail": c.detail or "",
              "created_at": iso(parse_ts(c.created_at)),
@@ -99,17 +90,17 @@ def overview(ledger: Ledger, settings: Settings, now: datetime | None = None) ->
     """Everything the view renders, as plain values (the template escapes them)."""
     now = now or utcnow()
     with ledger.session() as s:
-        run = _reconcile_run(s, now)
-        findings = list(s.scalars(select(m.Finding).where(m.Finding.run_id == run.id))) if run else []
-        corrections = list(s.scalars(select(m.Correction).where(m.Correction.run_id == run.id))) if run else []
+        run = queries.latest_reconcile_run(s, now)
+        findings = queries.run_findings(s, run.id if run else None)
+        corrections = queries.run_corrections(s, run.id if run else None)
         open_findings, open_total = _open_findings(s, now)
         latest = {"run_id": run.id if run else None, "status": run.status if run else None,
                   "started_at": iso(parse_ts(run.started_at)) if run else None,
                   "skus_checked": int((run.stats or {}).get("skus_checked", 0)) if run else 0,
                   "href": run_href(run, run.id) if run else None}
-        report = s.scalars(select(m.Report).order_by(m.Report.report_date.desc(), m.Report.id.desc()).limit(1)).first()
+        report = queries.latest_report(s)
         report_row = {"report_date": report.report_date, "status": report.status} if report else None
-        return {"now": iso(now), "latest_run": latest, "drift": _per_channel(findings, corrections),
+        return {"now": iso(now), "latest_run": latest, "drift": per_channel(findings, corrections),
                 "open_findings": open_findings, "open_total": open_total, "max_findings": MAX_FINDINGS,
                 "approvals": _pending_approvals(s), "snapshots": _snapshot_ages(s, settings, now),
                 "freshness_minutes": int(settings["freshness_minutes"]), "report": report_row,
