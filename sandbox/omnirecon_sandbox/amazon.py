@@ -215,6 +215,8 @@ class AmazonSystem(BearerTokens, System):
     def token(self, call: Call) -> Response:
         form = call.req.form()
         creds = self.sb.credentials
+        if form.get("grant_type") == "client_credentials":     # grantless (Notifications API)
+            return self.sb.notifications.platforms["amazon"].grantless_token(form)
         if form.get("grant_type") != "refresh_token":
             return Response.json({"error": "unsupported_grant_type",
                                   "error_description": "The authorization grant type is not supported by the authorization server"}, 400)

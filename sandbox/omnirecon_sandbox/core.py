@@ -31,6 +31,8 @@ class SandboxOptions:
     netsuite_concurrency: int = 5
     lwa_token_seconds: int = 3600
     walmart_token_seconds: int = 900
+    notify_connect_timeout: float = 1.0             # webhook deliveries: real seconds, never scaled
+    notify_timeout: float = 5.0
 
 
 class Sandbox:
@@ -54,6 +56,8 @@ class Sandbox:
         self.world_clock = self.clock
         self.changes = ChangeBus()
         self.systems = self._build_systems()
+        from omnirecon_sandbox.notify import Notifications
+        self.notifications = Notifications(self)
         self.world = self._build_world()
         self._services: dict = {}
 
@@ -78,6 +82,7 @@ class Sandbox:
             system.base_url = svc.url
             svc.start()
             self._services[name] = svc
+        self.notifications.start()
         if self.world:
             self.world.start()
         return self
@@ -85,6 +90,7 @@ class Sandbox:
     def stop(self) -> None:
         if self.world:
             self.world.stop()
+        self.notifications.stop()
         for svc in self._services.values():
             svc.stop()
         self._services = {}
@@ -104,7 +110,7 @@ class Sandbox:
         c, urls, out = self.credentials, self.urls, {}
         if "shopify" in urls:
             out["omnirecon_shopify"] = {"conn_type": "omnirecon_shopify", "host": urls["shopify"], "login": None,
-                                        "password": c.shopify_access_token, "extra": {"api_version": "2026-01"}}
+                                        "password": c.shopify_access_token, "extra": {"api_version": "2026-01", "client_secret": c.shopify_client_secret}}
         if "amazon" in urls:
             amazon = self.data["amazon"]
             out["omnirecon_amazon"] = {
@@ -112,7 +118,9 @@ class Sandbox:
                 "password": c.amazon_client_secret,
                 "extra": {"refresh_token": c.amazon_refresh_token, "lwa_endpoint": urls["amazon"] + "/auth/o2/token",
                           "seller_id": amazon.get("seller_id", "A1SELLERSANDBOX"),
-                          "marketplace_id": amazon.get("marketplace_id", "ATVPDKIKX0DER")}}
+                          "marketplace_id": amazon.get("marketplace_id", "ATVPDKIKX0DER"),
+                          "sqs_endpoint": urls["amazon"], "aws_access_key_id": c.aws_access_key_id,
+                          "aws_secret_access_key": c.aws_secret_access_key, "aws_region": c.aws_region}}
         if "walmart" in urls:
             out["omnirecon_walmart"] = {"conn_type": "omnirecon_walmart", "host": urls["walmart"],
                                         "login": c.walmart_client_id, "password": c.walmart_client_secret,

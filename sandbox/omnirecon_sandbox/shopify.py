@@ -269,8 +269,8 @@ class ShopifySystem(System):
                                         "throttleStatus": self._throttle_status()}}})
         if not self.bucket.take(requested):
             return self._throttled_response(requested)
-        ctx = {"version": _version_tuple(version), "call": call, "variables": variables, "bulk": False,
-               "doc": doc}
+        ctx = {"version": _version_tuple(version), "version_handle": version, "call": call, "variables": variables,
+               "bulk": False, "doc": doc}
         with self.sb.lock:
             result = execute(SCHEMA, doc, root_value=_Root(self), context_value=ctx, variable_values=variables,
                              operation_name=payload.get("operationName"))
@@ -736,6 +736,26 @@ class _Root:
         if self.shop.bulk_status(rec) in ("CREATED", "RUNNING"):
             rec["cancelled"] = True
         return {"bulkOperation": self.shop.bulk_view(rec), "userErrors": []}
+
+    # webhook subscriptions (notify/shopify.py)
+    def _webhooks(self):
+        return self.shop.sb.notifications.platforms["shopify"]
+
+    def webhookSubscriptionCreate(self, info, topic, webhookSubscription):
+        return self._webhooks().create(topic, webhookSubscription, info.context["version_handle"], self.shop.stamp())
+
+    def webhookSubscriptionDelete(self, info, id):
+        return self._webhooks().delete(id)
+
+    def webhookSubscription(self, info, id):
+        sub = self._webhooks().subs.get(id)
+        return self._webhooks().view(sub) if sub else None
+
+    def webhookSubscriptions(self, info, first=None, after=None, last=None, before=None, reverse=False,
+                             sortKey="CREATED_AT", query=None, topics=None, format=None, uri=None, callbackUrl=None):
+        hooks = self._webhooks()
+        rows = hooks.find(topics, uri or callbackUrl, format)
+        return self.shop.connection(info, rows, lambda s: (s["num"],), hooks.view, first, after, last, before, reverse)
 
 
 # -- cost ---------------------------------------------------------------------------------------------------

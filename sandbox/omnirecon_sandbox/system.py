@@ -168,6 +168,10 @@ class System:
         return resp
 
     def _internal(self, req: Request) -> Response:
+        platform = self.sb.notifications.platforms.get(self.name)
+        answer = platform.internal(req) if hasattr(platform, "internal") else None
+        if answer is not None:
+            return answer
         if req.path == "/_sandbox/state" and req.method == "GET":
             return Response.json(self.sb.state())
         if req.path == "/_sandbox/writes" and req.method == "GET":
