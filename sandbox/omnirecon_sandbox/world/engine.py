@@ -86,6 +86,10 @@ class World:
         self.pending: collections.Counter = collections.Counter()   # ERP sku -> units accepted, not yet in the ERP
         self.pending_orders: dict = {}           # channel order id -> [(ERP sku, units)]
         self.demand_stats = {"arrivals": 0, "accepted": 0, "rejected": 0}
+        self.actions = 0
+        self.origin = 0.0       # clock second at which the world started: scenario offsets count from it
+        self._due = 0.0         # due time of the action running now (periodic actions stay on their grid)
+        self.lateness: collections.deque | None = None   # bench: deque of (run time - due time) per action
         integration = data.get("integration") or {}
         demand = data.get("demand")
         seed = int((demand or {}).get("seed", 0))
@@ -124,6 +128,10 @@ class World:
                 due, _, fn, args = heapq.heappop(self._queue)
                 if manual and due > self.clock.monotonic():
                     self.clock.advance(due - self.clock.monotonic())
+                self.actions += 1
+                self._due = due
+                if self.lateness is not None:
+                    self.lateness.append(self.clock.monotonic() - due)
                 try:
                     fn(*args)
                 except Exception:
@@ -156,6 +164,10 @@ class World:
     def start(self) -> None:
         if self.clock.manual or self._thread:
             return
+        with self.lock:   # the world's time starts now, not when the scenario was built
+            self.origin = self.clock.monotonic()
+            self._queue = [(due + self.origin, seq, fn, args) for due, seq, fn, args in self._queue]
+            heapq.heapify(self._queue)
         self._thread = threading.Thread(target=self._loop, name="sandbox-world", daemon=True)
         self._thread.start()
 
@@ -207,7 +219,7 @@ class World:
         with ChangeBus.acting_as("world"):
             placed = self.place_order(channel, self.cat.channel_sku(channel, sku), qty)
         self.demand_stats["accepted" if placed else "rejected"] += 1
-        self._at(self.now() + rng.expovariate(self.demand_rate), self._arrival)
+        self._at(self._due + rng.expovariate(self.demand_rate), self._arrival)
 
     def place_order(self, channel: str, channel_sku: str, quantity: int) -> str | None:
         """A sale on a channel, counted as oversold when the ERP could not cover it (world.md, Oversells)."""
@@ -276,7 +288,7 @@ class World:
         delay = hop.latency
         if hop.jitter:
             delay += hop.rng.uniform(-hop.jitter, hop.jitter)
-        lag = hop.defect("lag", changed_at)
+        lag = self._defect(hop, "lag", changed_at)
         if lag:
             delay += parse_duration(lag.doc["extra"])
         snapshot = self._values(hop, key, changed_at) if hop.kind == "inventory" else None
@@ -284,11 +296,11 @@ class World:
 
     def _wake_poll(self, hop: Hop) -> None:
         t = self.now()
-        self._at(t + hop.every, self._wake_poll, hop)
-        if hop.defect("expired_credentials", t):
+        self._at(self._due + hop.every, self._wake_poll, hop)
+        if self._defect(hop, "expired_credentials", t):
             self._log(hop, t, None, None, "auth_error", error=AUTH_ERROR)
             return                               # not a successful wake: the changes wait
-        if hop.defect("suspended", t):
+        if self._defect(hop, "suspended", t):
             for key, (changed, _, _) in hop.dirty.items():
                 self._log(hop, t, key, None, "suspended", changed_at=changed)
             return
@@ -299,17 +311,17 @@ class World:
     def _attempt(self, hop: Hop, key, delta: int, etypes: set, changed_at: float, snapshot, polled=False) -> None:
         t = self.now()
         if not polled:
-            if hop.defect("expired_credentials", t):
+            if self._defect(hop, "expired_credentials", t):
                 return self._log(hop, t, key, None, "auth_error", changed_at=changed_at, error=AUTH_ERROR)
-            if hop.defect("suspended", t):
+            if self._defect(hop, "suspended", t):
                 return self._log(hop, t, key, None, "suspended", changed_at=changed_at)
-        filt = hop.defect("event_filter", t)
+        filt = self._defect(hop, "event_filter", t)
         if filt and filt.doc["fires_on"] not in etypes:
             return self._log(hop, t, key, None, "filtered", changed_at=changed_at)
-        md = hop.defect("min_delta", t)
+        md = self._defect(hop, "min_delta", t)
         if md and abs(delta) < int(md.doc["units"]):
             return self._log(hop, t, key, None, "below_min_delta", changed_at=changed_at)
-        drop = hop.defect("drop", t)
+        drop = self._defect(hop, "drop", t)
         if drop and drop.rng.random() < float(drop.doc["fraction"]):
             return self._log(hop, t, key, None, "dropped", changed_at=changed_at)
         with ChangeBus.acting_as("integration"):
@@ -326,11 +338,15 @@ class World:
 
     def _values(self, hop: Hop, erp_sku: str, t: float) -> list:
         """[(target location, quantity)] the hop writes for one ERP SKU, its value defects applied."""
-        wrong = hop.defect("wrong_location", t)
-        safety = not hop.defect("ignores_safety_stock", t)
+        wrong = self._defect(hop, "wrong_location", t)
+        safety = not self._defect(hop, "ignores_safety_stock", t)
         if hop.src == "erp":
             return self.cat.expected(hop.dst, erp_sku, reads=wrong.doc["reads"] if wrong else None, safety=safety)
         return self.cat.relayed(hop.src, hop.dst, erp_sku, safety=safety)
+
+    def _defect(self, hop: Hop, kind: str, t: float) -> Defect | None:
+        """The hop's defect of that kind active at clock second t (from/until count from the world's start)."""
+        return hop.defect(kind, t - self.origin)
 
     def _log(self, hop: Hop, t: float, key, order, outcome: str, value=None, location=None, changed_at=None,
              error=None) -> None:
@@ -349,7 +365,7 @@ class World:
         with self.lock:
             self._drain()
             notifications = getattr(self.sb, "notifications", None)
-            return {"clock": {"started_at": ts(self.clock, 0.0), "dumped_at": ts(self.clock, self.now())},
+            return {"clock": {"started_at": ts(self.clock, self.origin), "dumped_at": ts(self.clock, self.now())},
                     "hop_log": [dict(e) for e in self.hop_log],
                     "oversells": self.oversells(),
                     "notifications": notifications.stats() if notifications is not None else [],
