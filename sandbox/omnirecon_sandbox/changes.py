@@ -19,6 +19,7 @@ INVENTORY = "inventory"            # a quantity changed (sku, location, value = 
 ORDER_CREATED = "order_created"
 ORDER_CANCELLED = "order_cancelled"
 ORDER_FULFILLED = "order_fulfilled"  # channel: shipped/fulfilled; ERP: an item fulfilment
+STATUS = "status"                  # a listing's publish status changed (detail: published, reasons)
 
 
 @dataclass(frozen=True)

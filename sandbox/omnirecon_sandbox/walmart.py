@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from omnirecon_sandbox.http import Request, Response
 from omnirecon_sandbox.ratelimit import TokenBucket
-from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
+from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED, STATUS
 from omnirecon_sandbox.system import BearerTokens, Call, System
 from omnirecon_contract.timeutil import epoch_ms, iso, parse_ts
 
@@ -93,6 +93,18 @@ class WalmartSystem(BearerTokens, System):
         if not rows:
             return False
         self.set_quantity(rows[0], amount)
+        return True
+
+    def set_published(self, sku: str, published: bool, reasons: list[str] | None = None) -> bool:
+        """An item's publish status (Walmart unpublishes for price, content or compliance reasons)."""
+        rows = self._rows(sku)
+        status = "PUBLISHED" if published else "UNPUBLISHED"
+        if not rows or all(r.get("published_status", "PUBLISHED") == status for r in rows):
+            return False
+        with self.sb.lock:
+            for r in rows:
+                r["published_status"] = status
+        self.world_changed(STATUS, sku=sku, detail={"published": published, "reasons": list(reasons or [])})
         return True
 
     def accepts(self, sku: str, quantity: int) -> bool:

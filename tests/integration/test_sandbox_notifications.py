@@ -202,7 +202,9 @@ def test_walmart_subscriptions_and_hmac_and_basic_deliveries():
             {"eventType": "PO_CREATED", "eventVersion": "V1", "resourceName": "ORDER", "eventUrl": rx.url,
              "status": "ACTIVE",
              "authDetails": {"authMethod": "BASIC_AUTH", "userName": "abc", "password": "test",
-                             "authHeaderName": "Authorization"}}]}
+                             "authHeaderName": "Authorization"}},
+            {"eventType": "OFFER_UNPUBLISHED", "eventVersion": "V1", "resourceName": "ITEM", "eventUrl": rx.url,
+             "status": "ACTIVE"}]}
         _validate_oas(spec, "CreateSubscriptionRequest", create)
         r = wm(sb, "POST", "/v3/webhooks/subscriptions", token, json=create)
         assert r.status_code == 200, r.text
@@ -218,8 +220,9 @@ def test_walmart_subscriptions_and_hmac_and_basic_deliveries():
         time.sleep(0.3)
         assert rx.requests == []
         w.set_sku_quantity("TEE-BLK-M", "10001", 0)
-        po = w.create_order("MUG-WHT", 1) if w.accepts("MUG-WHT", 1) else None
-        got = rx.wait_for(2 if po else 1)
+        po = w.create_order("TEE-BLK-M", 1)                            # from ship node 10002 (3 -> 2: no OOS)
+        assert po
+        got = rx.wait_for(2)
         oos = next(r for r in got if json.loads(r["body"])["source"]["eventType"] == "INVENTORY_OOS")
         expected = base64.b64encode(hmac.new(b"wm-hook-secret", oos["body"], hashlib.sha256).digest()).decode()
         assert oos["headers"]["x-signature"] == expected
@@ -227,10 +230,16 @@ def test_walmart_subscriptions_and_hmac_and_basic_deliveries():
         assert set(env) == {"source", "payload"} and set(env["source"]) == {"eventType", "eventTime", "eventId"}
         assert env["payload"]["sku"] == "TEE-BLK-M" and {"shipNode": "10001", "shipNodeName": "10001",
                                                          "availToSellQty": 0} in env["payload"]["shipNodes"]
-        if po:
-            created = next(r for r in got if json.loads(r["body"])["source"]["eventType"] == "PO_CREATED")
-            assert created["headers"]["authorization"] == "Basic " + base64.b64encode(b"abc:test").decode()
-            assert json.loads(created["body"])["payload"]["purchaseOrderId"] == po
+        created = next(r for r in got if json.loads(r["body"])["source"]["eventType"] == "PO_CREATED")
+        assert created["headers"]["authorization"] == "Basic " + base64.b64encode(b"abc:test").decode()
+        assert json.loads(created["body"])["payload"]["purchaseOrderId"] == po
+        n = len(rx.requests)
+        assert w.set_published("TEE-BLK-M", False, ["Reasonable Price Not Satisfied"])
+        unpublished = json.loads(rx.wait_for(n + 1)[n]["body"])
+        assert unpublished["source"]["eventType"] == "OFFER_UNPUBLISHED"
+        assert unpublished["payload"] == {"partnerId": "10000000359", "sku": "TEE-BLK-M", "publishStatus": "UNPUBLISHED",
+                                          "lifecycleStatus": "ACTIVE",
+                                          "statusChangeReasons": ["Reasonable Price Not Satisfied"]}
         # update (PATCH) to INACTIVE: no more deliveries; delete
         up = wm(sb, "PATCH", f"/v3/webhooks/subscriptions/{ids['INVENTORY_OOS']}", token, json={"status": "INACTIVE"})
         assert up.status_code == 200 and up.json()["status"] == "INACTIVE"

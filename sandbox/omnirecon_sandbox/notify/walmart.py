@@ -13,14 +13,13 @@ import time
 import urllib.request
 import uuid
 
-from omnirecon_sandbox.changes import INVENTORY, ORDER_CREATED
+from omnirecon_sandbox.changes import INVENTORY, ORDER_CREATED, STATUS
 from omnirecon_sandbox.http import Response
 
 EVENT_TYPES = {"INVENTORY_OOS": "INVENTORY", "OFFER_UNPUBLISHED": "ITEM", "OFFER_PUBLISHED": "ITEM",
                "PO_CREATED": "ORDER"}
 AUTH_METHODS = ("BASIC_AUTH", "HMAC", "OAUTH")
 RETRY_BACKOFF_S = (30, 120, 600)          # a small number of retries (documented seconds, scaled)
-STATUS_KIND = "status"                    # Change.kind for a publish-status change (detail.published: bool)
 
 
 def _err(code: str, field: str, description: str, status: int = 400) -> Response:
@@ -175,7 +174,7 @@ class WalmartWebhooks:
             event = "INVENTORY_OOS"
         elif change.kind == ORDER_CREATED:
             event = "PO_CREATED"
-        elif change.kind == STATUS_KIND:
+        elif change.kind == STATUS:
             event = "OFFER_PUBLISHED" if change.detail.get("published") else "OFFER_UNPUBLISHED"
         else:
             return                       # no notification for a quantity change above zero
