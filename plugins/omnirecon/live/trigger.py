@@ -1,0 +1,56 @@
+"""The event trigger behind the change-driven runs: it wakes Airflow when the ledger inbox holds notifications
+no run has taken yet.
+
+The ledger is the durable record; this trigger is only the doorbell, and it may be lossy without losing anything:
+a live run takes *every* unprocessed notification (several wake-ups folded into one run are fine), a restarted
+triggerer rings again for whatever is still unprocessed, and work left unprocessed for `stale_after_s` (a wake-up
+lost while the DAG was paused, a failed run) rings again. One trigger per deployment polls the inbox; the
+query is an index range scan on `processed_at`.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+
+def pending(ledger) -> tuple[int, int, float | None]:
+    """(newest unprocessed id, unprocessed count, age in seconds of the oldest unprocessed) of the inbox."""
+    from sqlalchemy import func, select
+    from omnirecon.ledger import models as m
+    from omnirecon.timeutil import utcnow
+    with ledger.session() as s:
+        newest, count, oldest = s.execute(
+            select(func.max(m.Notification.id), func.count(m.Notification.id), func.min(m.Notification.received_at))
+            .where(m.Notification.processed_at.is_(None), m.Notification.quarantined.is_(None))).one()
+    if not count:
+        return 0, 0, None
+    if oldest.tzinfo is None:   # SQLite hands back naive UTC
+        from datetime import timezone
+        oldest = oldest.replace(tzinfo=timezone.utc)
+    return int(newest), int(count), (utcnow() - oldest).total_seconds()
+
+
+class InboxTrigger(BaseEventTrigger):
+    def __init__(self, poll_interval_s: float = 1.0, stale_after_s: float = 120.0, **kwargs):
+        super().__init__(**kwargs)
+        self.poll_interval_s, self.stale_after_s = float(poll_interval_s), float(stale_after_s)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"poll_interval_s": self.poll_interval_s, "stale_after_s": self.stale_after_s})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from omnirecon.ledger import get_ledger
+        ledger = await asyncio.to_thread(get_ledger)
+        rung_for, rung_at = 0, 0.0
+        while True:
+            newest, count, age = await asyncio.to_thread(pending, ledger)
+            now = time.monotonic()
+            stale = count and age is not None and age >= self.stale_after_s and now - rung_at >= self.stale_after_s
+            if count and (newest > rung_for or stale):
+                rung_for, rung_at = newest, now
+                yield TriggerEvent({"newest_id": newest, "pending": count, "oldest_age_s": round(age or 0.0, 3)})
+            await asyncio.sleep(self.poll_interval_s)
