@@ -18,18 +18,41 @@ AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-proce
                     "airflow-worker", "airflow-init"}
 
 
-@pytest.fixture(scope="module")
-def rendered():
+KEYS = {"AIRFLOW_FERNET_KEY": "x" * 43 + "=", "AIRFLOW_JWT_SECRET": "jwt", "AIRFLOW_API_SECRET_KEY": "api"}
+
+
+def _config(env_file: dict | None):
     exe = shutil.which("docker-compose")
     if exe is None:
         msg = "docker-compose is not installed: apt-get install docker-compose (scripts/system-packages.sh does it)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(msg)
         pytest.skip(msg)
-    r = subprocess.run([exe, "-f", str(COMPOSE), "--profile", "trial", "config"], capture_output=True, text=True,
-                       cwd=ROOT, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in KEYS}
+    return subprocess.run([exe, "-f", str(COMPOSE), "--profile", "trial", "config"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, env={**env, **(env_file or {})})
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    r = _config(KEYS)
     assert r.returncode == 0, r.stderr
     return yaml.safe_load(r.stdout)
+
+
+def test_refuses_to_start_without_keys():
+    """Without a Fernet key connections would be stored in clear; without one JWT secret no task could run."""
+    for missing in KEYS:
+        r = _config({k: v for k, v in KEYS.items() if k != missing})
+        assert r.returncode != 0 and f"set {missing} in .env" in r.stderr, r.stderr
+
+
+def test_every_container_shares_the_keys(rendered):
+    for name in AIRFLOW_SERVICES:
+        env = rendered["services"][name]["environment"]
+        assert env["AIRFLOW__CORE__FERNET_KEY"] == KEYS["AIRFLOW_FERNET_KEY"], name
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == KEYS["AIRFLOW_JWT_SECRET"], name
+        assert env["AIRFLOW__API__SECRET_KEY"] == KEYS["AIRFLOW_API_SECRET_KEY"], name
 
 
 def test_services(rendered):
