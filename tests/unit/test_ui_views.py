@@ -61,3 +61,20 @@ def test_values_from_the_ledger_are_escaped(tmp_path):
     [row] = dom.find("table", id="findings").rows()
     assert row.cells()[3] == hostile and hostile in row.find("pre").text_content()
     assert row.find("a").attrs["href"] == "/dags/omnirecon_reconcile/runs/manual__2026-01-05T10%3A00%3A00%2B00%3A00"
+
+
+def test_sells_past_zero_shows_what_is_wrong_not_a_zero_delta(tmp_path):
+    from omnirecon.ledger import models as m
+    from omnirecon.timeutil import utcnow
+    ledger = make_ledger(tmp_path)
+    run = add_run(ledger)
+    f = add_finding(ledger, run, sku="TEE-CONT", from_qty=0, to_qty=0, severity="critical", action="alert", push=False,
+                    evidence={"listing": {"state": "active", "inventory_policy": "CONTINUE", "tracked": True}})
+    with ledger.session() as s:
+        s.add(m.FindingState(fingerprint=f.fingerprint, check=f.check, channel=f.channel, sku="TEE-CONT", status="open",
+                             severity="critical", first_seen_at=utcnow(), first_seen_run=run, last_seen_at=utcnow(),
+                             last_seen_run=run))
+    data, dom = _page(ledger)
+    [row] = dom.find("table", id="findings").rows()
+    assert "sells past zero (inventory policy CONTINUE)" in row.cells()
+    assert "+0" not in row.cells()

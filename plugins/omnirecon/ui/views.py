@@ -11,7 +11,7 @@ from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
 from omnirecon.model.values import severity_rank
-from omnirecon.report.daily import per_channel
+from omnirecon.report.daily import per_channel, sells_past_zero
 from omnirecon.timeutil import iso, parse_ts, utcnow
 
 SNAPSHOT_KINDS = ("inventory", "listings", "orders")
@@ -69,7 +69,8 @@ def _open_findings(s, now: datetime) -> tuple[list[dict], int]:
         out.append({"check": f.check, "severity": f.severity, "channel": f.channel, "sku": f.sku or "",
                     "location": f.location or "", "order_id": f.order_id or "", "expected": f.expected or "",
                     "observed": f.observed or "", "delta": f.delta, "diagnosis": f.diagnosis, "action": f.action,
-                    "detail": f.detail, "evidence": f.evidence or {}, "first_seen_at": iso(parse_ts(st.first_seen_at)),
+                    "detail": f.detail, "problem": sells_past_zero(f), "evidence": f.evidence or {},
+                    "first_seen_at": iso(parse_ts(st.first_seen_at)),
                     "open_hours": round((_age_minutes(st.first_seen_at, now) or 0) / 60.0, 1),
                     "run_id": f.run_id, "run_href": run_href(runs.get(f.run_id), f.run_id)})
     return out, len(rows)
