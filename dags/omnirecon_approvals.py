@@ -8,6 +8,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from omnirecon import pipeline
 from omnirecon.dag_defaults import PENDING_APPROVALS_ASSET, default_args, runtime_option
+from omnirecon.remediation.approval_notify import ApproverNotifier
 
 DOC = """
 ### omnirecon_approvals
@@ -20,8 +21,9 @@ This DAG asks a person, one Human-in-the-loop request per correction, with the e
 * **Reject** -> recorded as `rejected`; nothing is pushed.
 * **No answer** within `approval_timeout_minutes` -> `approval_timeout_default` (runtime.yaml; default reject).
 
-Respond in the Airflow UI: *Browse -> Required Actions* (or the task's page). Runs when the reconcile DAG
-plans corrections that need approval, and every 30 minutes.
+Approvers (`approval_recipients`, else `alert_recipients`; and Slack `slack_channel` when `slack_default`
+exists) get each request with its link. Respond there or in the Airflow UI: *Browse -> Required Actions*.
+Runs when the reconcile DAG plans corrections that need approval, and every 30 minutes.
 
 **When it fails:** decisions already recorded stay recorded (ledger `approvals`, `audit_log`); clear the
 failed task to continue.
@@ -47,6 +49,7 @@ with DAG(
         options=["Approve", "Reject"],
         defaults=[_timeout_default],
         response_timeout=timedelta(minutes=int(runtime_option("approval_timeout_minutes"))),
+        notifiers=[ApproverNotifier()],
         retries=0,
     ).expand_kwargs(requests.map(pipeline.hitl_kwargs))
     batches = task(task_id="apply_decisions", trigger_rule="all_done")(pipeline.apply_approvals_task)(requests, responses.output)

@@ -4,11 +4,14 @@
   Airflow's REST API (a real `airflow api-server` on the same metadata DB); approve pushes, reject does not."""
 from __future__ import annotations
 
+import email
 import json
 import re
 import subprocess
 from datetime import timedelta
+from email import policy
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import requests
@@ -110,8 +113,8 @@ def test_cleared_and_rerun_push_tasks_write_nothing_new(world):
 
 
 # -- approvals: HITL requests answered through Airflow's REST API ---------------------------------------------------
-def test_approvals_wait_then_approve_and_reject_through_the_rest_api(tmp_path):
-
+def test_approvals_wait_then_approve_and_reject_through_the_rest_api(tmp_path, smtp):
+    """Approvers are told by e-mail (a real local SMTP server), with the link the HITL operator generates."""
     airflow_setup.init(quiet=True)
     sb = Sandbox(scenario(), time_scale=TIME_SCALE).start()
     procs = []
@@ -120,11 +123,14 @@ def test_approvals_wait_then_approve_and_reject_through_the_rest_api(tmp_path):
         assert plan_corrections(ledger, settings, run_id=RUN, mode="apply").counts == {"pending_approval": 2}
         settings_file = tmp_path / "retailer.yaml"
         settings_file.write_text(yaml.safe_dump(SETTINGS))
+        runtime_file = tmp_path / "runtime.yaml"
+        runtime_file.write_text(yaml.safe_dump({"approval_recipients": ["approver@example.test"]}))
         port = free_port()
         env = airflow_setup.airflow_env({
             **airflow_setup.connection_env(_scaled(sb.connections(), TIME_SCALE)),
             **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(ledger.url)}),
             "OMNIRECON_SETTINGS": str(settings_file), "OMNIRECON_MODE": "apply", "OMNIRECON_TASK_RETRIES": "0",
+            "OMNIRECON_RUNTIME": str(runtime_file),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         })
@@ -152,6 +158,18 @@ def test_approvals_wait_then_approve_and_reject_through_the_rest_api(tmp_path):
         with ledger.session() as s:      # they wait: nothing was pushed
             assert {c.status for c in s.scalars(select(m.Correction))} == {"pending_approval"}
         assert not [w for w in sb.writes() if w["applied"]]
+        mails = wait_for(lambda: smtp.messages if len(smtp.messages) == 2 else None, 60, "two approval e-mails")
+        links = set()
+        for _, to, raw in mails:
+            assert to == ["approver@example.test"]
+            msg = email.message_from_bytes(raw, policy=policy.default)
+            assert msg["To"] == "approver@example.test" and msg["Subject"].startswith("[omnirecon] approval needed")
+            links |= set(re.findall(r"http://\S+/required_actions\S*", msg.get_body(("plain",)).get_content()))
+        expected = {f"http://127.0.0.1:{port}/dags/omnirecon_approvals/runs/{d['task_instance']['dag_run_id']}"
+                    f"/tasks/request_approval/required_actions?map_index={d['task_instance']['map_index']}"
+                    for d in waiting}
+        assert {unquote(link) for link in links} == expected
+        assert all(requests.get(link, timeout=10).status_code == 200 for link in links)   # the UI serves it
         for d in waiting:
             ti = d["task_instance"]
             choice = "Approve" if "shopify" in d["subject"] else "Reject"
