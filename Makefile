@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export OMNIRECON_HOME := $(CURDIR)
 STAMP := $(VENV)/.installed
+PORT ?= 8080
 
 .PHONY: install demo test up sandbox bench clean lock airflow-init
 
@@ -30,7 +31,7 @@ test: airflow-init
 	@$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 up: airflow-init
-	@$(BIN)/omnirecon up
+	@$(BIN)/omnirecon up --port $(PORT)
 
 sandbox: $(STAMP)
 	@$(BIN)/omnirecon sandbox --scenario include/scenarios/demo.yaml

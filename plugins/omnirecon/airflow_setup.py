@@ -1,8 +1,10 @@
 """The project's own Airflow home: airflow.cfg, metadata DB, pools and local connections."""
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -50,19 +52,51 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).with_name("airflow"))
 
 
+SECRETS_FILE = "omnirecon-secrets.json"
+
+
+def home_secrets(home: Path) -> dict:
+    """The Airflow home's own keys, generated once and kept (mode 0600): one JWT secret for every process (else
+    the API server rejects each task's token), a Fernet key (connections stored encrypted), the API secret key."""
+    path = home / SECRETS_FILE
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    new = {"jwt_secret": lambda: secrets.token_urlsafe(32),
+           "fernet_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode("ascii"),
+           "api_secret_key": lambda: secrets.token_urlsafe(32)}
+    missing = {k: make() for k, make in new.items() if not kept.get(k)}
+    if missing:
+        kept.update(missing)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(kept, indent=1))
+        path.chmod(0o600)
+    return kept
+
+
+def parallelism(cpus: int | None = None) -> int:
+    """Task slots (LocalExecutor starts one worker process each, ~150 MB): two per core, 4 to 32."""
+    return max(4, min(32, 2 * (cpus or os.cpu_count() or 1)))
+
+
 def write_cfg() -> Path:
     home = airflow_home()
     (home / "plugins").mkdir(parents=True, exist_ok=True)
+    keys = home_secrets(home)
     cfg = home / "airflow.cfg"
+    cfg.touch(mode=0o600)
+    cfg.chmod(0o600)
     cfg.write_text(f"""# Written by `omnirecon airflow-init`; environment variables (AIRFLOW__SECTION__KEY) override it.
+# The keys below come from {SECRETS_FILE} (generated once for this home; never commit either file).
 [core]
 dags_folder = {project_home() / 'dags'}
 plugins_folder = {home / 'plugins'}
 executor = LocalExecutor
+parallelism = {parallelism()}
 load_examples = False
 dags_are_paused_at_creation = True
 max_active_runs_per_dag = 1
 dagbag_import_timeout = 120
+fernet_key = {keys['fernet_key']}
+test_connection = Enabled
 
 [database]
 sql_alchemy_conn = sqlite:///{home}/airflow.db
@@ -72,6 +106,11 @@ simple_auth_manager_users = admin:admin
 
 [api]
 base_url = http://localhost:8080
+secret_key = {keys['api_secret_key']}
+workers = 1
+
+[api_auth]
+jwt_secret = {keys['jwt_secret']}
 
 [logging]
 base_log_folder = {home}/logs

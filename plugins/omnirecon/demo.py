@@ -1,7 +1,10 @@
 """`omnirecon demo` and `omnirecon up`: the whole pipeline through real Airflow against the local sandbox."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -181,10 +184,24 @@ def _print_summary(summary: dict, out: Path, missing: list[str]) -> None:
 
 
 def run_up(*, scenario_path: str, port: int = 8080) -> int:
-    """Sandbox + `airflow standalone`, connections pointed at the sandbox. Ctrl-C stops both."""
+    """Sandbox + `airflow standalone`, connections pointed at the sandbox. Ctrl-C, SIGTERM or SIGHUP stop both."""
+    stops: list = []
+    try:
+        with _signals_stop():
+            return _up(scenario_path, port, stops)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for stop in reversed(stops):
+            stop()
+
+
+def _up(scenario_path: str, port: int, stops: list) -> int:
     airflow_setup.init(quiet=True)
     home = airflow_setup.airflow_home()
-    sandbox = SandboxProcess(scenario_path, home, time_scale=0.1).start()
+    sandbox = SandboxProcess(scenario_path, home, time_scale=0.1)
+    stops.append(sandbox.stop)
+    sandbox.start()
     conns = _scaled(sandbox.connections, 0.1)
     url = ledger_url()
     sc = scenario.load(scenario_path)
@@ -204,8 +221,9 @@ def run_up(*, scenario_path: str, port: int = 8080) -> int:
     env = airflow_setup.airflow_env({"OMNIRECON_SETTINGS": str(settings_file),
                                      "AIRFLOW__API__PORT": str(port),
                                      "AIRFLOW__API__BASE_URL": f"http://localhost:{port}"})
-    # its own process group: Ctrl-C or an error stops the scheduler, api-server and executor workers with it
+    # its own process group (stopped as a whole): the scheduler, api-server and executor workers
     proc = subprocess.Popen([airflow_setup.airflow_bin(), "standalone"], env=env, start_new_session=True)
+    stops.append(lambda: _stop_group(proc))
     pw_file = home / "simple_auth_manager_passwords.json.generated"
     for _ in range(300):
         if pw_file.exists() or proc.poll() is not None:
@@ -214,22 +232,56 @@ def run_up(*, scenario_path: str, port: int = 8080) -> int:
     login = json.loads(pw_file.read_text()) if pw_file.exists() else {}
     _say(f"\nAirflow UI: http://localhost:{port}   login: " + ", ".join(f"{u} / {p}" for u, p in login.items()))
     _say(f"Sandbox: {sandbox.urls}\nCtrl-C stops Airflow and the sandbox.\n")
+    return proc.wait()
+
+
+class _Stop(KeyboardInterrupt):
+    pass
+
+
+@contextlib.contextmanager
+def _signals_stop():
+    """SIGTERM/SIGHUP stop `omnirecon up` like Ctrl-C does (Python's default would exit without cleaning up,
+    leaving `airflow standalone` serving in its own process group)."""
+    def stop(signum, frame):
+        raise _Stop(signal.Signals(signum).name)
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
+        yield
     finally:
-        _stop_group(proc)
-        sandbox.stop()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
-    import os
-    import signal
+    """SIGTERM to the process group proc leads, SIGKILL to whatever of it is left after grace_s; then the same
+    for the rest of its process tree (Airflow's task supervisor puts each task in a process group of its own)."""
+    import psutil
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        proc.poll()   # reap the leader, so the group empties
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = [p for p in tree if p.is_running()]
+    for p in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, left = psutil.wait_procs(left, timeout=10)
+    for p in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()

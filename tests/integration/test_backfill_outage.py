@@ -230,7 +230,6 @@ def outage(tmp_path_factory):
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(16).hex(),
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CORE__PARALLELISM": "6",
             "OMNIRECON_SETTINGS": str(settings_file),

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from cryptography.fernet import Fernet
 
 from tests.support.polling import free_port
 from tests.support.services import IN_CI
@@ -200,9 +199,6 @@ class CeleryTopology:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
             "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.metadata_url.replace("postgresql+psycopg2", "postgresql"),
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
