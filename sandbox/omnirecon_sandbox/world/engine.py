@@ -106,7 +106,12 @@ class World:
             self._at(max(0.0, offset_seconds(ev["at"], self.as_of)), self._apply_event, i, ev)
         if demand:
             self._init_demand(demand)
-        self._unsubscribe = sandbox.changes.subscribe(self._inbox.append)
+        self._unsubscribe = sandbox.changes.subscribe(self._receive)
+
+    def _receive(self, change: Change) -> None:
+        """Bus subscriber (any thread): queue the change, wake the loop."""
+        self._inbox.append(change)
+        self._wake.set()
 
     # -- scheduler ---------------------------------------------------------------------------------------------
     def _at(self, due: float, fn, *args) -> None:
@@ -216,6 +221,7 @@ class World:
         sku = self.demand_skus[rng.randrange(len(self.demand_skus))]
         qty = rng.randint(1, self.demand_max)
         self.demand_stats["arrivals"] += 1
+        self.demand_stats["last_arrival_s"] = round(self._due - self.origin, 3)
         with ChangeBus.acting_as("world"):
             placed = self.place_order(channel, self.cat.channel_sku(channel, sku), qty)
         self.demand_stats["accepted" if placed else "rejected"] += 1
