@@ -49,8 +49,8 @@ def to_incoming(message: dict) -> Incoming:
 
 class SqsConsumer:
     def __init__(self, client, queue_url: str, inbox: Inbox, wait_s: int = 20, batch: int = 10,
-                 visibility_s: int = 60):
-        self.client, self.queue_url, self.inbox = client, queue_url, inbox
+                 visibility_s: int = 60, store_timeout_s: float = 30.0):
+        self.client, self.queue_url, self.inbox, self.store_timeout_s = client, queue_url, inbox, store_timeout_s
         self.wait_s, self.batch, self.visibility_s = wait_s, batch, visibility_s
         self.counts: Counter = Counter()
         self.stop_flag = threading.Event()
@@ -64,7 +64,7 @@ class SqsConsumer:
         for msg in messages:
             self.counts["in"] += 1
             item = to_incoming(msg)
-            stored = self.inbox.put(item)      # raises InboxUnavailable: the message stays, it will come back
+            stored = self.inbox.put(item, timeout_s=self.store_timeout_s)      # raises InboxUnavailable: the message stays, it will come back
             self.counts["quarantined" if item.quarantined else ("stored" if stored else "duplicate")] += 1
             self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=msg["ReceiptHandle"])
         return len(messages)
