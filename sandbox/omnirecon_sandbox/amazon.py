@@ -96,6 +96,7 @@ class AmazonSystem(BearerTokens, System):
         self.orders = data.setdefault("orders", [])
         self.orders_by_id = {o["amazon_order_id"]: o for o in self.orders}
         self._order_seq = len(self.orders)
+        self.queued_patches: list[tuple[float, str, int]] = []   # (due, sku, quantity): ACCEPTED, not yet applied
         self._init_tokens()
         limits = dict(RATE_LIMITS, **sandbox.options.amazon_rate_limits)
         self.buckets = {op: TokenBucket(rate, burst, sandbox.clock) for op, (rate, burst) in limits.items()}
@@ -204,6 +205,7 @@ class AmazonSystem(BearerTokens, System):
 
     def dump(self) -> dict:
         self._settle_feeds()
+        self._settle_patches()
         return self.data
 
     # -- auth -----------------------------------------------------------------------------------------------
@@ -213,7 +215,14 @@ class AmazonSystem(BearerTokens, System):
                                           "details": "The access token you provided is revoked, malformed or invalid."}]}, 403)
 
     def token(self, call: Call) -> Response:
-        form = call.req.form()
+        # LWA takes the grant as a form or, as some official SDKs send it, as a JSON object
+        json_body = "json" in (call.req.header("content-type") or "")
+        try:
+            form = (call.req.json() if json_body else call.req.form()) or {}
+        except ValueError:
+            form = None
+        if not isinstance(form, dict):
+            return Response.json({"error": "invalid_request", "error_description": "Malformed request body"}, 400)
         creds = self.sb.credentials
         if form.get("grant_type") == "client_credentials":     # grantless (Notifications API)
             return self.sb.notifications.platforms["amazon"].grantless_token(form)
@@ -232,6 +241,7 @@ class AmazonSystem(BearerTokens, System):
 
     def _guard(self, call: Call) -> Response | None:
         """Auth, then the operation's token bucket. None: go ahead."""
+        self._settle_patches()
         token = call.req.header("x-amz-access-token")
         if not token:
             return Response.json(_error("MissingAuthenticationToken", "Missing Authentication Token"), 403)
@@ -535,11 +545,21 @@ class AmazonSystem(BearerTokens, System):
         preview = call.req.arg("mode") == "VALIDATION_PREVIEW"
         status = "INVALID" if issues else ("VALID" if preview else "ACCEPTED")
         apply = status == "ACCEPTED" and call.apply
-        if apply and quantity is not None:
-            self.set_listing_quantity(sku, quantity)
+        if apply and quantity is not None:   # queued: applied after amazon_listing_seconds, as Amazon processes it
+            due = self.sb.clock.monotonic() + self.sb.clock.scaled(self.sb.options.amazon_listing_seconds)
+            with self.sb.lock:
+                self.queued_patches.append((due, sku, quantity))
         if not preview:
             self.sb.record_write(self.name, "patchListingsItem", sku, body, applied=apply)
         return Response.json({"sku": sku, "status": status, "submissionId": submission, "issues": issues})
+
+    def _settle_patches(self) -> None:
+        now = self.sb.clock.monotonic()
+        with self.sb.lock:
+            due = [p for p in self.queued_patches if p[0] <= now]
+            self.queued_patches = [p for p in self.queued_patches if p[0] > now]
+        for _, sku, quantity in due:
+            self.set_listing_quantity(sku, quantity)
 
     # -- Reports ----------------------------------------------------------------------------------------------------
     def _phase(self, created: float) -> str:

@@ -17,12 +17,13 @@ class SandboxClock:
 
     manual = False
 
-    def __init__(self, started_at: datetime | None = None, time_scale: float = 1.0):
+    def __init__(self, started_at: datetime | None = None, time_scale: float = 1.0, elapsed: float = 0.0):
+        """`elapsed`: seconds the clock has already run since `started_at` (a scenario loaded a moment ago)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         self.started_at = started_at or utcnow()
         self.time_scale = time_scale
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() - max(0.0, elapsed)
 
     def monotonic(self) -> float:
         return time.monotonic() - self._t0

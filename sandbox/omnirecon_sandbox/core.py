@@ -14,7 +14,7 @@ from omnirecon_sandbox.credentials import SandboxCredentials
 from omnirecon_sandbox.faults import FaultBook
 from omnirecon_sandbox.generate import expand
 from omnirecon_sandbox.http import HttpService
-from omnirecon_contract.timeutil import iso
+from omnirecon_contract.timeutil import iso, utcnow
 
 
 @dataclass
@@ -26,6 +26,7 @@ class SandboxOptions:
     shopify_bulk_seconds: float = 4.0               # CREATED -> COMPLETED
     amazon_rate_limits: dict = field(default_factory=dict)   # operationId -> (rate, burst), overrides the model's
     amazon_processing_seconds: float = 4.0          # reports and feeds IN_QUEUE -> DONE
+    amazon_listing_seconds: float = 5.0             # patchListingsItem ACCEPTED -> applied (queued meanwhile)
     walmart_rate_limits: dict = field(default_factory=dict)  # operationId -> (tokens per minute, bucket size)
     walmart_processing_seconds: float = 4.0         # feeds RECEIVED -> PROCESSED
     netsuite_concurrency: int = 5
@@ -33,6 +34,13 @@ class SandboxOptions:
     walmart_token_seconds: int = 900
     notify_connect_timeout: float = 1.0             # webhook deliveries: real seconds, never scaled
     notify_timeout: float = 5.0
+
+
+def _since_as_of(scenario) -> float:
+    """An `as_of: now` scenario was loaded a moment ago: its world has run since then, so the clock shows real time."""
+    if str(scenario.raw.get("as_of", "now")).strip() != "now":
+        return 0.0
+    return max(0.0, (utcnow() - scenario.as_of).total_seconds())
 
 
 class Sandbox:
@@ -45,7 +53,7 @@ class Sandbox:
         ManualClock lets tests drive it). `world_clock` is the same clock under the living world's name."""
         self.scenario = scenario
         self.host = host
-        self.clock = clock or world_clock or SandboxClock(scenario.as_of, time_scale)
+        self.clock = clock or world_clock or SandboxClock(scenario.as_of, time_scale, _since_as_of(scenario))
         self.options = options if isinstance(options, SandboxOptions) else SandboxOptions(**(options or {}))
         self.credentials = SandboxCredentials()
         self.lock = threading.RLock()

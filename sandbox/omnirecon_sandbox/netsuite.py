@@ -9,7 +9,7 @@ import re
 import sqlite3
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -117,6 +117,84 @@ class SuiteQLError(Exception):
 _DF = re.compile(r"BUILTIN\.DF\s*\(\s*((?:(\w+)\.)?(\w+))\s*\)", re.IGNORECASE)
 
 
+_ROWNUM_CAP = re.compile(r"(\bWHERE\s+)?\bROWNUM\s*(<=|<|=)\s*(\d+)(\s+AND\b)?", re.IGNORECASE)
+_AND_BEFORE = re.compile(r"\s+AND\s*$", re.IGNORECASE)
+
+
+def _block_end(q: str, start: int) -> int:
+    """Index of the parenthesis closing the query block that contains `start` (or the end of `q`)."""
+    depth, quoted = 0, False
+    for i in range(start, len(q)):
+        ch = q[i]
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            if depth == 0:
+                return i
+            depth -= 1
+    return len(q)
+
+
+def _rownum(q: str) -> str:
+    """Oracle's ROWNUM: a `ROWNUM <= n` (< n, = 1) condition caps its query block (LIMIT), ROWNUM as a value is
+    the row's number in its block (ROW_NUMBER() OVER ())."""
+    while True:
+        m = _ROWNUM_CAP.search(q)
+        if not m:
+            break
+        where, op, n, and_after = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        cap = n if op == "<=" else (n - 1 if op == "<" else (1 if n == 1 else 0))
+        head, tail = q[:m.start()], q[m.end():]
+        if and_after:                      # [WHERE] ROWNUM <= n AND x  -> [WHERE] x
+            head += where or ""
+        elif not where:                    # WHERE x AND ROWNUM <= n  -> WHERE x
+            head = _AND_BEFORE.sub("", head)
+        end = _block_end(tail, 0)
+        q = f"{head}{tail[:end].rstrip()} LIMIT {max(cap, 0)}{' ' if end < len(tail) else ''}{tail[end:]}"
+    return re.sub(r"\bROWNUM\b", "ROW_NUMBER() OVER ()", q, flags=re.IGNORECASE)
+
+
+def _date_add(stored, days) -> str | None:
+    if stored is None or days is None:
+        return None
+    return (datetime.strptime(stored, "%Y-%m-%dT%H:%M:%SZ") + timedelta(days=float(days))).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _trunc(value, fmt=None):
+    """TRUNC(date) is midnight of that day; TRUNC(number[, places]) drops digits."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _STORED.match(value):
+        return value[:10] + "T00:00:00Z"
+    places = int(fmt or 0)
+    factor = 10 ** places
+    return int(float(value) * factor) / factor if places else int(float(value))
+
+
+def _decode(*args):
+    """DECODE(expr, search1, result1, ..., [default])."""
+    expr, rest = args[0], list(args[1:])
+    while len(rest) >= 2:
+        search, result = rest.pop(0), rest.pop(0)
+        if expr == search or (expr is None and search is None):
+            return result
+    return rest[0] if rest else None
+
+
+def _pad(left: bool):
+    def pad(value, width, fill=" "):
+        if value is None or width is None:
+            return None
+        text, width, fill = str(value), int(width), str(fill) or " "
+        if len(text) >= width:
+            return text[:width]
+        padding = (fill * width)[:width - len(text)]
+        return padding + text if left else text + padding
+    return pad
+
+
 def translate(q: str) -> str:
     """SuiteQL (Oracle flavour) -> SQLite."""
     def df(m: re.Match) -> str:
@@ -137,6 +215,9 @@ def translate(q: str) -> str:
         return expr
     q = _DF.sub(df, q)
     q = re.sub(r"\bFETCH\s+(?:FIRST|NEXT)\s+(\d+)\s+ROWS?\s+ONLY\b", r"LIMIT \1", q, flags=re.IGNORECASE)
+    q = _rownum(q)
+    # Oracle date arithmetic: SYSDATE - 1 is a day ago (fractions are parts of a day)
+    q = re.sub(r"\bSYSDATE\s*([+-])\s*(\d+(?:\.\d+)?)\b", r"ns_date_add(ns_sysdate(), \1\2)", q, flags=re.IGNORECASE)
     q = re.sub(r"\bSYSDATE\b", "ns_sysdate()", q, flags=re.IGNORECASE)
     q = re.sub(r"(?<![\w\"])transaction(?![\w\"])", '"transaction"', q, flags=re.IGNORECASE)
     return q
@@ -170,6 +251,11 @@ class NetSuiteSystem(System):
                             ("TO_TIMESTAMP", 2, _to_date), ("TO_CHAR", 2, _to_char),
                             ("TO_CHAR", 1, lambda v: None if v is None else str(v)),
                             ("NVL", 2, lambda a, b: b if a is None else a),
+                            ("NVL2", 3, lambda a, b, c: c if a is None else b),
+                            ("DECODE", -1, _decode), ("CONCAT", 2, lambda a, b: f"{a or ''}{b or ''}"),
+                            ("TRUNC", 1, _trunc), ("TRUNC", 2, _trunc), ("LPAD", 2, _pad(True)),
+                            ("LPAD", 3, _pad(True)), ("RPAD", 2, _pad(False)), ("RPAD", 3, _pad(False)),
+                            ("ns_date_add", 2, _date_add),
                             ("ns_sysdate", 0, lambda: iso(self.sb.clock.now()))):
             db.create_function(fn, n, impl, deterministic=fn not in ("ns_sysdate",))
         loc_ids = {}

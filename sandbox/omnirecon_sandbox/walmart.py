@@ -9,6 +9,7 @@ import json
 import secrets
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -31,6 +32,7 @@ ITEMS_MAX = 200
 ORDERS_MAX = 200
 REQUIRED_HEADERS = ("WM_SEC.ACCESS_TOKEN", "WM_QOS.CORRELATION_ID", "WM_SVC.NAME")
 UNIT_PRICE = 19.99
+WALMART_NS = "http://walmart.com/"
 
 
 def _gateway_error(code: str, field: str, description: str, info: str, category: str = "DATA",
@@ -41,6 +43,34 @@ def _gateway_error(code: str, field: str, description: str, info: str, category:
 
 def _qty(amount: int) -> dict:
     return {"unit": "EACH", "amount": int(amount)}
+
+
+def _wants_xml(req: Request) -> bool:
+    accept = req.header("accept") or ""
+    return "xml" in accept and "json" not in accept
+
+
+def _inventory_xml(sku: str, amount: int) -> str:
+    """The Inventory schema as XML (us-mp-inventory.json: root `inventory`), as Walmart answers Accept: application/xml."""
+    root = ET.Element("inventory", xmlns=WALMART_NS)
+    ET.SubElement(root, "sku").text = sku
+    qty = ET.SubElement(root, "quantity")
+    ET.SubElement(qty, "unit").text = "EACH"
+    ET.SubElement(qty, "amount").text = str(int(amount))
+    return '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + ET.tostring(root, encoding="unicode")
+
+
+def _inventory_from_xml(body: bytes) -> dict:
+    """<inventory [xmlns="http://walmart.com/"]><sku/><quantity><unit/><amount/></quantity></inventory> -> the JSON shape."""
+    root = ET.fromstring(body)
+    local = {el.tag.rsplit("}", 1)[-1]: el for el in root.iter()}
+    if root.tag.rsplit("}", 1)[-1] != "inventory" or "quantity" not in local or "amount" not in local:
+        raise ValueError("not an inventory document")
+    text = (local["amount"].text or "").strip()
+    amount = int(text) if text.lstrip("-").isdigit() else text
+    unit = (local["unit"].text or "").strip() if "unit" in local else "EACH"
+    sku = (local["sku"].text or "").strip() if "sku" in local else None
+    return {"sku": sku, "quantity": {"unit": unit, "amount": amount}}
 
 
 class WalmartSystem(BearerTokens, System):
@@ -259,7 +289,13 @@ class WalmartSystem(BearerTokens, System):
         rows = [r for r in self._rows(sku) if node is None or r["ship_node"] == node]
         if not rows:
             return self._not_found(f"Inventory not found for sku {sku}")
-        return Response.json({"sku": sku, "quantity": _qty(rows[0]["quantity"])})
+        return self._inventory_answer(call.req, sku, rows[0]["quantity"])
+
+    @staticmethod
+    def _inventory_answer(req: Request, sku: str, amount: int) -> Response:
+        if _wants_xml(req):
+            return Response.text(_inventory_xml(sku, amount), 200, "application/xml")
+        return Response.json({"sku": sku, "quantity": _qty(amount)})
 
     def put_inventory(self, call: Call) -> Response:
         denied = self._guard(call)
@@ -267,10 +303,11 @@ class WalmartSystem(BearerTokens, System):
             return denied
         sku, node = call.req.arg("sku"), call.req.arg("shipNode")
         try:
-            body = call.req.json()
+            xml_body = "xml" in (call.req.header("content-type") or "")
+            body = _inventory_from_xml(call.req.body) if xml_body else call.req.json()
             amount = body["quantity"]["amount"]
             unit = body["quantity"].get("unit", "EACH")
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, ET.ParseError):
             return Response.json({"errors": [_gateway_error("MALFORMED_REQUEST_CONTENT", "quantity",
                                                             "Malformed request content",
                                                             "Body must be {sku, quantity: {unit, amount}}", "REQUEST")]}, 400)
@@ -286,7 +323,7 @@ class WalmartSystem(BearerTokens, System):
         if call.apply:
             self.set_quantity(rows[0], amount)
         self.sb.record_write(self.name, "updateInventoryForAnItem", f"{sku}@{rows[0]['ship_node']}", body, call.apply)
-        return Response.json({"sku": sku, "quantity": _qty(amount)})
+        return self._inventory_answer(call.req, sku, amount)
 
     def _grouped(self) -> list[tuple[str, list[dict]]]:
         """(sku, rows) in first-seen order; rows are never added at runtime, so this is built once."""

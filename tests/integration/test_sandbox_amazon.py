@@ -42,6 +42,14 @@ def test_lwa_token_and_errors(sb):
     assert bad_grant.status_code == 400 and bad_grant.json()["error"] == "invalid_grant"
     bad_client = requests.post(conn["extra"]["lwa_endpoint"], data=dict(base, client_secret="x"), timeout=10)
     assert bad_client.status_code == 401 and bad_client.json()["error"] == "invalid_client"
+    as_json = requests.post(conn["extra"]["lwa_endpoint"], json=base, timeout=10)         # as some official SDKs send it
+    assert as_json.status_code == 200 and as_json.json()["access_token"].startswith("Atza|")
+    assert sp(sb, "GET", "/orders/v0/orders/111-0000000-0000002", as_json.json()["access_token"]).status_code == 200
+    bad_json = requests.post(conn["extra"]["lwa_endpoint"], json=dict(base, refresh_token="Atzr|nope"), timeout=10)
+    assert bad_json.status_code == 400 and bad_json.json()["error"] == "invalid_grant"
+    not_object = requests.post(conn["extra"]["lwa_endpoint"], data="[1", headers={"Content-Type": "application/json"},
+                               timeout=10)
+    assert not_object.status_code == 400 and not_object.json()["error"] == "invalid_request"
 
 
 def test_access_token_required(sb):
@@ -124,8 +132,17 @@ def test_listings_get_and_patch_quantity(sb, token):
                                                   "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": 4}]}]}
     r = sp(sb, "PATCH", path, token, params={"marketplaceIds": US}, json=patch)
     assert r.status_code == 200 and r.json()["status"] == "ACCEPTED" and r.json()["submissionId"]
-    assert next(l for l in sb.state()["amazon"]["listings"] if l["sku"] == "TEE-BLK-M")["quantity"] == 4
     assert sb.writes()[-1]["operation"] == "patchListingsItem" and sb.writes()[-1]["applied"] is True
+
+    def shown():
+        return sp(sb, "GET", path, token, params={"marketplaceIds": US, "includedData": "fulfillmentAvailability"}
+                  ).json()["fulfillmentAvailability"][0]["quantity"]
+    # ACCEPTED is queued, not applied: the read-back sees the old quantity until Amazon has processed it
+    assert shown() == 6
+    sb.clock.advance(sb.options.amazon_listing_seconds - 1)
+    assert shown() == 6
+    sb.clock.advance(1)
+    assert shown() == 4 and next(l for l in sb.state()["amazon"]["listings"] if l["sku"] == "TEE-BLK-M")["quantity"] == 4
     missing_type = sp(sb, "PATCH", path, token, params={"marketplaceIds": US}, json={"patches": patch["patches"]})
     assert missing_type.status_code == 400
     assert sp(sb, "GET", "/listings/2021-08-01/items/A1SELLERDEMO/NOPE", token, params={"marketplaceIds": US}).status_code == 404

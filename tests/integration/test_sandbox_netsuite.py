@@ -92,6 +92,35 @@ def test_paging_limit_offset_keyset_and_caps():
         assert suiteql(sb, "DELETE FROM item").status_code == 400
 
 
+def test_suiteql_oracle_idioms(sb):
+    def ql(q):
+        r = suiteql(sb, q)
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+    assert [r["id"] for r in ql("SELECT id FROM item WHERE ROWNUM <= 2 ORDER BY id")] == ["501", "502"]
+    assert [r["id"] for r in ql("SELECT id FROM item WHERE isinactive = 'F' AND ROWNUM < 2")] == ["501"]
+    assert [r["id"] for r in ql("SELECT id FROM item WHERE ROWNUM <= 5 AND isinactive = 'T'")] == ["503"]
+    assert [r["id"] for r in ql("SELECT id FROM item WHERE isinactive = 'F' AND ROWNUM <= 5 AND itemid LIKE 'MUG%'")] == ["502"]
+    assert ql("SELECT id FROM item WHERE ROWNUM = 1")[0]["id"] == "501"
+    # the classic Oracle page: rows 2..3 of a sorted list
+    page = ql("SELECT * FROM (SELECT a.*, ROWNUM rnum FROM (SELECT id FROM item ORDER BY id DESC) a "
+              "WHERE ROWNUM <= 3) WHERE rnum > 1")
+    assert [(r["id"], r["rnum"]) for r in page] == [("502", "2"), ("501", "3")]
+    so = ql("SELECT tranid || '@' || NVL(createdfrom, 'none') tag, NVL2(createdfrom, 'y', 'n') has "
+            "FROM transaction WHERE id = 9001")[0]
+    assert so["tag"] == "SO9001@none" and so["has"] == "n"
+    row = ql("SELECT DECODE(itemtype, 'InvtPart', 'stock', 'other') kind, CONCAT(itemid, '!') shout, "
+             "LPAD(id, 6, '0') padded, TO_CHAR(SYSDATE, 'YYYY') yr FROM item WHERE id = 501")[0]
+    assert row["kind"] == "stock"
+    assert row["shout"] == "TEE-BLK-M!" and row["padded"] == "000501"
+    assert row["yr"] == str(sb.clock.now().year)
+    # date arithmetic: SYSDATE - 1 is a day ago; the items changed 2-3 h ago, the gift card a day ago
+    recent = ql("SELECT id FROM item WHERE lastmodifieddate > SYSDATE - 0.5 ORDER BY id")
+    assert [r["id"] for r in recent] == ["501", "502"]
+    assert [r["id"] for r in ql("SELECT id FROM item WHERE lastmodifieddate >= TRUNC(SYSDATE) - 2 ORDER BY id")] == \
+        ["501", "502", "503"]
+
+
 def test_records(sb):
     item = ns_get(sb, "/services/rest/record/v1/inventoryItem/501").json()
     assert item["id"] == "501" and item["itemId"] == "TEE-BLK-M" and item["locations"]["items"][0]["quantityAvailable"] == 8

@@ -9,12 +9,13 @@ import yaml
 
 from omnirecon_contract import scenario
 from omnirecon_sandbox import Sandbox
+from omnirecon_sandbox.clock import ManualClock
 
 
 @pytest.fixture(scope="module")
 def sandbox(demo_scenario_path):
     sc = scenario.from_dict(yaml.safe_load(demo_scenario_path.read_text()))
-    with Sandbox(sc, time_scale=0.01) as sb:
+    with Sandbox(sc, clock=ManualClock()) as sb:            # time moves when a test advances sb.clock
         yield sb
 
 
@@ -52,8 +53,13 @@ def test_python_amazon_sp_api(sandbox):
         "patches": [{"op": "replace", "path": "/attributes/fulfillment_availability",
                      "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": 3}]}]}).payload
     assert patched["status"] == "ACCEPTED"
-    after = client(ListingsItems).get_listings_item(seller, "TEE-BLK-M-FBM", includedData=["fulfillmentAvailability"])
-    assert after.payload["fulfillmentAvailability"][0]["quantity"] == 3
+
+    def shown():
+        return client(ListingsItems).get_listings_item(seller, "TEE-BLK-M-FBM", includedData=["fulfillmentAvailability"]
+                                                       ).payload["fulfillmentAvailability"][0]["quantity"]
+    assert shown() == 8                       # queued until Amazon has processed the submission
+    sandbox.clock.advance(sandbox.options.amazon_listing_seconds)
+    assert shown() == 3
 
     report = client(Reports).create_report(reportType="GET_MERCHANT_LISTINGS_ALL_DATA").payload
     assert report["reportId"]

@@ -3,6 +3,7 @@ import base64
 import json
 import time
 import uuid
+from xml.etree import ElementTree
 from urllib.parse import urlencode
 
 import pytest
@@ -64,6 +65,31 @@ def test_inventory_get_put_and_multinode(sb, token):
                                "key": "TEE-BLK-M@10001", "applied": True}
     assert wm(sb, "PUT", "/v3/inventory?sku=TEE-BLK-M", token, json={"quantity": {"unit": "EACH", "amount": -1}}).status_code == 400
     assert wm(sb, "GET", "/v3/inventory?sku=NOPE", token).status_code == 404
+
+
+def test_inventory_speaks_xml_as_the_spec_says(sb, token):
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><inventory xmlns="http://walmart.com/"><sku>TEE-BLK-M</sku>'
+           '<quantity><unit>EACH</unit><amount>7</amount></quantity></inventory>')
+    xml_headers = {"Content-Type": "application/xml", "Accept": "application/xml"}
+    put = wm(sb, "PUT", "/v3/inventory?sku=TEE-BLK-M&shipNode=10001", token, data=xml, headers=xml_headers)
+    assert put.status_code == 200 and put.headers["Content-Type"] == "application/xml"
+    doc = ElementTree.fromstring(put.content)
+    ns = {"w": "http://walmart.com/"}
+    assert doc.tag == "{http://walmart.com/}inventory" and doc.findtext("w:sku", namespaces=ns) == "TEE-BLK-M"
+    assert doc.findtext("w:quantity/w:amount", namespaces=ns) == "7"
+    assert doc.findtext("w:quantity/w:unit", namespaces=ns) == "EACH"
+    qty = {(i["sku"], i["ship_node"]): i["quantity"] for i in sb.state()["walmart"]["items"]}
+    assert qty[("TEE-BLK-M", "10001")] == 7
+    # an XML body answered in JSON, and a JSON read answered in XML: the format Accept asks for
+    plain = wm(sb, "PUT", "/v3/inventory?sku=TEE-BLK-M&shipNode=10001", token,
+               data=xml.replace(">7<", ">6<"), headers={"Content-Type": "application/xml"})
+    assert plain.json() == {"sku": "TEE-BLK-M", "quantity": {"unit": "EACH", "amount": 6}}
+    got = wm(sb, "GET", "/v3/inventory?sku=TEE-BLK-M&shipNode=10001", token, headers={"Accept": "application/xml"})
+    assert ElementTree.fromstring(got.content).findtext("w:quantity/w:amount", namespaces=ns) == "6"
+    for bad in ("<inventory><sku>TEE-BLK-M</sku><quantity><amount>-1</amount></quantity></inventory>",
+                "<inventory><sku>TEE-BLK-M</sku>", "<feed/>"):
+        r = wm(sb, "PUT", "/v3/inventory?sku=TEE-BLK-M", token, data=bad, headers={"Content-Type": "application/xml"})
+        assert r.status_code == 400, bad
 
 
 def test_all_inventories_cursor_paging(sb, token):

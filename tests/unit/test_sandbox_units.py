@@ -15,6 +15,7 @@ from omnirecon_sandbox.clock import ManualClock
 from omnirecon_sandbox.ratelimit import TokenBucket
 from omnirecon_sandbox.shopify_search import matcher
 from omnirecon_contract.scenario import from_dict
+from tests.support.sandbox_http import scenario_doc
 
 BASE = {"version": 1, "name": "gen", "as_of": "2026-03-01T12:00:00Z",
         "settings": {"locations": [{"erp": "WH-EAST", "shopify": "gid://shopify/Location/1001",
@@ -80,6 +81,16 @@ def test_token_bucket_scaled_refill():
     assert not bucket.take()
     clock.advance(0.05)
     assert bucket.take() and not bucket.take()
+
+
+def test_sandbox_clock_of_an_as_of_now_scenario_shows_real_time():
+    from omnirecon_contract.timeutil import utcnow
+    demo_doc = scenario_doc()
+    loaded_earlier = from_dict(demo_doc, as_of=utcnow() - timedelta(seconds=90))   # as_of: now, a while ago
+    sb = Sandbox(loaded_earlier)
+    assert abs((sb.clock.now() - utcnow()).total_seconds()) < 5
+    fixed = from_dict(dict(demo_doc, as_of="2026-03-01T12:00:00Z"))                  # a fixed as_of is where it starts
+    assert abs((Sandbox(fixed).clock.now() - datetime(2026, 3, 1, 12, tzinfo=timezone.utc)).total_seconds()) < 5
 
 
 def test_manual_clock_moves_only_when_told():
