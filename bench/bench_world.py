@@ -5,7 +5,8 @@ Sustaining the load means the scheduler loop keeps up: every due action (arrival
 runs within a few milliseconds of its due time for the whole run, rather than falling further behind.
 
 Run: .venv/bin/python bench/bench_world.py [--skus 10000] [--orders-per-second 50] [--seconds 60] [--runs 3]
-     [--notifications]   # + notification delivery latency p50/p95 (once the platforms' notifications exist)
+     [--notifications]   # + every platform's notifications subscribed (real APIs) to a local receiver and an
+                         #   SQS consumer (boto3): delivery latency p50/p95 per platform
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 import os
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from omnirecon_contract.timeutil import parse_duration
 from omnirecon_sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # the tests package (its receiver and platform clients), for --notifications
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -46,21 +49,69 @@ def scenario(skus: int, per_second: float, seed: int, poll_every: str | None) ->
 
 
 def notification_latency(sb) -> dict:
-    """Delivery latency of the platforms' notifications at this load (provided by the notifications module)."""
-    notifications = getattr(sb, "notifications", None)
-    if notifications is None or not hasattr(notifications, "latency"):
-        raise SystemExit("--notifications: this sandbox has no notification delivery yet")
-    return notifications.latency()
+    """Delivery latency of the platforms' notifications at this load: change -> 2xx answer (Amazon: queued)."""
+    return sb.notifications.latency()
+
+
+def subscribe_all(sb, url: str):
+    """Subscribe every platform through its own API: Shopify and Walmart webhooks and the NetSuite deployment post
+    to `url`; Amazon's notifications go to an SQS queue that a boto3 consumer drains. -> stop() for the consumer."""
+    import threading
+
+    import boto3
+    import requests
+
+    from tests.support.sandbox_http import gql, lwa_token, sp, walmart_token, wm
+    for topic in ("INVENTORY_LEVELS_UPDATE", "ORDERS_CREATE"):
+        r = gql(sb, "mutation($t: WebhookSubscriptionTopic!, $s: WebhookSubscriptionInput!) { webhookSubscriptionCreate("
+                    "topic: $t, webhookSubscription: $s) { userErrors { message } } }", {"t": topic, "s": {"uri": url}})
+        assert not r.json()["data"]["webhookSubscriptionCreate"]["userErrors"], r.text
+    events = [{"eventType": t, "eventVersion": "V1", "resourceName": res, "eventUrl": url, "status": "ACTIVE",
+               "authDetails": {"authMethod": "HMAC", "clientSecret": "bench-secret"}}
+              for t, res in (("INVENTORY_OOS", "INVENTORY"), ("PO_CREATED", "ORDER"))]
+    wm(sb, "POST", "/v3/webhooks/subscriptions", walmart_token(sb), json={"events": events}).raise_for_status()
+    requests.put(sb.urls["erp"] + "/_sandbox/netsuite/script-deployments/omnirecon",
+                 json={"url": url, "secret": "bench-secret-0123456789"}, timeout=10).raise_for_status()
+    c, x = sb.credentials, sb.connections()["omnirecon_amazon"]["extra"]
+    sqs = boto3.client("sqs", endpoint_url=x["sqs_endpoint"], region_name=x["aws_region"],
+                       aws_access_key_id=x["aws_access_key_id"], aws_secret_access_key=x["aws_secret_access_key"])
+    queue = sqs.create_queue(QueueName="bench")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    grantless = requests.post(sb.urls["amazon"] + "/auth/o2/token", timeout=10, data={
+        "grant_type": "client_credentials", "scope": "sellingpartnerapi::notifications",
+        "client_id": c.amazon_client_id, "client_secret": c.amazon_client_secret}).json()["access_token"]
+    dest = sp(sb, "POST", "/notifications/v1/destinations", grantless,
+              json={"name": "bench", "resourceSpecification": {"sqs": {"arn": arn}}}).json()["payload"]["destinationId"]
+    seller = lwa_token(sb)
+    for t in ("LISTINGS_ITEM_MFN_QUANTITY_CHANGE", "ORDER_CHANGE"):
+        sp(sb, "POST", f"/notifications/v1/subscriptions/{t}", seller,
+           json={"payloadVersion": "1.0", "destinationId": dest}).raise_for_status()
+    stop = threading.Event()
+
+    def drain():
+        while not stop.is_set():
+            for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    consumer = threading.Thread(target=drain, daemon=True)
+    consumer.start()
+    return lambda: (stop.set(), consumer.join(timeout=5))
 
 
 def run_once(args, seed: int) -> dict:
     doc = scenario(args.skus, args.orders_per_second, seed, args.poll_every)
+    if args.notifications:   # the clean delivery path: no stop_after / reorder / duplicate defects
+        doc["notifications"]["defects"] = []
     t = time.perf_counter()
     sb = Sandbox(from_dict(doc))
     build_s = time.perf_counter() - t
     world = sb.world
     world.lateness = collections.deque(maxlen=5_000_000)
     sb.start()
+    receiver = stop_consumer = None
+    if args.notifications:
+        from tests.support.receiver import Receiver
+        receiver = Receiver().__enter__()
+        stop_consumer = subscribe_all(sb, receiver.url)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
         time.sleep(args.seconds)
@@ -71,7 +122,11 @@ def run_once(args, seed: int) -> dict:
             stats, actions, log = dict(world.demand_stats), world.actions, list(world.hop_log)
             notify = notification_latency(sb) if args.notifications else None
     finally:
+        if stop_consumer:
+            stop_consumer()
         sb.stop()
+        if receiver:
+            receiver.__exit__(None, None, None)
     latency = {h["id"]: parse_duration(h.get("latency", 0)) for h in doc["integration"]["hops"]
                if h["mechanism"] == "event"}
     carried = collections.defaultdict(list)

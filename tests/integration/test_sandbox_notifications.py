@@ -446,3 +446,43 @@ def test_world_dump_carries_notification_counters():
         world = sb.state()["world"]
         assert world["notifications"][0]["topic"] == "orders/create" and world["notifications"][0]["delivered"] == 1
         assert ORDER_CREATED == "order_created"
+
+
+# -- time on the sandbox clock (ManualClock: nothing waits for real time) ---------------------------------------------
+def manual_sandbox():
+    from omnirecon_sandbox.clock import ManualClock
+    s = from_dict(scenario_doc(notifications=ALL))
+    clock = ManualClock(s.as_of)
+    return Sandbox(s, clock=clock, options={"notify_timeout": 1.0}), clock
+
+
+def test_shopify_retry_waits_its_backoff_on_the_sandbox_clock():
+    sb, clock = manual_sandbox()
+    with sb, Receiver(lambda n: (500, 0.0) if n == 1 else (200, 0.0)) as rx:
+        shopify_subscribe(sb, "INVENTORY_LEVELS_UPDATE", rx.url)
+        shopify_set(sb, 3, "m1")
+        rx.wait_for(1)
+        time.sleep(0.3)
+        assert len(rx.requests) == 1              # real time passes, the clock does not: no retry yet
+        clock.advance(9.9)
+        time.sleep(0.3)
+        assert len(rx.requests) == 1              # the first retry is due 10 s after the failure
+        clock.advance(0.2)
+        second = rx.wait_for(2)[1]
+        assert second["headers"]["x-shopify-webhook-id"] == rx.requests[0]["headers"]["x-shopify-webhook-id"]
+
+
+def test_sqs_visibility_timeout_on_the_sandbox_clock():
+    sb, clock = manual_sandbox()
+    with sb:
+        sqs = sqs_client(sb)
+        url = sqs.create_queue(QueueName="manual")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        amazon_subscribe(sb, arn, ["LISTINGS_ITEM_MFN_QUANTITY_CHANGE"])
+        sb.systems["amazon"].set_listing_quantity("TEE-BLK-M", 5)
+        [m1] = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"]
+        clock.advance(29.5)
+        assert "Messages" not in sqs.receive_message(QueueUrl=url)
+        clock.advance(0.6)
+        [m2] = sqs.receive_message(QueueUrl=url, AttributeNames=["ApproximateReceiveCount"])["Messages"]
+        assert m2["MessageId"] == m1["MessageId"] and m2["Attributes"]["ApproximateReceiveCount"] == "2"

@@ -12,6 +12,7 @@ import uuid
 
 from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.http import Response
+from omnirecon_sandbox.ratelimit import TokenBucket
 from omnirecon_sandbox.notify.sqs import SqsService
 
 TYPES = ("LISTINGS_ITEM_MFN_QUANTITY_CHANGE", "LISTINGS_ITEM_STATUS_CHANGE", "ORDER_CHANGE",
@@ -19,6 +20,7 @@ TYPES = ("LISTINGS_ITEM_MFN_QUANTITY_CHANGE", "LISTINGS_ITEM_STATUS_CHANGE", "OR
 SCOPE = "sellingpartnerapi::notifications"
 APPLICATION_ID = "amzn1.sellerapps.app.sandbox-omnirecon"
 SUPPLY_SOURCE_ID = "d7679e14-031b-4ab3-a81b-ec4fc7a460b3"
+NOTIFICATIONS_RATE = (1, 5)            # requests per second, burst (the Notifications API's usage plan)
 ORDER_STATUS = {ORDER_CREATED: "Unshipped", ORDER_CANCELLED: "Canceled", ORDER_FULFILLED: "Shipped"}
 
 
@@ -35,6 +37,11 @@ class AmazonNotifications:
         self.subs: dict[str, dict] = {}            # notificationType -> subscription
         self.lock = threading.Lock()
         self._quantities = {sku: int(l.get("quantity", 0)) for sku, l in system.listings.items()}
+        for op in ("createDestination", "getDestinations", "getDestination", "deleteDestination", "createSubscription",
+                   "getSubscription", "getSubscriptionById", "deleteSubscriptionById"):
+            rate, burst = hub.sb.options.amazon_rate_limits.get(op, NOTIFICATIONS_RATE)
+            system.buckets[op] = TokenBucket(rate, burst, hub.sb.clock)
+            system.limits[op] = (rate, burst)
         r = system.router
         base = "/notifications/v1"
         r.add("POST", "/", "sqs", lambda call: self.sqs.handle(call.req))
@@ -225,7 +232,7 @@ class AmazonNotifications:
             return
         self.sqs.send(queue, text)
         self.hub.count("amazon", ntype, sub_id, delivered=1)
-        self.hub.latency(self.hub.sb.clock.monotonic() - published)
+        self.hub.record_latency("amazon", self.hub.sb.clock.monotonic() - published)
 
     def _status(self, change) -> dict:
         listing = self.system.listings.get(change.sku) or {}

@@ -46,7 +46,7 @@ class Notifications:
                 _Defect(d["kind"], opts, random.Random(d.get("seed", 0)), *bounds))
         self._lock = threading.Lock()
         self._counters: dict[tuple, dict] = {}
-        self._latencies: list[float] = []
+        self._latencies: dict[str, list[float]] = {}
         opts = sandbox.options
         self.outbox = Outbox(sandbox.clock, self._result, opts.notify_connect_timeout, opts.notify_timeout)
         kinds = {"shopify": ShopifyWebhooks, "amazon": AmazonNotifications, "walmart": WalmartWebhooks,
@@ -94,14 +94,27 @@ class Notifications:
             for k, v in inc.items():
                 row[k] += v
 
-    def latency(self, seconds: float) -> None:
+    def record_latency(self, system: str, seconds: float) -> None:
+        """Clock seconds from the change to its delivery (2xx answer; Amazon: queued), first copies only."""
         with self._lock:
-            if len(self._latencies) < LATENCY_SAMPLES:
-                self._latencies.append(seconds)
+            samples = self._latencies.setdefault(system, [])
+            if len(samples) < LATENCY_SAMPLES:
+                samples.append(seconds)
 
-    def latencies(self) -> list[float]:
+    def latencies(self) -> dict[str, list[float]]:
         with self._lock:
-            return list(self._latencies)
+            return {s: list(v) for s, v in self._latencies.items()}
+
+    def latency(self) -> dict:
+        """p50 / p95 / max delivery latency (ms) per system and over all (bench)."""
+        def summary(values):
+            values = sorted(values)
+            pick = lambda q: round(values[min(len(values) - 1, int(q * len(values)))] * 1e3, 1)
+            return {"n": len(values), "p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(values[-1] * 1e3, 1)} \
+                if values else {"n": 0}
+        by_system = self.latencies()
+        return {"all": summary([v for vs in by_system.values() for v in vs]),
+                **{s: summary(v) for s, v in sorted(by_system.items())}}
 
     def stats(self) -> list[dict]:
         return self.counters()
@@ -124,7 +137,7 @@ class Notifications:
         if ok:
             self.count(d.system, d.topic, d.subscription, delivered=1)
             if not d.duplicate:
-                self.latency(self.sb.clock.monotonic() - d.created)
+                self.record_latency(d.system, self.sb.clock.monotonic() - d.created)
             platform.delivered(d)
             return
         self.count(d.system, d.topic, d.subscription, failed=1)
