@@ -52,10 +52,12 @@ class Notifications:
         kinds = {"shopify": ShopifyWebhooks, "amazon": AmazonNotifications, "walmart": WalmartWebhooks,
                  "erp": NetSuiteDeployment}
         self.platforms = {n: cls(self, sandbox.systems[n]) for n, cls in kinds.items() if n in sandbox.systems}
-        self._unsubscribe = sandbox.changes.subscribe(self.on_change)
+        # a scenario without notifications adds no subscriber: writes publish nothing (bus inactive), as before
+        self._unsubscribe = sandbox.changes.subscribe(self.on_change) if self.enabled else None
 
     def start(self) -> None:
-        self.outbox.start()
+        if self.enabled:
+            self.outbox.start()
 
     def stop(self) -> None:
         self.outbox.stop()
