@@ -549,6 +549,7 @@ class AmazonSystem(BearerTokens, System):
             due = self.sb.clock.monotonic() + self.sb.clock.scaled(self.sb.options.amazon_listing_seconds)
             with self.sb.lock:
                 self.queued_patches.append((due, sku, quantity))
+            self.sb.notifications.later(self.sb.options.amazon_listing_seconds, self._settle_patches)
         if not preview:
             self.sb.record_write(self.name, "patchListingsItem", sku, body, applied=apply)
         return Response.json({"sku": sku, "status": status, "submissionId": submission, "issues": issues})

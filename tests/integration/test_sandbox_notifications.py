@@ -486,3 +486,28 @@ def test_sqs_visibility_timeout_on_the_sandbox_clock():
         clock.advance(0.6)
         [m2] = sqs.receive_message(QueueUrl=url, AttributeNames=["ApproximateReceiveCount"])["Messages"]
         assert m2["MessageId"] == m1["MessageId"] and m2["Attributes"]["ApproximateReceiveCount"] == "2"
+
+
+def test_an_api_write_notifies_like_any_other_when_amazon_applies_it():
+    """patchListingsItem is queued (ACCEPTED) and applied later; its notification comes when it is applied,
+    without anyone reading the listing in between."""
+    sb, clock = manual_sandbox()
+    with sb:
+        sqs = sqs_client(sb)
+        url = sqs.create_queue(QueueName="writes")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        amazon_subscribe(sb, arn, ["LISTINGS_ITEM_MFN_QUANTITY_CHANGE"])
+        patch = {"productType": "SHIRT", "patches": [{"op": "replace", "path": "/attributes/fulfillment_availability",
+                                                      "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": 4}]}]}
+        r = sp(sb, "PATCH", "/listings/2021-08-01/items/A1SELLERDEMO/TEE-BLK-M", lwa_token(sb),
+               params={"marketplaceIds": "ATVPDKIKX0DER"}, json=patch)
+        assert r.json()["status"] == "ACCEPTED"
+        time.sleep(0.3)
+        assert "Messages" not in sqs.receive_message(QueueUrl=url)     # not applied yet: nothing changed
+        clock.advance(sb.options.amazon_listing_seconds + 0.1)
+        deadline = time.monotonic() + 5
+        got = None
+        while got is None and time.monotonic() < deadline:
+            got = sqs.receive_message(QueueUrl=url).get("Messages")
+            time.sleep(0.05)
+        assert got and json.loads(got[0]["Body"])["Payload"]["Quantity"] == 4

@@ -62,6 +62,12 @@ class Notifications:
     def stop(self) -> None:
         self.outbox.stop()
 
+    def later(self, delay_s: float, fn) -> None:
+        """Run fn after `delay_s` documented seconds on the sandbox clock, where something is listening: a change
+        a system applies lazily (Amazon's queued listing patches) then notifies when it happens, not when next read."""
+        if self.enabled:
+            self.outbox.submit(fn, delay_s)
+
     # -- changes in, notifications out ------------------------------------------------------------------------
     def on_change(self, change) -> None:
         platform = self.platforms.get(change.system)
