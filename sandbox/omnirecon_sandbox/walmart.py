@@ -624,7 +624,7 @@ class WalmartSystem(BearerTokens, System):
         denied = self._guard(call)
         if denied:
             return denied
-        o = next((o for o in self.orders if o["purchase_order_id"] == purchaseOrderId), None)
+        o = self.orders_by_id.get(purchaseOrderId)
         if o is None:
             return self._not_found(f"Order {purchaseOrderId} not found", "CONTENT_NOT_FOUND.GMP_ORDER_API")
         return Response.json({"order": self._order(o)})
@@ -633,7 +633,7 @@ class WalmartSystem(BearerTokens, System):
         denied = self._guard(call)
         if denied:
             return denied
-        o = next((o for o in self.orders if o["purchase_order_id"] == purchaseOrderId), None)
+        o = self.orders_by_id.get(purchaseOrderId)
         if o is None:
             return self._not_found(f"Order {purchaseOrderId} not found", "CONTENT_NOT_FOUND.GMP_ORDER_API")
         with self.sb.lock:

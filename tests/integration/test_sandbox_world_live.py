@@ -43,3 +43,17 @@ def test_static_scenario_serves_no_world():
         r = requests.get(sb.urls["walmart"] + "/_sandbox/world", timeout=5)
         assert r.status_code == 404
         assert "world" not in requests.get(sb.urls["walmart"] + "/_sandbox/state", timeout=5).json()
+
+
+def test_orders_the_world_places_are_served_by_the_channel_api():
+    doc = world_doc(events=[{"at": "+0.2s", "system": "walmart", "kind": "order", "sku": "SKU-002", "quantity": 2}])
+    with Sandbox(from_dict(doc)) as sb:
+        orders = sb.systems["walmart"].orders
+        wait_for(lambda: orders, 20, "the Walmart sale")
+        token = walmart_token(sb)
+        po = orders[0]["purchase_order_id"]
+        body = wm(sb, "GET", f"/v3/orders/{po}", token).json()["order"]
+        assert body["orderLines"]["orderLine"][0]["item"]["sku"] == "SKU-002"
+        assert wm(sb, "POST", f"/v3/orders/{po}/acknowledge", token).status_code == 200
+        got = wm(sb, "GET", "/v3/inventory?sku=SKU-002&shipNode=10001", token).json()
+        assert got["quantity"]["amount"] == 7                # 9 - 2, at once

@@ -60,10 +60,6 @@ class Hop:
     def defect(self, kind: str, t: float) -> Defect | None:
         return next((d for d in self.defects if d.kind == kind and d.active(t)), None)
 
-    @property
-    def name(self) -> str:
-        return self.id
-
 
 class World:
     def __init__(self, sandbox):
@@ -301,6 +297,8 @@ class World:
         self._at(changed_at + max(0.0, delay), self._attempt, hop, key, delta, {etype}, changed_at, snapshot)
 
     def _wake_poll(self, hop: Hop) -> None:
+        """A poll connector's wake: every key changed since the last successful wake, at its current value
+        (min_delta compares the net change over that period)."""
         t = self.now()
         self._at(self._due + hop.every, self._wake_poll, hop)
         if self._defect(hop, "expired_credentials", t):
