@@ -13,7 +13,8 @@ import uuid
 from importlib import resources
 
 from graphql import GraphQLError, build_schema, execute, get_named_type, get_operation_ast, is_object_type, parse, validate
-from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode
+from graphql.language import (FieldNode, FragmentDefinitionNode, FragmentSpreadNode, InlineFragmentNode,
+                              OperationDefinitionNode)
 from graphql.utilities import value_from_ast_untyped
 
 from omnirecon_sandbox import shopify_search
@@ -33,13 +34,19 @@ QUANTITY_NAMES = ("available", "on_hand", "committed", "reserved", "incoming", "
                   "quality_control")
 BULK_CONCURRENT = 5
 DOCS = "https://shopify.dev/api/usage/rate-limits"
+DEFAULT_PRICE = "19.99"   # the scenario format has no prices; a variant's `price` overrides it
 _VERSION = re.compile(r"^(\d{4})-(01|04|07|10)$|^unstable$")
 
 SCHEMA = build_schema(resources.files("omnirecon_sandbox").joinpath("shopify_schema.graphql").read_text())
+SCHEMA.get_type("Node").resolve_type = lambda obj, info, abstract: gid_kind(obj["id"])
 
 
 def gid(kind: str, num) -> str:
     return f"gid://shopify/{kind}/{num}"
+
+
+def gid_kind(value: str) -> str:
+    return value.split("/")[3]
 
 
 def gid_num(value: str) -> int:
@@ -250,7 +257,7 @@ class ShopifySystem(System):
             payload, doc = parsed
         errors = validate(SCHEMA, doc)
         if errors:
-            return Response.json({"errors": [e.formatted for e in errors]})
+            return Response.json({"errors": shopify_errors(doc, errors)})
         variables = payload.get("variables") or {}
         op = get_operation_ast(doc, payload.get("operationName"))
         if op is None:
@@ -290,8 +297,49 @@ class ShopifySystem(System):
 
     # -- views: scenario dicts -> GraphQL objects ----------------------------------------------------------------
     def location_view(self, loc: dict) -> dict:
+        active, addr = loc.get("active", True), dict(loc.get("address") or {})
+        addr.setdefault("formatted", [v for v in (addr.get("address1"), addr.get("city"), addr.get("country")) if v])
+        stocked = any(l["location_id"] == loc["id"] for v in self.variants for l in v.get("levels", []))
         return {"id": loc["id"], "legacyResourceId": str(gid_num(loc["id"])), "name": loc.get("name") or loc["id"],
-                "isActive": loc.get("active", True)}
+                "isActive": active, "address": addr,
+                "fulfillsOnlineOrders": loc.get("fulfills_online_orders", active), "shipsInventory": active,
+                "hasActiveInventory": stocked, "isFulfillmentService": False, "activatable": not active,
+                "deactivatable": active, "deletable": not active and not stocked,
+                "createdAt": self.sb.data.get("as_of"), "updatedAt": self.sb.data.get("as_of")}
+
+    def shop_view(self) -> dict:
+        domain = self.data.get("shop") or "sandbox-store.myshopify.com"
+        plan = self.data.get("plan", "standard")
+        return {"id": gid("Shop", 1), "name": domain.split(".")[0], "email": f"owner@{domain}",
+                "contactEmail": f"owner@{domain}", "myshopifyDomain": domain, "url": f"https://{domain}",
+                "primaryDomain": {"id": gid("Domain", 1), "host": domain, "url": f"https://{domain}", "sslEnabled": True},
+                "currencyCode": "USD", "ianaTimezone": "Etc/UTC", "timezoneAbbreviation": "UTC",
+                "timezoneOffset": "+0000", "timezoneOffsetMinutes": 0,
+                "plan": {"displayName": plan.title(), "publicDisplayName": plan.title(), "partnerDevelopment": False,
+                         "shopifyPlus": plan == "plus"},
+                "createdAt": self.sb.data.get("as_of"), "updatedAt": self.sb.data.get("as_of")}
+
+    def node_view(self, id: str):
+        """Any object by its global id (QueryRoot.node / nodes)."""
+        m = re.match(r"^gid://shopify/(\w+)/(\d+)", id or "")
+        if not m:
+            return None
+        kind, root = m.group(1), _Root(self)
+        if kind == "LineItem":
+            order = self.orders_by_id.get(gid("Order", int(m.group(2)) // 1000))
+            idx = int(m.group(2)) % 1000 - 1
+            lines = order.get("line_items", []) if order else []
+            return self.line_view(order, idx, lines[idx]) if 0 <= idx < len(lines) else None
+        if kind == "Fulfillment":
+            order = self.orders_by_id.get(gid("Order", int(m.group(2))))
+            done = order and order.get("display_fulfillment_status") in ("FULFILLED", "PARTIALLY_FULFILLED")
+            return self.fulfillment_view(order) if done else None
+        if kind == "Shop":
+            return self.shop_view() if id == gid("Shop", 1) else None
+        finder = {"ProductVariant": root.productVariant, "Product": root.product, "InventoryItem": root.inventoryItem,
+                  "InventoryLevel": root.inventoryLevel, "Location": root.location, "Order": root.order,
+                  "BulkOperation": root.bulkOperation, "WebhookSubscription": root.webhookSubscription}.get(kind)
+        return finder(None, id) if finder else None
 
     def level_view(self, variant: dict, lvl: dict) -> dict:
         item_id = variant["inventory_item_id"]
@@ -307,6 +355,7 @@ class ShopifySystem(System):
 
         return {"id": self.level_id(variant, lvl), "location": self.location_view(self.locations[lvl["location_id"]]),
                 "item": lambda info: self.item_view(self.by_item[item_id]), "quantities": quantities,
+                "canDeactivate": not any(int(lvl.get(n, 0)) for n in ("available", "committed", "incoming")),
                 "createdAt": lvl.get("updated_at"), "updatedAt": lvl.get("updated_at")}
 
     @staticmethod
@@ -329,7 +378,9 @@ class ShopifySystem(System):
             return self.level_view(variant, lvl) if lvl else None
 
         return {"id": variant["inventory_item_id"], "legacyResourceId": str(gid_num(variant["inventory_item_id"])),
-                "sku": variant.get("sku"), "tracked": variant.get("tracked", True),
+                "sku": variant.get("sku"), "tracked": variant.get("tracked", True), "requiresShipping": True,
+                "duplicateSkuCount": sum(1 for v in self.variants if v is not variant and v.get("sku") == variant.get("sku")),
+                "harmonizedSystemCode": None, "unitCost": None,
                 "variant": lambda info: self.variant_view(variant), "inventoryLevel": inventory_level,
                 "inventoryLevels": inventory_levels, "createdAt": self._updated(variant),
                 "updatedAt": self._updated(variant)}
@@ -337,6 +388,11 @@ class ShopifySystem(System):
     def variant_view(self, variant: dict) -> dict:
         return {"id": variant["id"], "legacyResourceId": str(gid_num(variant["id"])), "sku": variant.get("sku"),
                 "title": variant.get("sku") or "Default Title", "displayName": variant.get("sku") or variant["id"],
+                "price": _price(variant), "compareAtPrice": None, "barcode": variant.get("barcode"), "position": 1,
+                "availableForSale": variant.get("inventory_policy") == "CONTINUE" or not variant.get("tracked", True)
+                or any(int(l.get("available", 0)) > 0 for l in variant.get("levels", [])),
+                "taxable": True, "selectedOptions": [{"name": "Title", "value": "Default Title"}],
+                "createdAt": self._updated(variant),
                 "inventoryPolicy": variant.get("inventory_policy", "DENY"),
                 "inventoryQuantity": sum(int(l.get("available", 0)) for l in variant.get("levels", [])),
                 "inventoryItem": lambda info: self.item_view(variant), "product": lambda info: self.product_view(variant),
@@ -352,7 +408,10 @@ class ShopifySystem(System):
 
         sku = variant.get("sku") or f"variant-{num}"
         return {"id": gid("Product", num), "legacyResourceId": str(num), "title": sku, "handle": sku.lower(),
-                "status": "ACTIVE", "tracksInventory": bool(variant.get("tracked", True)),
+                "description": "", "descriptionHtml": "", "vendor": self.data.get("shop", "sandbox").split(".")[0],
+                "productType": "", "tags": [], "hasOnlyDefaultVariant": True,
+                "variantsCount": {"count": 1, "precision": "EXACT"}, "createdAt": self._updated(variant),
+                "publishedAt": self._updated(variant), "status": "ACTIVE", "tracksInventory": bool(variant.get("tracked", True)),
                 "totalInventory": sum(int(l.get("available", 0)) for l in variant.get("levels", [])),
                 "variants": variants, "updatedAt": self._updated(variant)}
 
@@ -367,25 +426,44 @@ class ShopifySystem(System):
                                    first, after, last, before, reverse)
 
         def fulfillments(info, first=None, query=None):
-            if not done:
-                return []
-            return [{"id": gid("Fulfillment", gid_num(order["id"])), "status": "SUCCESS",
-                     "createdAt": order.get("updated_at"), "updatedAt": order.get("updated_at")}][: first or None]
+            return [self.fulfillment_view(order)][: first or None] if done else []
+
+        total = sum(int(l.get("quantity", 0)) * float(self._line_price(l)) for l in lines)
 
         return {"id": order["id"], "legacyResourceId": str(gid_num(order["id"])),
-                "name": order.get("name") or f"#{gid_num(order['id'])}", "createdAt": order.get("created_at"),
+                "name": order.get("name") or f"#{gid_num(order['id'])}", "email": order.get("email"), "note": None,
+                "tags": [], "test": False, "confirmed": True,
+                "fullyPaid": order.get("display_financial_status") == "PAID", "currencyCode": "USD",
+                "totalPriceSet": _money_bag(total), "subtotalPriceSet": _money_bag(total),
+                "cancelReason": ("OTHER" if order.get("cancelled_at") else None), "createdAt": order.get("created_at"),
                 "updatedAt": order.get("updated_at") or order.get("created_at"),
                 "processedAt": order.get("created_at"), "cancelledAt": order.get("cancelled_at"),
                 "closed": status == "FULFILLED" and order.get("display_financial_status") == "PAID",
                 "displayFulfillmentStatus": status, "displayFinancialStatus": order.get("display_financial_status"),
                 "lineItems": line_items, "fulfillments": fulfillments}
 
+    def fulfillment_view(self, order: dict) -> dict:
+        return {"id": gid("Fulfillment", gid_num(order["id"])), "legacyResourceId": str(gid_num(order["id"])),
+                "name": f"{order.get('name') or '#' + str(gid_num(order['id']))}-F1", "status": "SUCCESS",
+                "order": lambda info: self.order_view(order), "location": None, "deliveredAt": None,
+                "totalQuantity": sum(int(l.get("quantity", 0)) for l in order.get("line_items", [])),
+                "trackingInfo": lambda info, first=None: [],
+                "createdAt": order.get("updated_at"), "updatedAt": order.get("updated_at")}
+
+    def _line_price(self, line: dict) -> str:
+        variant = self.by_sku.get(line.get("sku"))
+        return str(line.get("price") or (_price(variant) if variant else DEFAULT_PRICE))
+
     def line_view(self, order: dict, idx: int, line: dict) -> dict:
         status = order.get("display_fulfillment_status", "UNFULFILLED")
         cancelled = bool(order.get("cancelled_at"))
         qty = int(line.get("quantity", 0))
+        variant = self.by_variant.get(line.get("variant_id")) or self.by_sku.get(line.get("sku"))
         return {"id": gid("LineItem", gid_num(order["id"]) * 1000 + idx + 1), "sku": line.get("sku"),
-                "name": line.get("sku") or "item", "quantity": qty, "currentQuantity": 0 if cancelled else qty,
+                "name": line.get("sku") or "item", "title": line.get("sku") or "item", "variantTitle": None,
+                "variant": (lambda info: self.variant_view(variant)) if variant else None,
+                "product": (lambda info: self.product_view(variant)) if variant else None, "requiresShipping": True,
+                "originalUnitPriceSet": _money_bag(self._line_price(line)), "quantity": qty, "currentQuantity": 0 if cancelled else qty,
                 "unfulfilledQuantity": 0 if cancelled or status == "FULFILLED" else qty}
 
     # -- connections ------------------------------------------------------------------------------------------
@@ -543,7 +621,7 @@ class ShopifySystem(System):
         errors = validate(SCHEMA, doc)
         op = get_operation_ast(doc)
         if errors or op is None or op.operation.value != "query":
-            msg = errors[0].message if errors else "Bulk queries must be a single query operation."
+            msg = shopify_errors(doc, errors)[0]["message"] if errors else "Bulk queries must be a single query operation."
             return {"bulkOperation": None, "userErrors": [_user_error("INVALID", ["query"], f"Invalid bulk query: {msg}")]}
         roots = [s for s in op.selection_set.selections if isinstance(s, FieldNode)]
         if not any(str(get_named_type(SCHEMA.query_type.fields[s.name.value].type)).endswith("Connection") for s in roots):
@@ -601,6 +679,15 @@ class ShopifySystem(System):
                 "url": record["url"] if done else None, "partialDataUrl": None}
 
 
+def _price(variant: dict) -> str:
+    return f"{float(variant.get('price', DEFAULT_PRICE)):.2f}"
+
+
+def _money_bag(amount) -> dict:
+    money = {"amount": f"{float(amount):.2f}", "currencyCode": "USD"}
+    return {"shopMoney": money, "presentmentMoney": dict(money)}
+
+
 def _user_error(code: str, field: list, message: str) -> dict:
     return {"code": code, "field": field, "message": message}
 
@@ -618,11 +705,22 @@ class _Root:
     """Root resolvers: graphql-core's default resolver calls these with (info, **args)."""
 
     def __init__(self, shop: ShopifySystem):
-        self.shop = shop
+        self.system = shop
 
     # queries
+    def shop(self, info):
+        return self.system.shop_view()
+
+    def node(self, info, id):
+        return self.system.node_view(id)
+
+    def nodes(self, info, ids):
+        if len(ids) > MAX_PAGE:
+            raise GraphQLError(f"The ids argument accepts at most {MAX_PAGE} ids.", extensions={"code": "BAD_REQUEST"})
+        return [self.system.node_view(i) for i in ids]
+
     def productVariants(self, info, first=None, after=None, last=None, before=None, query=None, reverse=False, sortKey="ID"):
-        s = self.shop
+        s = self.system
         match = shopify_search.matcher(query, {"sku": lambda v: v.get("sku"), "id": lambda v: gid_num(v["id"]),
                                                "updated_at": s._updated,
                                                "inventory_quantity": lambda v: sum(l.get("available", 0) for l in v["levels"])})
@@ -636,7 +734,7 @@ class _Root:
         return s.connection(info, rows, key_fn, s.variant_view, first, after, last, before, reverse, keys)
 
     def products(self, info, first=None, after=None, last=None, before=None, query=None, reverse=False, sortKey="ID"):
-        s = self.shop
+        s = self.system
         match = shopify_search.matcher(query, {"sku": lambda v: v.get("sku"), "title": lambda v: v.get("sku"),
                                                "id": lambda v: gid_num(v["id"]), "updated_at": s._updated})
         rows, keys = s.variants, s.variant_keys
@@ -646,15 +744,15 @@ class _Root:
                             reverse, keys)
 
     def product(self, info, id):
-        v = self.shop.by_variant.get(gid("ProductVariant", gid_num(id)))
-        return self.shop.product_view(v) if v else None
+        v = self.system.by_variant.get(gid("ProductVariant", gid_num(id)))
+        return self.system.product_view(v) if v else None
 
     def productVariant(self, info, id):
-        v = self.shop.by_variant.get(id)
-        return self.shop.variant_view(v) if v else None
+        v = self.system.by_variant.get(id)
+        return self.system.variant_view(v) if v else None
 
     def inventoryItems(self, info, first=None, after=None, last=None, before=None, query=None, reverse=False):
-        s = self.shop
+        s = self.system
         match = shopify_search.matcher(query, {"sku": lambda v: v.get("sku"), "id": lambda v: gid_num(v["inventory_item_id"]),
                                                "updated_at": s._updated})
         rows = sorted(s.variants, key=lambda v: gid_num(v["inventory_item_id"]))
@@ -664,22 +762,22 @@ class _Root:
                             first, after, last, before, reverse)
 
     def inventoryItem(self, info, id):
-        v = self.shop.by_item.get(id)
-        return self.shop.item_view(v) if v else None
+        v = self.system.by_item.get(id)
+        return self.system.item_view(v) if v else None
 
     def inventoryLevel(self, info, id):
         m = re.match(r"^gid://shopify/InventoryLevel/(\d+)\?inventory_item_id=(\d+)$", id)
         if not m:
             return None
-        variant = self.shop.by_item.get(gid("InventoryItem", m.group(2)))
+        variant = self.system.by_item.get(gid("InventoryItem", m.group(2)))
         if not variant:
             return None
         lvl = next((l for l in variant["levels"] if gid_num(l["location_id"]) == int(m.group(1))), None)
-        return self.shop.level_view(variant, lvl) if lvl else None
+        return self.system.level_view(variant, lvl) if lvl else None
 
     def locations(self, info, first=None, after=None, last=None, before=None, query=None, reverse=False,
                   sortKey="NAME", includeInactive=False):
-        s = self.shop
+        s = self.system
         rows = [l for l in s.locations.values() if includeInactive or l.get("active", True)]
         match = shopify_search.matcher(query, {"name": lambda l: l.get("name"), "id": lambda l: gid_num(l["id"])})
         if match:
@@ -689,12 +787,12 @@ class _Root:
         return s.connection(info, rows, key_fn, s.location_view, first, after, last, before, reverse)
 
     def location(self, info, id=None):
-        loc = self.shop.locations.get(id) if id else next(iter(self.shop.locations.values()), None)
-        return self.shop.location_view(loc) if loc else None
+        loc = self.system.locations.get(id) if id else next(iter(self.system.locations.values()), None)
+        return self.system.location_view(loc) if loc else None
 
     def orders(self, info, first=None, after=None, last=None, before=None, query=None, reverse=False,
                sortKey="PROCESSED_AT"):
-        s = self.shop
+        s = self.system
         match = shopify_search.matcher(query, {
             "updated_at": lambda o: o.get("updated_at") or o.get("created_at"),
             "created_at": lambda o: o.get("created_at"), "processed_at": lambda o: o.get("created_at"),
@@ -710,39 +808,39 @@ class _Root:
         return s.connection(info, rows, key_fn, s.order_view, first, after, last, before, reverse)
 
     def order(self, info, id):
-        o = next((o for o in self.shop.orders if o["id"] == id), None)
-        return self.shop.order_view(o) if o else None
+        o = next((o for o in self.system.orders if o["id"] == id), None)
+        return self.system.order_view(o) if o else None
 
     def bulkOperation(self, info, id):
-        rec = self.shop.bulk_ops.get(id)
-        return self.shop.bulk_view(rec) if rec else None
+        rec = self.system.bulk_ops.get(id)
+        return self.system.bulk_view(rec) if rec else None
 
     def currentBulkOperation(self, info, type="QUERY"):
-        if type != "QUERY" or not self.shop.bulk_ops:
+        if type != "QUERY" or not self.system.bulk_ops:
             return None
-        return self.shop.bulk_view(list(self.shop.bulk_ops.values())[-1])
+        return self.system.bulk_view(list(self.system.bulk_ops.values())[-1])
 
     # mutations
     def inventorySetQuantities(self, info, input):
-        return self.shop.set_quantities(info, input)
+        return self.system.set_quantities(info, input)
 
     def bulkOperationRunQuery(self, info, query, groupObjects=False):
-        return self.shop.bulk_run(info, query, groupObjects)
+        return self.system.bulk_run(info, query, groupObjects)
 
     def bulkOperationCancel(self, info, id):
-        rec = self.shop.bulk_ops.get(id)
+        rec = self.system.bulk_ops.get(id)
         if rec is None:
             return {"bulkOperation": None, "userErrors": [_user_error("INVALID", ["id"], "Bulk operation does not exist")]}
-        if self.shop.bulk_status(rec) in ("CREATED", "RUNNING"):
+        if self.system.bulk_status(rec) in ("CREATED", "RUNNING"):
             rec["cancelled"] = True
-        return {"bulkOperation": self.shop.bulk_view(rec), "userErrors": []}
+        return {"bulkOperation": self.system.bulk_view(rec), "userErrors": []}
 
     # webhook subscriptions (notify/shopify.py)
     def _webhooks(self):
-        return self.shop.sb.notifications.platforms["shopify"]
+        return self.system.sb.notifications.platforms["shopify"]
 
     def webhookSubscriptionCreate(self, info, topic, webhookSubscription):
-        return self._webhooks().create(topic, webhookSubscription, info.context["version_handle"], self.shop.stamp())
+        return self._webhooks().create(topic, webhookSubscription, info.context["version_handle"], self.system.stamp())
 
     def webhookSubscriptionDelete(self, info, id):
         return self._webhooks().delete(id)
@@ -755,10 +853,78 @@ class _Root:
                              sortKey="CREATED_AT", query=None, topics=None, format=None, uri=None, callbackUrl=None):
         hooks = self._webhooks()
         rows = hooks.find(topics, uri or callbackUrl, format)
-        return self.shop.connection(info, rows, lambda s: (s["num"],), hooks.view, first, after, last, before, reverse)
+        return self.system.connection(info, rows, lambda s: (s["num"],), hooks.view, first, after, last, before, reverse)
 
 
 # -- cost ---------------------------------------------------------------------------------------------------
+# graphql-core's validation messages -> graphql-ruby's, as Shopify answers them (message, path, extensions)
+_RULES = [
+    (re.compile(r"^Cannot query field '(\w+)' on type '(\w+)'"),
+     lambda m: (f"Field '{m[1]}' doesn't exist on type '{m[2]}'",
+                {"code": "undefinedField", "typeName": m[2], "fieldName": m[1]})),
+    (re.compile(r"^Unknown argument '(\w+)' on field '\w+\.(\w+)'"),
+     lambda m: (f"Field '{m[2]}' doesn't accept argument '{m[1]}'",
+                {"code": "argumentNotAccepted", "name": m[2], "typeName": "Field", "argumentName": m[1]})),
+    (re.compile(r"^Argument '\w+\.(\w+)\((\w+):\)' of type '[^']+' is required"),
+     lambda m: (f"Field '{m[1]}' is missing required arguments: {m[2]}",
+                {"code": "missingRequiredArguments", "className": "Field", "name": m[1], "arguments": m[2]})),
+    (re.compile(r"^Field '(\w+)' of type '([^']+)' must have a selection of subfields"),
+     lambda m: (f"Field must have selections (field '{m[1]}' returns {m[2]} but has no selections. "
+                f"Did you mean '{m[1]} {{ ... }}'?)",
+                {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'", "typeName": m[2]})),
+    (re.compile(r"^Field '(\w+)' must not have a selection since type '([^']+)' has no subfields"),
+     lambda m: (f"Selections can't be made on scalars (field '{m[1]}' returns {m[2]} but has selections "
+                f"[...])", {"code": "selectionMismatch", "nodeName": f"field '{m[1]}'", "typeName": m[2]})),
+]
+
+
+def _ast_paths(doc) -> dict:
+    """id(AST node) -> graphql-ruby's path: ["query Name" | "query" | "fragment F", field, ..., argument]."""
+    paths: dict = {}
+
+    def walk(node, path):
+        for arg in getattr(node, "arguments", None) or ():
+            paths[id(arg)] = path + [arg.name.value]
+        for sel in (node.selection_set.selections if getattr(node, "selection_set", None) else ()):
+            if isinstance(sel, FieldNode):
+                here = path + [sel.name.value]
+            elif isinstance(sel, InlineFragmentNode):
+                here = path + [f"... on {sel.type_condition.name.value}" if sel.type_condition else "..."]
+            else:
+                here = path + [f"... {sel.name.value}"]
+            paths[id(sel)] = here
+            walk(sel, here)
+
+    for d in doc.definitions:
+        if isinstance(d, OperationDefinitionNode):
+            head = d.operation.value + (f" {d.name.value}" if d.name else "")
+        elif isinstance(d, FragmentDefinitionNode):
+            head = f"fragment {d.name.value}"
+        else:
+            continue
+        paths[id(d)] = [head]
+        walk(d, [head])
+    return paths
+
+
+def shopify_errors(doc, errors) -> list[dict]:
+    paths, out = _ast_paths(doc), []
+    for e in errors:
+        message, extensions = e.message, {"code": "validationError"}
+        for pattern, render in _RULES:
+            m = pattern.match(e.message)
+            if m:
+                message, extensions = render(m)
+                break
+        entry = {"message": message, "locations": [{"line": l.line, "column": l.column} for l in e.locations or []]}
+        node_path = next((paths[id(n)] for n in e.nodes or () if id(n) in paths), None)
+        if node_path:
+            entry["path"] = node_path
+        entry["extensions"] = extensions
+        out.append(entry)
+    return out
+
+
 def _selections(selection_set, fragments):
     for sel in selection_set.selections if selection_set else []:
         if isinstance(sel, FieldNode):

@@ -215,3 +215,63 @@ def test_products_with_variants_and_the_documented_bulk_query(sb):
     variants = [l for l in lines if "__parentId" in l]
     assert len(products) == 3 and {v["__parentId"] for v in variants} == set(products)
     assert [v["sku"] for v in variants] == ["TEE-BLK-M", "MUG-WHT", "SOCK-RED"]
+
+
+def test_admin_objects_as_ordinary_apps_query_them(sb):
+    shop = gql(sb, "{ shop { id name myshopifyDomain currencyCode ianaTimezone plan { publicDisplayName shopifyPlus } "
+                   "primaryDomain { host url } } }").json()["data"]["shop"]
+    assert shop["myshopifyDomain"] == "demo-store.myshopify.com" and shop["currencyCode"] == "USD"
+    assert shop["plan"] == {"publicDisplayName": "Standard", "shopifyPlus": False} and shop["primaryDomain"]["host"] == shop["myshopifyDomain"]
+    node = gql(sb, '{ node(id: "gid://shopify/ProductVariant/1") { id __typename ... on ProductVariant { sku price '
+                   'barcode availableForSale selectedOptions { name value } inventoryItem { requiresShipping } } } }'
+               ).json()["data"]["node"]
+    assert node["__typename"] == "ProductVariant" and node["sku"] == "TEE-BLK-M" and node["price"] == "19.99"
+    assert node["barcode"] is None and node["availableForSale"] and node["inventoryItem"]["requiresShipping"]
+    nodes = gql(sb, '{ nodes(ids: ["gid://shopify/Location/1001", "gid://shopify/Location/1002", "gid://shopify/Order/999", '
+                    '"gid://shopify/InventoryLevel/1001?inventory_item_id=1"]) { __typename id '
+                    '... on Location { isActive fulfillsOnlineOrders shipsInventory address { formatted city countryCode } } '
+                    '... on InventoryLevel { canDeactivate quantities(names: ["available"]) { quantity } } } }'
+                ).json()["data"]["nodes"]
+    assert [n and n["__typename"] for n in nodes] == ["Location", "Location", None, "InventoryLevel"]
+    assert nodes[0]["fulfillsOnlineOrders"] is True and nodes[1]["fulfillsOnlineOrders"] is False
+    assert nodes[0]["address"]["formatted"] == [] and nodes[3]["quantities"] == [{"quantity": 8}]
+    order = gql(sb, '{ orders(first: 5, sortKey: ID) { nodes { id name tags test currencyCode '
+                    'totalPriceSet { shopMoney { amount currencyCode } } lineItems(first: 5) { nodes { id sku '
+                    'variant { id sku } product { id } originalUnitPriceSet { shopMoney { amount } } } } '
+                    'fulfillments { id name totalQuantity order { id } } } } }').json()["data"]["orders"]["nodes"][0]
+    line = order["lineItems"]["nodes"][0]
+    assert line["variant"]["sku"] == line["sku"] and line["product"]["id"].startswith("gid://shopify/Product/")
+    assert order["totalPriceSet"]["shopMoney"]["currencyCode"] == "USD" and order["tags"] == [] and order["test"] is False
+    again = gql(sb, 'query($id: ID!) { node(id: $id) { ... on LineItem { sku } } }', {"id": line["id"]}).json()
+    assert again["data"]["node"] == {"sku": line["sku"]}
+
+
+def test_bulk_operation_polled_through_node(sb):
+    """shopify.dev's way to poll a bulk operation: node(id:) ... on BulkOperation."""
+    run = gql(sb, BULK_PRODUCTS).json()["data"]["bulkOperationRunQuery"]["bulkOperation"]
+    poll = 'query($id: ID!) { node(id: $id) { ... on BulkOperation { id status objectCount url } } }'
+    assert gql(sb, poll, {"id": run["id"]}).json()["data"]["node"]["status"] == "CREATED"
+    sb.clock.advance(sb.options.shopify_bulk_seconds)
+    done = wait_for(lambda: (got := gql(sb, poll, {"id": run["id"]}).json()["data"]["node"])["status"] == "COMPLETED"
+                    and got, 10, "bulk COMPLETED")
+    assert done["id"] == run["id"] and done["url"] and int(done["objectCount"]) == 6
+
+
+@pytest.mark.parametrize("query, message, path, extensions", [
+    ("{ nope }", "Field 'nope' doesn't exist on type 'QueryRoot'", ["query", "nope"],
+     {"code": "undefinedField", "typeName": "QueryRoot", "fieldName": "nope"}),
+    ("query Stock { shop { name inventory } }", "Field 'inventory' doesn't exist on type 'Shop'",
+     ["query Stock", "shop", "inventory"], {"code": "undefinedField", "typeName": "Shop", "fieldName": "inventory"}),
+    ("{ shop(first: 1) { name } }", "Field 'shop' doesn't accept argument 'first'", ["query", "shop", "first"],
+     {"code": "argumentNotAccepted", "name": "shop", "typeName": "Field", "argumentName": "first"}),
+    ("{ product { id } }", "Field 'product' is missing required arguments: id", ["query", "product"],
+     {"code": "missingRequiredArguments", "className": "Field", "name": "product", "arguments": "id"}),
+    ("{ shop }", "Field must have selections (field 'shop' returns Shop! but has no selections. Did you mean 'shop { ... }'?)",
+     ["query", "shop"], {"code": "selectionMismatch", "nodeName": "field 'shop'", "typeName": "Shop!"}),
+])
+def test_validation_errors_speak_shopify(sb, query, message, path, extensions):
+    r = gql(sb, query)
+    assert r.status_code == 200 and "data" not in r.json()
+    (error,) = r.json()["errors"]
+    assert error["message"] == message and error["path"] == path and error["extensions"] == extensions
+    assert error["locations"] and set(error["locations"][0]) == {"line", "column"}

@@ -90,5 +90,13 @@ def test_shopify_python_api(sandbox):
             after = data["pageInfo"]["endCursor"]
         assert len(skus) == len(sandbox.state()["shopify"]["variants"]) and "TEE-BLK-M" in skus
         assert "throttleStatus" in page["extensions"]["cost"]
+        shop = json.loads(shopify.GraphQL().execute("{ shop { name myshopifyDomain currencyCode } }"))
+        assert shop["data"]["shop"]["myshopifyDomain"] == "demo-store.myshopify.com"
+        variant = json.loads(shopify.GraphQL().execute(
+            "query($id: ID!) { node(id: $id) { ... on ProductVariant { sku price barcode } } }",
+            variables={"id": "gid://shopify/ProductVariant/1"}))
+        assert variant["data"]["node"]["price"] and "barcode" in variant["data"]["node"]
+        wrong = json.loads(shopify.GraphQL().execute("{ shop { nope } }"))
+        assert wrong["errors"][0]["message"] == "Field 'nope' doesn't exist on type 'Shop'"
     finally:
         shopify.ShopifyResource.clear_session()
