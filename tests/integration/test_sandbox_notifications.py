@@ -14,6 +14,7 @@ import pytest
 import requests
 from botocore.config import Config
 
+from omnirecon.live.sources import ShopifySource, WalmartSource
 from omnirecon_contract.scenario import from_dict
 from omnirecon_sandbox import Sandbox
 from omnirecon_sandbox.amazon import reference_dir
@@ -90,6 +91,8 @@ def test_shopify_inventory_webhook_body_headers_and_hmac():
         h, body = got["headers"], json.loads(got["body"])
         assert shopify_verify(got["body"], h["x-shopify-hmac-sha256"], secret)
         assert not shopify_verify(got["body"], h["x-shopify-hmac-sha256"], "wrong-secret")
+        incoming = ShopifySource(secret).verify(got["body"], h)          # omnirecon's receiver accepts it
+        assert incoming.topic == "inventory_levels/update" and incoming.event_id == h["x-shopify-webhook-id"]
         assert h["x-shopify-topic"] == "inventory_levels/update" and h["x-shopify-api-version"] == "2026-01"
         assert h["x-shopify-shop-domain"] == "demo-store.myshopify.com"
         assert h["x-shopify-webhook-id"] and h["x-shopify-event-id"] and h["x-shopify-triggered-at"]
@@ -226,6 +229,7 @@ def test_walmart_subscriptions_and_hmac_and_basic_deliveries():
         oos = next(r for r in got if json.loads(r["body"])["source"]["eventType"] == "INVENTORY_OOS")
         expected = base64.b64encode(hmac.new(b"wm-hook-secret", oos["body"], hashlib.sha256).digest()).decode()
         assert oos["headers"]["x-signature"] == expected
+        WalmartSource("wm-hook-secret", "HMAC", "X-Signature").verify(oos["body"], oos["headers"])
         env = json.loads(oos["body"])
         assert set(env) == {"source", "payload"} and set(env["source"]) == {"eventType", "eventTime", "eventId"}
         assert env["payload"]["sku"] == "TEE-BLK-M" and {"shipNode": "10001", "shipNodeName": "10001",
@@ -511,3 +515,14 @@ def test_an_api_write_notifies_like_any_other_when_amazon_applies_it():
             got = sqs.receive_message(QueueUrl=url).get("Messages")
             time.sleep(0.05)
         assert got and json.loads(got[0]["Body"])["Payload"]["Quantity"] == 4
+
+
+def test_a_defect_applies_only_inside_its_from_until_window():
+    cfg = {"shopify": {}, "defects": [{"system": "shopify", "kind": "stop_after", "deliveries": 0, "from": "+1h"},
+                                       {"system": "shopify", "kind": "duplicate", "fraction": 1.0, "until": "-1m"}]}
+    with sandbox(notifications=cfg) as sb, Receiver() as rx:
+        shopify_subscribe(sb, "INVENTORY_LEVELS_UPDATE", rx.url)
+        shopify_set(sb, 2, "w1")
+        rx.wait_for(1)
+        time.sleep(0.3)
+        assert len(rx.requests) == 1          # not silenced (starts in an hour), not duplicated (ended a minute ago)
