@@ -10,6 +10,7 @@ import pytest
 
 from omnirecon_contract.errors import ConfigError
 from omnirecon_contract.scenario import from_dict, load
+from omnirecon_sandbox.clock import ManualClock
 from omnirecon_sandbox.core import Sandbox
 from tests.support.world import SHOP_LOC, delays, manual_world, outcomes, quartiles, world_doc
 
@@ -59,6 +60,21 @@ def test_bundled_world_scenario_loads_with_every_mechanism_and_defect_kind():
         "suspended", "min_delta", "wrong_location", "drop", "event_filter", "expired_credentials", "lag",
         "ignores_safety_stock"}
     assert {h["kind"] for h in s.data["integration"]["hops"]} == {"inventory", "orders", "status"}
+
+
+def test_bundled_world_runs_and_its_state_reloads_as_a_scenario():
+    s = load("include/scenarios/world.yaml")
+    sb = Sandbox(s, clock=ManualClock(s.as_of))
+    sb.world.advance(420)
+    state = sb.state()
+    from_dict(state)                                      # sandbox_state.json stays a valid scenario
+    world = state["world"]
+    assert {"channel": "amazon", "sku": "TEE-BLK-M", "orders": 1, "units": 7} in world["oversells"]
+    seen = {(e["hop"], e["outcome"]) for e in world["hop_log"]}
+    assert {("erp-shopify", "below_min_delta"), ("erp-walmart", "suspended"), ("shopify-erp", "filtered"),
+            ("amazon-erp", "auth_error"), ("shopify-amazon", "dropped"), ("erp-shopify-status", "carried")} <= seen
+    assert all(e["outcome"] == "applied" for e in world["events"])
+    assert sb.systems["shopify"].orders_by_id["gid://shopify/Order/2"]["display_fulfillment_status"] == "FULFILLED"
 
 
 @pytest.mark.parametrize("blocks, message", [
