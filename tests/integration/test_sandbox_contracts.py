@@ -1,7 +1,6 @@
 """Responses of every served SP-API and Walmart operation validated against the official models
 (../shared/reference, resolved $refs). Skips only when that directory is absent."""
 import json
-import time
 from functools import lru_cache
 
 import jsonschema
@@ -11,6 +10,7 @@ from openapi_schema_validator import OAS30Validator
 
 from tests.support.sandbox_http import lwa_token, scenario_doc, sp, walmart_token, wm
 from omnirecon_sandbox import Sandbox
+from omnirecon_sandbox.clock import ManualClock
 from omnirecon_sandbox.amazon import RATE_LIMITS, reference_dir
 from omnirecon_sandbox.walmart import RATE_LIMITS as WM_LIMITS
 from omnirecon_contract.scenario import from_dict
@@ -55,18 +55,17 @@ def test_walmart_examples_use_epoch_ms():
 @pytest.fixture(scope="module")
 def sb():
     roomy = {op: (100, 100) for op in RATE_LIMITS}
-    with Sandbox(from_dict(scenario_doc()), time_scale=0.01,
+    with Sandbox(from_dict(scenario_doc()), clock=ManualClock(),
                  options={"amazon_rate_limits": roomy, "walmart_rate_limits": {op: (6000, 6000) for op in WM_LIMITS}}) as s:
         yield s
 
 
-def _wait(fetch, key, done):
-    for _ in range(200):
-        body = fetch()
-        if body[key] in done:
-            return body
-        time.sleep(0.005)
-    raise AssertionError(f"{key} never reached {done}")
+def _wait(sb, fetch, key, done):
+    """Reports and feeds finish once their processing time has passed on the sandbox clock."""
+    sb.clock.advance(max(sb.options.amazon_processing_seconds, sb.options.walmart_processing_seconds))
+    body = fetch()
+    assert body[key] in done, body
+    return body
 
 
 def test_orders_v0(sb):
@@ -115,7 +114,7 @@ def test_reports(sb):
     sp_validate("reports_2021-06-30.json", "/reports/2021-06-30/reports", "post", "202", created)
     first = sp(sb, "GET", f"/reports/2021-06-30/reports/{created['reportId']}", t).json()
     sp_validate("reports_2021-06-30.json", "/reports/2021-06-30/reports/{reportId}", "get", "200", first)
-    done = _wait(lambda: sp(sb, "GET", f"/reports/2021-06-30/reports/{created['reportId']}", t).json(),
+    done = _wait(sb, lambda: sp(sb, "GET", f"/reports/2021-06-30/reports/{created['reportId']}", t).json(),
                  "processingStatus", ("DONE",))
     sp_validate("reports_2021-06-30.json", "/reports/2021-06-30/reports/{reportId}", "get", "200", done)
     doc = sp(sb, "GET", f"/reports/2021-06-30/documents/{done['reportDocumentId']}", t).json()
@@ -131,7 +130,7 @@ def test_feeds_and_processing_report(sb):
     feed = sp(sb, "POST", "/feeds/2021-06-30/feeds", t, json={
         "feedType": "JSON_LISTINGS_FEED", "marketplaceIds": [US], "inputFeedDocumentId": created["feedDocumentId"]}).json()
     sp_validate("feeds_2021-06-30.json", "/feeds/2021-06-30/feeds", "post", "202", feed)
-    done = _wait(lambda: sp(sb, "GET", f"/feeds/2021-06-30/feeds/{feed['feedId']}", t).json(), "processingStatus",
+    done = _wait(sb, lambda: sp(sb, "GET", f"/feeds/2021-06-30/feeds/{feed['feedId']}", t).json(), "processingStatus",
                  ("DONE", "FATAL"))
     sp_validate("feeds_2021-06-30.json", "/feeds/2021-06-30/feeds/{feedId}", "get", "200", done)
     doc = sp(sb, "GET", f"/feeds/2021-06-30/documents/{done['resultFeedDocumentId']}", t).json()
@@ -164,7 +163,7 @@ def test_walmart_token_inventory_feeds_orders(sb):
         {"sku": "MUG-WHT", "shipNodes": [{"shipNode": "10001", "quantity": {"unit": "EACH", "amount": 4}}]}]}
     created = wm(sb, "POST", "/v3/feeds?feedType=MP_INVENTORY", t, files={"file": ("f.json", json.dumps(feed), "application/json")}).json()
     wm_validate("us-mp-inventory.json", "/v3/feeds", "post", created)
-    status = _wait(lambda: wm(sb, "GET", f"/v3/feeds/{created['feedId']}?includeDetails=true", t).json(), "feedStatus",
+    status = _wait(sb, lambda: wm(sb, "GET", f"/v3/feeds/{created['feedId']}?includeDetails=true", t).json(), "feedStatus",
                    ("PROCESSED",))
     wm_validate("us-mp-feeds.json", "/v3/feeds/{feedId}", "get", status)
     # The SDK-cleaned orders copy resolves orderLine to the refund-request DTO; Walmart's original spec is used.
