@@ -34,6 +34,7 @@ QUANTITY_NAMES = ("available", "on_hand", "committed", "reserved", "incoming", "
                   "quality_control")
 BULK_CONCURRENT = 5
 DOCS = "https://shopify.dev/api/usage/rate-limits"
+PLAN_NAMES = {"standard": "Basic", "advanced": "Advanced", "plus": "Plus"}   # ShopPlan.publicDisplayName
 DEFAULT_PRICE = "19.99"   # the scenario format has no prices; a variant's `price` overrides it
 _VERSION = re.compile(r"^(\d{4})-(01|04|07|10)$|^unstable$")
 
@@ -315,7 +316,8 @@ class ShopifySystem(System):
                 "primaryDomain": {"id": gid("Domain", 1), "host": domain, "url": f"https://{domain}", "sslEnabled": True},
                 "currencyCode": "USD", "ianaTimezone": "Etc/UTC", "timezoneAbbreviation": "UTC",
                 "timezoneOffset": "+0000", "timezoneOffsetMinutes": 0,
-                "plan": {"displayName": plan.title(), "publicDisplayName": plan.title(), "partnerDevelopment": False,
+                "plan": {"displayName": PLAN_NAMES.get(plan, "Basic"), "publicDisplayName": PLAN_NAMES.get(plan, "Basic"),
+                         "partnerDevelopment": False,
                          "shopifyPlus": plan == "plus"},
                 "createdAt": self.sb.data.get("as_of"), "updatedAt": self.sb.data.get("as_of")}
 

@@ -221,7 +221,7 @@ def test_admin_objects_as_ordinary_apps_query_them(sb):
     shop = gql(sb, "{ shop { id name myshopifyDomain currencyCode ianaTimezone plan { publicDisplayName shopifyPlus } "
                    "primaryDomain { host url } } }").json()["data"]["shop"]
     assert shop["myshopifyDomain"] == "demo-store.myshopify.com" and shop["currencyCode"] == "USD"
-    assert shop["plan"] == {"publicDisplayName": "Standard", "shopifyPlus": False} and shop["primaryDomain"]["host"] == shop["myshopifyDomain"]
+    assert shop["plan"] == {"publicDisplayName": "Basic", "shopifyPlus": False} and shop["primaryDomain"]["host"] == shop["myshopifyDomain"]
     node = gql(sb, '{ node(id: "gid://shopify/ProductVariant/1") { id __typename ... on ProductVariant { sku price '
                    'barcode availableForSale selectedOptions { name value } inventoryItem { requiresShipping } } } }'
                ).json()["data"]["node"]
