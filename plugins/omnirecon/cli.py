@@ -71,6 +71,13 @@ def cmd_receiver(args) -> int:
     return serve(host=args.host, port=args.port)
 
 
+def cmd_subscribe(args) -> int:
+    from omnirecon.live.subscriptions import ensure_all
+    for system, topic, sub_id, action in ensure_all(args.receiver_url, args.sqs_queue_arn):
+        print(f"{system:8} {topic:36} {action:9} {sub_id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omnirecon", description="Reconcile inventory and orders across Shopify, Amazon, Walmart and NetSuite.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -105,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="0.0.0.0")
     s.add_argument("--port", type=int, default=8099)
     s.set_defaults(func=cmd_receiver)
+
+    s = sub.add_parser("subscribe", help="create or re-create the platforms' change-notification subscriptions")
+    s.add_argument("--receiver-url", required=True, help="public base URL of `omnirecon receiver`")
+    s.add_argument("--sqs-queue-arn", default=None, help="Amazon notifications queue (not yet subscribed)")
+    s.set_defaults(func=cmd_subscribe)
 
     s = sub.add_parser("up", help="Airflow UI (airflow standalone) with the project's DAGs and the sandbox")
     s.add_argument("--scenario", default=None)

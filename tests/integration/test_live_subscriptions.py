@@ -8,7 +8,7 @@ from omnirecon.ledger import models as m
 from omnirecon.live.inbox import Inbox
 from omnirecon.live.receiver import Receiver
 from omnirecon.live.sources import ShopifySource, WalmartSource
-from omnirecon.live.subscriptions import (SHOPIFY_TOPICS, WALMART_TOPICS, ShopifySubscriptions,
+from omnirecon.live.subscriptions import (SHOPIFY_TOPICS, WALMART_TOPICS, NetSuiteDeployment, ShopifySubscriptions,
                                           WalmartSubscriptions)
 from omnirecon_contract.scenario import from_dict
 from omnirecon_sandbox import Sandbox
@@ -74,3 +74,36 @@ def test_walmart_ensure_is_idempotent_recreates_a_deleted_one_and_delivers_hmac(
             sb.systems["walmart"].set_sku_quantity("TEE-BLK-M", None, 0)
             wait_for(lambda: any("INVENTORY_OOS" in b for _, b in inbox_rows(sqlite_ledger, "walmart")), timeout=20,
                      what="the INVENTORY_OOS webhook in the receiver's inbox")
+
+
+def test_netsuite_deployment_is_kept_then_redeployed_after_an_undeploy():
+    with Sandbox(from_dict(scenario_doc(notifications={"erp": {}}))) as sb:
+        hook = hook_from_fields("erp", sb.connections()["omnirecon_netsuite"])
+        dep = NetSuiteDeployment(hook, "a-secret-of-sixteen+")
+        url = "http://127.0.0.1:9/notifications/erp"
+        assert [a for _, _, a in dep.ensure(url)] == ["created"]
+        assert [a for _, _, a in dep.ensure(url)] == ["kept"]
+        shown = hook.call("GET", "/_sandbox/netsuite/script-deployments/omnirecon", "get").json()
+        assert shown["url"] == url and "secret" not in shown
+        assert hook.call("DELETE", "/_sandbox/netsuite/script-deployments/omnirecon", "undeploy").status_code == 204
+        assert [a for _, _, a in dep.ensure(url)] == ["recreated"]
+
+
+def test_ensure_all_reads_the_connections_and_a_second_run_creates_nothing(monkeypatch, capsys):
+    import json
+
+    from omnirecon.cli import main
+    with sandbox() as sb:
+        conns = sb.connections()
+        conns["omnirecon_netsuite"]["extra"] = dict(conns["omnirecon_netsuite"].get("extra") or {},
+                                                    webhook_secret="netsuite-secret-0123")
+        for cid in ("omnirecon_shopify", "omnirecon_walmart", "omnirecon_netsuite"):
+            monkeypatch.setenv(f"AIRFLOW_CONN_{cid.upper()}", json.dumps(conns[cid]))
+        monkeypatch.delenv("AIRFLOW_CONN_OMNIRECON_AMAZON", raising=False)
+        assert main(["subscribe", "--receiver-url", "http://127.0.0.1:9"]) == 0
+        first = capsys.readouterr().out
+        assert first.count("created") == len(SHOPIFY_TOPICS) + len(WALMART_TOPICS) + 1
+        assert main(["subscribe", "--receiver-url", "http://127.0.0.1:9"]) == 0
+        second = capsys.readouterr().out
+        assert "created" not in second and second.count("kept") == len(SHOPIFY_TOPICS) + len(WALMART_TOPICS) + 1
+        assert "netsuite-secret-0123" not in first + second and conns["omnirecon_walmart"]["password"] not in first

@@ -85,3 +85,59 @@ class WalmartSubscriptions:
         for t, sub_id, _ in out:
             self.known[t] = sub_id
         return out
+
+
+NETSUITE_DEPLOYMENT = "/_sandbox/netsuite/script-deployments/omnirecon"
+
+
+class NetSuiteDeployment:
+    """The SuiteScript user-event deployment (include/netsuite/) posting to the receiver with the connection's
+    `webhook_secret`. The secret is never read back, so a deployment at the right url is kept as is."""
+
+    def __init__(self, hook, secret: str, path: str = NETSUITE_DEPLOYMENT):
+        self.hook, self.secret, self.path = hook, secret, path
+        self.seen = False
+
+    def ensure(self, url: str, topics=("deployment",)) -> list[tuple[str, str, str]]:
+        r = self.hook.call("GET", self.path, "getScriptDeployment", ok_statuses=(404,))
+        current = r.json() if r.status_code == 200 else None
+        if current and current.get("url") == url and current.get("status", "RELEASED") == "RELEASED":
+            self.seen = True
+            return [("deployment", current.get("deploymentId", "omnirecon"), "kept")]
+        made = self.hook.call("PUT", self.path, "putScriptDeployment",
+                              json_body={"url": url, "secret": self.secret, "status": "RELEASED"}).json()
+        action = "recreated" if self.seen or current else "created"
+        self.seen = True
+        return [("deployment", made.get("deploymentId", "omnirecon"), action)]
+
+
+def ensure_all(receiver_base_url: str, sqs_queue_arn: str | None = None, get_connection=None) -> list[tuple]:
+    """Ensure every connected platform's subscriptions, from the Airflow connections' secrets.
+    Returns (system, topic, id, action) rows; a system without its connection or secret is skipped."""
+    from omnirecon.hooks import CONN_IDS, get_hook
+    if get_connection is None:
+        from airflow.sdk import BaseHook
+        get_connection = BaseHook.get_connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    def conn(system):
+        try:
+            return get_connection(CONN_IDS[system])
+        except AirflowNotFoundException:
+            return None
+
+    base = receiver_base_url.rstrip("/")
+    out = []
+    c = conn("shopify")
+    if c is not None:
+        out += [("shopify", *r) for r in ShopifySubscriptions(get_hook("shopify")).ensure(base + "/notifications/shopify")]
+    c = conn("walmart")
+    if c is not None and c.password:
+        header = (c.extra_dejson or {}).get("webhook_auth_header", "Authorization")
+        subs = WalmartSubscriptions(get_hook("walmart"), c.password, header)
+        out += [("walmart", *r) for r in subs.ensure(base + "/notifications/walmart")]
+    c = conn("erp")
+    if c is not None and (c.extra_dejson or {}).get("webhook_secret"):
+        dep = NetSuiteDeployment(get_hook("erp"), c.extra_dejson["webhook_secret"])
+        out += [("erp", *r) for r in dep.ensure(base + "/notifications/erp")]
+    return out
