@@ -29,12 +29,8 @@ def _skip(reason: str):
 
 
 def _connection_exists(conn_id: str) -> bool:
-    try:
-        from airflow.sdk import BaseHook
-        BaseHook.get_connection(conn_id)
-        return True
-    except Exception:
-        return False
+    from omnirecon.connections import connection_exists
+    return connection_exists(conn_id)
 
 
 def orders_window(context) -> tuple[datetime, datetime]:
@@ -234,27 +230,37 @@ MAX_APPROVAL_REQUESTS = 50
 
 
 def approval_requests_task(**context) -> list[dict]:
-    """Corrections waiting for a person, one request each, with the evidence as the request body."""
-    from sqlalchemy import select
+    """Corrections waiting for a person and not yet asked by a live approvals run, one request each, with the
+    evidence as the request body. Each is marked as asked by this run (asked_in), so runs never ask twice; a request
+    older than the response timeout (its run ended without an answer recorded) is asked again."""
+    from sqlalchemy import or_, select, update
 
     from omnirecon.ledger import models as m
     from omnirecon.remediation.approvals import approval_request_body
 
+    settings = load_settings()
     ledger = get_ledger()
+    now = utcnow()
+    stale = now - timedelta(minutes=int(settings.runtime["approval_timeout_minutes"]) + 10)
+    asked_in = ledger_run_id(context)
     with ledger.session() as s:
-        rows = s.execute(select(m.Correction).join(m.Approval, m.Approval.correction_id == m.Correction.id)
-                         .where(m.Correction.status == "pending_approval", m.Approval.decision.is_(None))
-                         .order_by(m.Correction.id).limit(MAX_APPROVAL_REQUESTS)).scalars().all()
+        rows = s.execute(select(m.Correction, m.Approval).join(m.Approval, m.Approval.correction_id == m.Correction.id)
+                         .where(m.Correction.status == m.OPEN_REQUEST, m.Approval.decision.is_(None),
+                                or_(m.Approval.asked_in.is_(None), m.Approval.asked_in == asked_in,
+                                    m.Approval.requested_at < stale))
+                         .order_by(m.Correction.id).limit(MAX_APPROVAL_REQUESTS)).all()
+        for _, a in rows:
+            s.execute(update(m.Approval).where(m.Approval.id == a.id).values(asked_in=asked_in, requested_at=now))
     if not rows:
         _skip("no correction is waiting for approval")
     return [{"correction_id": c.id, "run_id": c.run_id,
              "subject": f"Approve inventory correction: {c.channel} {c.sku} at {c.location}: {c.from_qty} -> {c.to_qty}",
-             "body": approval_request_body(ledger, [c.id])} for c in rows]
+             "body": approval_request_body(ledger, [c.id])} for c, _ in rows]
 
 
 def hitl_kwargs(request: dict) -> dict:
-    """The HITL operator's arguments for one request (used with XComArg.map)."""
-    return {"subject": request["subject"], "body": request["body"]}
+    """One approval group's arguments (used with XComArg.map): the HITL request's text and the request itself."""
+    return {"subject": request["subject"], "body": request["body"], "request": request}
 
 
 def _responder(response) -> str | None:
@@ -264,22 +270,20 @@ def _responder(response) -> str | None:
     return user or None
 
 
-def apply_approvals_task(requests: list[dict], responses, **context) -> list[dict]:
-    """Record each decision (a default taken on timeout counts as a timeout) and batch what was approved."""
+def apply_decision_task(request: dict, response, **context) -> dict:
+    """Record one correction's decision as soon as it is made (a default taken on timeout counts as a timeout),
+    then push it at once when approved: no decision waits for another."""
     from omnirecon.remediation.approvals import apply_hitl_result
     from omnirecon.remediation.plan import make_batches
+    from omnirecon.remediation.push import push_batch
 
-    settings = load_settings()
+    settings = run_settings(context)
     ledger = get_ledger()
-    approved: dict[str, list[int]] = {}
-    for request, response in zip(requests, list(responses)):
-        by = _responder(response)
-        chosen = (response or {}).get("chosen_options") if by else None
-        for outcome in apply_hitl_result(ledger, [request["correction_id"]], chosen, by=by or "timeout",
-                                         timeout_default=settings.runtime["approval_timeout_default"]):
-            if outcome.get("status") == "planned":
-                approved.setdefault(request["run_id"], []).append(request["correction_id"])
-    batches = []
-    for run_id, ids in approved.items():
-        batches += make_batches(ledger, run_id, only_ids=ids)
-    return batches
+    by = _responder(response)
+    chosen = (response or {}).get("chosen_options") if by else None
+    outcomes = apply_hitl_result(ledger, [request["correction_id"]], chosen, by=by or "timeout",
+                                 timeout_default=settings.runtime["approval_timeout_default"], settings=settings)
+    approved = [o["correction_id"] for o in outcomes if o.get("status") == "planned"]
+    pushed = [push_batch(ledger, settings, b) for b in
+              (make_batches(ledger, request["run_id"], only_ids=approved) if approved else [])]
+    return {"correction_id": request["correction_id"], "outcomes": outcomes, "pushed": pushed}

@@ -181,3 +181,30 @@ def test_sharding_migration_backfills_buckets_on_sqlite(tmp_path):
 
 def test_sharding_migration_backfills_buckets_on_postgres(pg_url):
     _upgrade_from_0001_with_rows(pg_url)
+
+
+@pytest.mark.parametrize("uri", ["mysql://u@db.example/omnirecon", "postgresq://u@db.example/omnirecon"])
+def test_a_ledger_connection_of_an_unsupported_type_is_an_error_not_a_sqlite_file(monkeypatch, uri):
+    from omnirecon.connections import ConnectionProblem
+    from omnirecon.ledger.db import ledger_url
+    monkeypatch.delenv("OMNIRECON_LEDGER_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_OMNIRECON_LEDGER", uri)
+    with pytest.raises(ConnectionProblem, match="omnirecon_ledger.*unsupported conn_type"):
+        ledger_url()
+
+
+def test_no_ledger_connection_means_the_documented_default_and_a_failing_backend_is_loud(monkeypatch, tmp_path):
+    from airflow.sdk import BaseHook
+
+    from omnirecon.connections import ConnectionProblem
+    from omnirecon.ledger.db import default_sqlite_url, ledger_url
+    monkeypatch.delenv("OMNIRECON_LEDGER_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_OMNIRECON_LEDGER", raising=False)
+    monkeypatch.setenv("OMNIRECON_HOME", str(tmp_path))
+    assert ledger_url() == default_sqlite_url()
+
+    def unreachable(conn_id):
+        raise OSError("secrets backend unreachable")
+    monkeypatch.setattr(BaseHook, "get_connection", staticmethod(unreachable))
+    with pytest.raises(ConnectionProblem, match="omnirecon_ledger cannot be read: OSError"):
+        ledger_url()

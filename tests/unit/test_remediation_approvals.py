@@ -83,3 +83,25 @@ def test_approve_all_returns_batches_for_just_the_approved(ledger):
     assert [b["batch"] for b in extra] == [2] and sorted(extra[0]["correction_ids"]) == sorted(
         set(range(1, 5)) - set(plan.batches[0]["correction_ids"]))
     assert pending_approvals(ledger, RUN) == [] and approve_all(ledger, make_settings(), run_id=RUN, by="x") == []
+
+
+def test_an_approval_rechecks_the_current_erp_value_before_it_becomes_pushable(tmp_path):
+    from tests.support.remediation import add_snapshot
+    ledger = make_ledger(tmp_path)
+    add_run(ledger)
+    fresh_snapshots(ledger, [f"SKU-{i}" for i in range(10)])          # the ERP shows 5 of every SKU
+    erp = {"systems": {"erp": {"value": 5, "units_per_channel_unit": 1}}}
+    for sku, shown in (("SKU-1", 100), ("SKU-2", 90), ("SKU-3", 80)):
+        add_finding(ledger, sku=sku, from_qty=shown, to_qty=5, evidence=erp)
+    settings = make_settings()
+    plan_corrections(ledger, settings, run_id=RUN, mode="apply")
+    ids = _ids(ledger)
+    assert decide(ledger, ids["SKU-1"], "approved", by="alice", settings=settings)["status"] == "planned"
+    add_snapshot(ledger, "erp", [f"SKU-{i}" for i in range(10)], location="WH-EAST",
+                 quantities={"SKU-2": 9, "SKU-3": 80})                # the ERP moved since the requests
+    assert decide(ledger, ids["SKU-2"], "approved", by="alice", settings=settings)["status"] == "superseded"
+    assert decide(ledger, ids["SKU-3"], "approved", by="alice", settings=settings)["status"] == "withdrawn"
+    assert [b["correction_ids"] for b in make_batches(ledger, RUN)] == [[ids["SKU-1"]]]
+    with ledger.session() as s:
+        c = s.get(m.Correction, ids["SKU-2"])
+        assert "the target is now 9" in c.detail and "ERP snapshot" in c.detail

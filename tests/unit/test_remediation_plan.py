@@ -1,7 +1,8 @@
 """Outbox planning: idempotency keys, guardrails, approvals, dry-run, batching."""
 import json
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from omnirecon.ledger import models as m
 from omnirecon.remediation.plan import PER_SKU_MAX, idempotency_key, make_batches, plan_corrections
@@ -174,3 +175,49 @@ def test_batches_respect_api_limits_and_the_map_length_cap(tmp_path):
     with ledger.session() as s:
         assert s.scalar(select(m.Correction.batch).where(m.Correction.id == capped[-1]["correction_ids"][0])) \
             == capped[-1]["batch"]
+
+
+# -- one open approval request per (channel, SKU, location) --------------------------------------------------------
+def _runs_with(tmp_path, targets):
+    """One reconcile run per target (None: the drift cleared), each planned; -> (ledger, run ids)."""
+    ledger = make_ledger(tmp_path)
+    fresh_snapshots(ledger, [f"SKU-{i}" for i in range(10)])
+    runs = []
+    for n, to_qty in enumerate(targets):
+        run = add_run(ledger, f"omnirecon_reconcile/scheduled__2026-01-05T10:{n:02d}:00+00:00")
+        if to_qty is not None:
+            add_finding(ledger, run, sku="SKU-1", from_qty=0, to_qty=to_qty)
+        plan_corrections(ledger, make_settings(), run_id=run, mode="apply")
+        runs.append(run)
+    return ledger, runs
+
+
+def _corrections(ledger):
+    with ledger.session() as s:
+        return [(c.run_id, c.status, c.to_qty) for c in s.scalars(select(m.Correction).order_by(m.Correction.id))]
+
+
+def test_the_same_correction_over_four_runs_keeps_one_open_request(tmp_path):
+    ledger, runs = _runs_with(tmp_path, [119, 119, 119, 119])
+    assert _corrections(ledger) == [(runs[0], "pending_approval", 119)]
+    assert ledger.count(m.Approval, m.Approval.decision.is_(None)) == 1
+
+
+def test_a_changed_target_supersedes_and_a_cleared_drift_withdraws(tmp_path):
+    ledger, runs = _runs_with(tmp_path, [119, 117, None])
+    assert _corrections(ledger) == [(runs[0], "superseded", 119), (runs[1], "withdrawn", 117)]
+    with ledger.session() as s:
+        assert sorted(a.decision for a in s.scalars(select(m.Approval))) == ["superseded", "withdrawn"]
+        assert s.scalar(select(func.count()).select_from(m.AuditLog)
+                        .where(m.AuditLog.operation == "close_request")) == 2
+
+
+def test_the_ledger_refuses_a_second_open_request_for_a_key(tmp_path):
+    from sqlalchemy.exc import IntegrityError
+    ledger, runs = _runs_with(tmp_path, [119])
+    with ledger.session() as s:
+        c = s.scalars(select(m.Correction)).one()
+        twin = {k: getattr(c, k) for k in ("channel", "sku", "channel_sku", "location", "from_qty", "status")}
+    with pytest.raises(IntegrityError):
+        with ledger.session() as s:
+            s.add(m.Correction(idempotency_key="x" * 64, run_id=runs[0], to_qty=120, **twin))

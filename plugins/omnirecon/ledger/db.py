@@ -47,19 +47,24 @@ def url_from_connection(conn) -> str:
         return URL.create("postgresql+psycopg2", username=conn.login or None, password=conn.password or None,
                           host=conn.host or "127.0.0.1", port=conn.port or 5432,
                           database=conn.schema or "omnirecon").render_as_string(hide_password=False)
-    raise ValueError(f"connection {LEDGER_CONN_ID}: unsupported conn_type {conn.conn_type!r} (sqlite or postgres)")
+    raise ValueError(f"connection {LEDGER_CONN_ID}: unsupported conn_type {conn.conn_type!r} (sqlite or postgres; "
+                     "the ledger never falls back to a local file for a connection that exists)")
 
 
 def ledger_url() -> str:
-    """OMNIRECON_LEDGER_URL, else the Airflow connection `omnirecon_ledger`, else data/ledger.db."""
+    """OMNIRECON_LEDGER_URL, else the Airflow connection `omnirecon_ledger`, else (no such connection) data/ledger.db.
+    A connection that exists but cannot be read or used (unsupported type, a typo) is an error, never SQLite."""
     if os.environ.get("OMNIRECON_LEDGER_URL"):
         return os.environ["OMNIRECON_LEDGER_URL"]
+    from omnirecon.connections import ConnectionProblem, find_connection
+    conn = find_connection(LEDGER_CONN_ID)
+    if conn is None:
+        log.debug("no connection %s; using the default SQLite file", LEDGER_CONN_ID)
+        return default_sqlite_url()
     try:
-        from airflow.sdk import BaseHook  # Airflow 3 task SDK
-        return url_from_connection(BaseHook.get_connection(LEDGER_CONN_ID))
-    except Exception as e:  # not inside Airflow, or no such connection
-        log.debug("ledger connection %s not available (%s); using the default SQLite file", LEDGER_CONN_ID, type(e).__name__)
-    return default_sqlite_url()
+        return url_from_connection(conn)
+    except ValueError as e:
+        raise ConnectionProblem(str(e)) from None
 
 
 def _json_safe(value):

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text,
                         UniqueConstraint)
+from sqlalchemy import text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -209,9 +210,16 @@ class FindingState(Base):
     resolved_notice_sent: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+OPEN_REQUEST = "pending_approval"    # at most one correction per (channel, sku, location) in this status
+
+
 class Correction(Base):
-    """The outbox: written before any call; the idempotency key makes retries and re-runs safe."""
+    """The outbox: written before any call; the idempotency key makes retries and re-runs safe.
+    One open approval request per (channel, sku, location): a partial unique index (migration 0004)."""
     __tablename__ = "corrections"
+    __table_args__ = (Index("ux_corrections_open_request", "channel", "sku", "location", unique=True,
+                            sqlite_where=text(f"status = '{OPEN_REQUEST}'"),
+                            postgresql_where=text(f"status = '{OPEN_REQUEST}'")),)
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
@@ -241,8 +249,9 @@ class Approval(Base):
     correction_id: Mapped[int] = mapped_column(ForeignKey("corrections.id"), index=True)
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
-    decision: Mapped[str | None] = mapped_column(String(16))   # approved | rejected | timeout
+    decision: Mapped[str | None] = mapped_column(String(16))   # approved | rejected | timeout | superseded | withdrawn
     decided_by: Mapped[str | None] = mapped_column(String(255))
+    asked_in: Mapped[str | None] = mapped_column(String(255))   # the approvals run whose request is open
     comment: Mapped[str | None] = mapped_column(Text)
 
 

@@ -82,6 +82,8 @@ class CorrectionStatus(_Vocabulary):
     BLOCKED_GUARDRAIL = "blocked_guardrail"
     SKIPPED_CHANGED = "skipped_changed"
     FAILED = "failed"
+    SUPERSEDED = "superseded"                # an open request replaced by one with a new target
+    WITHDRAWN = "withdrawn"                  # an open request whose drift cleared
 
 
 class OrderStatus(_Vocabulary):

@@ -6,9 +6,15 @@ Guardrails decide each correction's starting status:
   dry_run            runtime mode dry-run: recorded, never pushed;
   pending_approval   it moves more than approval_threshold_units (or its finding asks for approval);
   planned            ready to push.
+
+One open approval request per (channel, SKU, location), whichever run planned it (`_one_open_request`): a later
+run with the same target keeps it (no new correction, no new request), a changed target supersedes it
+(`superseded`) and opens one new request, a cleared drift withdraws it (`withdrawn`). The ledger enforces the
+rule with a partial unique index (models.Correction).
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import math
@@ -38,7 +44,8 @@ DEFAULT_MAX_MAP_LENGTH = 1024
 
 
 def idempotency_key(run_id: str, channel: str, sku: str, location: str, to_qty: int) -> str:
-    """sha256 of (run, channel, sku, location, target): stable across retries, clears and re-plans."""
+    """sha256 of (run, channel, sku, location, target): stable across retries, clears and re-plans of one run.
+    Across runs, `_one_open_request` keeps an identical open request instead of a new key."""
     raw = "\x1f".join([run_id, channel, sku, location, str(int(to_qty))])
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
@@ -52,6 +59,7 @@ class PlanResult:
     batches: list = field(default_factory=list)        # [{"channel", "batch", "method", "correction_ids"}]
     guardrail_trips: list = field(default_factory=list)  # [{"channel", "reason", ...}]
     unplannable: list = field(default_factory=list)    # [{"finding_id", "sku", "channel", "reason"}]
+    closed: dict = field(default_factory=dict)         # superseded / withdrawn -> open requests closed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,6 +206,10 @@ def plan_corrections(ledger: Ledger, settings: Settings, *, run_id: str, mode: s
             existing.update(s.scalars(select(m.Correction.idempotency_key)
                                       .where(m.Correction.idempotency_key.in_(keys[i:i + 500]))))
         new_rows = [r for r in rows if r["idempotency_key"] not in existing]
+        trusted = {ch for ch in wanted if not (erp_problem or _snapshot_problem(_latest_attempt(s, ch), ch, now, freshness))}
+        run = s.get(m.Run, run_id)
+        new_rows, result.closed = _one_open_request(s, run_id, rows, new_rows, trusted,
+                                                    ((run.params or {}).get("sku_filter") if run else None), now)
         result.created = _insert_or_ignore(s, ledger.dialect, new_rows)
         _open_approvals(s, [r["idempotency_key"] for r in new_rows if r["status"] == "pending_approval"])
         for r in new_rows:
@@ -242,6 +254,54 @@ def _correction_row(run_id: str, it: dict, block: str | None, mode: str, thresho
     }
 
 
+def _one_open_request(s, run_id: str, rows: list[dict], new_rows: list[dict], trusted: set[str],
+                      sku_filter: str | None, now: datetime) -> tuple[list[dict], dict[str, int]]:
+    """Earlier runs' open requests against this run's plan -> (rows to insert, {superseded/withdrawn: n}).
+    Same key and target: the open request stands (the row is dropped). Another target, or this run pushes the key
+    without asking: the open request is superseded. No row for the key although this run could see it (data of
+    the channel and the ERP usable, SKU inside the run's filter): the drift cleared, the request is withdrawn."""
+    channels = {r["channel"] for r in rows} | trusted
+    open_by_key = {(c.channel, c.sku, c.location): c for c in s.scalars(
+        select(m.Correction).where(m.Correction.status == m.OPEN_REQUEST, m.Correction.channel.in_(channels)))}
+    closed: dict[str, int] = {}
+    if not open_by_key:
+        return new_rows, closed
+    present = {(r["channel"], r["sku"], r["location"]) for r in rows}
+    keep = []
+    for r in new_rows:
+        old = open_by_key.get((r["channel"], r["sku"], r["location"]))
+        if old is None or r["status"] not in ("planned", m.OPEN_REQUEST):
+            keep.append(r)
+        elif r["status"] == m.OPEN_REQUEST and old.to_qty == r["to_qty"]:
+            continue
+        else:
+            _close_request(s, run_id, old, "superseded", f"superseded by run {run_id}: the target is now "
+                           f"{r['to_qty']} (was {old.to_qty})", now, closed)
+            keep.append(r)
+    for key, old in open_by_key.items():
+        if key not in present and old.channel in trusted and (not sku_filter or fnmatch.fnmatchcase(old.sku, sku_filter)):
+            _close_request(s, run_id, old, "withdrawn", f"withdrawn by run {run_id}: the drift cleared "
+                           f"(no correction needed any more)", now, closed)
+    s.flush()        # closed before the new requests go in (the partial unique index)
+    return keep, closed
+
+
+def _close_request(s, run_id: str, c: m.Correction, status: str, detail: str, now: datetime, closed: dict) -> None:
+    done = s.execute(m.Correction.__table__.update().where(m.Correction.id == c.id,
+                                                           m.Correction.status == m.OPEN_REQUEST)
+                     .values(status=status, detail=detail, updated_at=now)).rowcount
+    if not done:      # decided meanwhile: nothing to close
+        return
+    s.execute(m.Approval.__table__.update().where(m.Approval.correction_id == c.id, m.Approval.decision.is_(None))
+              .values(decision=status, decided_by=ACTOR, decided_at=now, comment=detail))
+    s.add(m.AuditLog(run_id=run_id, actor=ACTOR, system=c.channel, operation="close_request",
+                     target=f"{c.channel_sku}@{c.location}", correction_id=c.id, idempotency_key=c.idempotency_key,
+                     request={"from_status": m.OPEN_REQUEST, "from_qty": c.from_qty, "to_qty": c.to_qty},
+                     outcome=status, detail=detail))
+    closed[status] = closed.get(status, 0) + 1
+    log.info("correction %s (%s %s at %s): %s", c.id, c.channel, c.sku, c.location, detail)
+
+
 def _insert_or_ignore(s, dialect: str, rows: list[dict]) -> int:
     if not rows:
         return 0
@@ -276,7 +336,7 @@ def _max_map_length() -> int:
     try:
         from airflow.configuration import conf
         return conf.getint("core", "max_map_length", fallback=DEFAULT_MAX_MAP_LENGTH)
-    except Exception:  # airflow not configured here
+    except ImportError:  # no Airflow here; a malformed setting is an error
         return DEFAULT_MAX_MAP_LENGTH
 
 

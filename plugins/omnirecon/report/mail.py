@@ -57,9 +57,5 @@ def send_message(msg: EmailMessage, recipients: list[str], conn_id: str = "smtp_
 
 
 def connection_exists(conn_id: str) -> bool:
-    try:
-        from airflow.sdk import BaseHook
-        BaseHook.get_connection(conn_id)
-        return True
-    except Exception:
-        return False
+    from omnirecon.connections import connection_exists as exists
+    return exists(conn_id)
