@@ -192,20 +192,20 @@ def _runs_with(tmp_path, targets):
     return ledger, runs
 
 
-def _corrections(ledger):
+def _history(ledger):
     with ledger.session() as s:
         return [(c.run_id, c.status, c.to_qty) for c in s.scalars(select(m.Correction).order_by(m.Correction.id))]
 
 
 def test_the_same_correction_over_four_runs_keeps_one_open_request(tmp_path):
     ledger, runs = _runs_with(tmp_path, [119, 119, 119, 119])
-    assert _corrections(ledger) == [(runs[0], "pending_approval", 119)]
+    assert _history(ledger) == [(runs[0], "pending_approval", 119)]
     assert ledger.count(m.Approval, m.Approval.decision.is_(None)) == 1
 
 
 def test_a_changed_target_supersedes_and_a_cleared_drift_withdraws(tmp_path):
     ledger, runs = _runs_with(tmp_path, [119, 117, None])
-    assert _corrections(ledger) == [(runs[0], "superseded", 119), (runs[1], "withdrawn", 117)]
+    assert _history(ledger) == [(runs[0], "superseded", 119), (runs[1], "withdrawn", 117)]
     with ledger.session() as s:
         assert sorted(a.decision for a in s.scalars(select(m.Approval))) == ["superseded", "withdrawn"]
         assert s.scalar(select(func.count()).select_from(m.AuditLog)
