@@ -86,3 +86,29 @@ def test_slack_escape_is_total():
     assert escape("a&b<c>d") == "a&amp;b&lt;c&gt;d"
     assert escape("&amp;") == "&amp;amp;"      # escaped once more: shows as typed
     assert escape(None) == "" and escape(5) == "5"
+
+
+def test_approval_request_reaches_slack_escaped_with_the_hitl_link(tmp_path, slack, monkeypatch):
+    """The approvals DAG's notifier, called as HITLOperator.execute calls it: Slack gets the subject (values from
+    the channel escaped) and the link the operator generates, in the configured channel."""
+    from types import SimpleNamespace
+
+    import yaml
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    from omnirecon.remediation.approval_notify import ApproverNotifier
+    runtime = tmp_path / "runtime.yaml"
+    runtime.write_text(yaml.safe_dump({"slack_channel": "#stock-approvals"}))
+    monkeypatch.setenv("OMNIRECON_RUNTIME", str(runtime))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080")
+    op = HITLOperator(task_id="request_approval", subject="walmart <!channel> & BOOK-XL: 0 -> 119",
+                      options=["Approve", "Reject"])
+    ti = SimpleNamespace(dag_id="omnirecon_approvals", run_id="manual__2026-01-05", task_id="request_approval",
+                         map_index=3)
+    ApproverNotifier().notify({"task": op, "task_instance": ti})
+    assert len(slack) == 1
+    payload = slack[0]["payload"]
+    assert payload["channel"] == "#stock-approvals"
+    assert "walmart &lt;!channel&gt; &amp; BOOK-XL: 0 -&gt; 119" in payload["text"] and "<!" not in payload["text"]
+    assert ("http://airflow.example:8080/dags/omnirecon_approvals/runs/manual__2026-01-05/tasks/request_approval/"
+            "required_actions?map_index=3") in payload["text"]
