@@ -43,7 +43,7 @@ AUDIT_FIELDS = {"run_id", "actor", "system", "operation", "target", "correction_
                 "request", "response_status", "outcome", "detail"}
 
 # Read-back and feed polling (the sandbox applies at once; real channels may need a moment).
-VERIFY_ATTEMPTS = 3
+VERIFY_ATTEMPTS = 6        # reads back after 0.5, 1, 2, 4, 8 s: Amazon applies an ACCEPTED patch after a delay
 VERIFY_DELAY_S = 0.5
 FEED_POLLS = 60
 FEED_POLL_DELAY_S = 2.0
@@ -507,7 +507,7 @@ def _verify(ledger: Ledger, channel: str, ids: list[int], hook, conclusive: bool
                 else:
                     pending.append(c.id)
         if pending:
-            time.sleep(VERIFY_DELAY_S)
+            time.sleep(VERIFY_DELAY_S * 2 ** attempt)
 
 
 def _escalate_finding(s, c: m.Correction, shown: int | None) -> None:
