@@ -199,6 +199,7 @@ def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFram
     frame["is_fba"] = frame["channel_location"] == ex.FBA
     frame["expected_raw"] = frame["base"] // frame["units"]
     qty = ex.unposted_quantities(unposted, aliases) if len(unposted) else ex.unposted_quantities(pd.DataFrame(), aliases)
+    frame["other_in_flight_units"] = ex.other_channels_in_flight(frame, qty)
     frame = ex.apply_unposted(frame, qty)
     frame["expected"] = (frame["expected_raw"] - frame["in_flight_units"] - frame["overdue_units"]).clip(lower=0)
     frame["delta"] = frame["observed"] - frame["expected"]
@@ -414,7 +415,9 @@ def _with_follow_lag(fresh: pd.DataFrame, lag: pd.DataFrame, settings: Settings)
 
 def follow_lag(drift: pd.DataFrame, now, tolerance: int = 0) -> pd.DataFrame:
     """Per channel: rows still differing after an ERP change the channel never followed, with the lag in minutes."""
-    lagging = drift[(drift["delta"].abs() > tolerance) & drift["erp_updated_at"].notna()
+    others = drift["other_in_flight_units"] if "other_in_flight_units" in drift else 0
+    in_flight = (drift["delta"] < 0) & (-drift["delta"] <= others)   # other channels' orders explain the gap
+    lagging = drift[(drift["delta"].abs() > tolerance) & ~in_flight & drift["erp_updated_at"].notna()
                     & (drift["updated_at"].isna() | (drift["updated_at"] < drift["erp_updated_at"]))]
     if lagging.empty:   # (also a shard with no SKUs, whose empty columns carry no datetime dtype)
         return pd.DataFrame(columns=["channel", "follow_lag_minutes", "lagging_skus"])

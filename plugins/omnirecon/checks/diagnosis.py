@@ -93,7 +93,10 @@ def diagnose_drift(view: LedgerView, settings: Settings, drift: pd.DataFrame, ro
     rows["other_location"] = other_location_match(view, settings, rows)
 
     drifting = rows["delta"].abs() > tol
-    in_flight = ~drifting & (rows["raw_delta"].abs() > tol)
+    # the gap is orders not yet in the ERP: this channel's own (already allowed for), or another channel's that this
+    # channel already shows (synced from that channel) while the ERP's ATP has not fallen by them yet
+    others = rows["other_in_flight_units"] if "other_in_flight_units" in rows else 0
+    in_flight = (~drifting & (rows["raw_delta"].abs() > tol)) | (drifting & (rows["delta"] < 0) & (-rows["delta"] <= others))
     is_shopify = rows["channel"] == "shopify"
     policy = is_shopify & ((rows["inventory_policy"] == "CONTINUE") | (rows["tracked"] == False))  # noqa: E712
     listing_bad = rows["channel"].isin(MARKETPLACES) & rows["state"].notna() & ~rows["state"].isin(["active"])

@@ -161,6 +161,18 @@ def unposted_quantities(unposted: pd.DataFrame, aliases: pd.DataFrame) -> pd.Dat
                  order_ids=("order_id", lambda s: sorted(set(s)))).reset_index())
 
 
+def other_channels_in_flight(frame: pd.DataFrame, unposted_qty: pd.DataFrame) -> np.ndarray:
+    """Per row: units (in the row's channel units) of in-flight orders for its SKU on the OTHER channels. The ERP
+    has not recorded them yet, so its ATP has not fallen by them, while a channel synced from another channel may
+    already show the lower count."""
+    if unposted_qty.empty or frame.empty:
+        return np.zeros(len(frame), dtype="int64")
+    per = unposted_qty.groupby(["channel", "sku"], sort=False)["in_flight_units"].sum()
+    total = frame["sku"].map(per.groupby(level="sku").sum()).fillna(0).to_numpy()
+    own = per.reindex(pd.MultiIndex.from_arrays([frame["channel"], frame["sku"]])).fillna(0).to_numpy()
+    return ((total - own) // frame["units"].to_numpy()).astype("int64")
+
+
 def apply_unposted(frame: pd.DataFrame, unposted_qty: pd.DataFrame) -> pd.DataFrame:
     """Add in_flight_units/overdue_units/unposted_orders to (channel, sku, channel_location) rows.
 

@@ -158,7 +158,9 @@ class FindingBuilder:
             rs = rules[r.row]
             drift = bool(rs & {"oversell", "undersell"})
             location = self.erp_location_of.get((r.channel, r.channel_location), r.channel_location)
-            if drift:
+            if r.diagnosis == "in_flight":
+                severity = "info"   # orders on their way to the ERP explain the whole gap
+            elif drift:
                 severity = "critical" if r.delta > tol else "warning"
             elif "sells_past_zero" in rs:
                 severity = "critical"
@@ -169,7 +171,7 @@ class FindingBuilder:
                         and (pd.isna(r.state) or r.state == "active") and not self.erp_stale
                         and self.view.usable(r.channel, "inventory") and not pd.isna(ref_id))
             action = ("push" if abs(int(r.delta)) <= limit else "approval") if pushable else (
-                "alert" if drift or "sells_past_zero" in rs else "none")
+                "alert" if (drift and diagnosis != "in_flight") or "sells_past_zero" in rs else "none")
             fp = fingerprint("inventory_drift", r.channel, r.sku, location, None)
             diverged = min(filter(None, [states.get(fp), max(filter(None, [r.erp_updated_iso, r.updated_iso]), default=None)]),
                            default=None)
@@ -183,6 +185,8 @@ class FindingBuilder:
             unposted = r.unposted_orders if isinstance(r.unposted_orders, list) else None
             evidence = self._evidence(systems, r.channel, diverged, push=push, unposted_orders=unposted,
                                       in_flight_units=int(r.in_flight_units) or None, overdue_units=int(r.overdue_units) or None,
+                                      other_channels_in_flight_units=int(r.other_in_flight_units)
+                                      if diagnosis == "in_flight" and drift else None,
                                       previous_erp_values=r.previous_erp_values or None, other_erp_location=r.other_location,
                                       listing={"state": r.state, "inventory_policy": r.inventory_policy, "tracked": r.tracked}
                                       if not pd.isna(r.state) else None)
@@ -199,6 +203,10 @@ class FindingBuilder:
         if not drift and "sells_past_zero" in rules:
             why = "inventory policy CONTINUE" if r.inventory_policy == "CONTINUE" else "inventory not tracked"
             return f"{where} keeps selling with the ERP at {int(r.expected)} units ({why})."
+        if diagnosis == "in_flight" and drift:
+            return (f"{where} shows {int(r.observed)} vs {int(r.expected)} from the ERP; the gap is within "
+                    f"{int(r.other_in_flight_units)} unit(s) in other channels' orders not yet in the ERP "
+                    "(within the ingest SLA).")
         if diagnosis == "in_flight":
             return (f"{where} shows {int(r.observed)} vs {int(r.expected_raw)} from the ERP; the gap equals "
                     f"{int(r.in_flight_units)} unit(s) in orders not yet in the ERP (within the ingest SLA).")
