@@ -40,3 +40,52 @@ def test_the_product_never_imports_the_sandbox():
 
 def test_the_checker_sees_imports():   # the scan itself works: the sandbox does import the contract
     assert any("omnirecon_contract.scenario" in names for names in imported_top_modules(ROOT / "sandbox").values())
+
+
+# The product's layers, lowest first: a module imports only from its own package and from lower layers.
+LAYERS = [
+    {"errors", "timeutil", "validation", "connections"},
+    {"config", "model", "sandbox_process"},
+    {"ledger", "hooks"},
+    {"adapters", "links"},                 # adapters: one object per system account, on hooks and model
+    {"snapshot", "checks"},
+    {"report"},
+    {"remediation", "ui", "live"},
+    {"pipeline", "runner", "demo", "dag_defaults", "airflow_setup", "airflow_plugin", "provider"},
+    {"cli"},
+]
+# Kept names that delegate upwards on use (function-level import), for existing callers.
+DELEGATIONS = {("plugins/omnirecon/hooks/__init__.py", "omnirecon.adapters")}
+
+
+def _unit(path: str) -> str:
+    parts = Path(path).relative_to("plugins/omnirecon").parts
+    return parts[0].removesuffix(".py")
+
+
+def test_every_omnirecon_module_has_a_layer():
+    units = {_unit(p) for p in imported_top_modules(ROOT / "plugins" / "omnirecon")} - {"__init__"}
+    assert units - set().union(*LAYERS) == set()
+
+
+def test_a_module_never_imports_one_above_it():
+    rank = {unit: n for n, layer in enumerate(LAYERS) for unit in layer}
+    bad = []
+    for path, names in imported_top_modules(ROOT / "plugins" / "omnirecon").items():
+        own = _unit(path)
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "omnirecon" or len(parts) < 2 or parts[1] == own or own == "__init__":
+                continue
+            if (path, ".".join(parts[:2])) in DELEGATIONS:
+                continue
+            if rank.get(parts[1], -1) >= rank[own]:
+                bad.append(f"{path} ({own}) imports {name}")
+    assert bad == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    rank = {unit: n for n, layer in enumerate(LAYERS) for unit in layer}
+    assert rank["adapters"] > rank["hooks"] and rank["snapshot"] > rank["adapters"]
+    assert "omnirecon.adapters" in imported_top_modules(ROOT / "plugins" / "omnirecon")[
+        "plugins/omnirecon/snapshot/__init__.py"]

@@ -1,56 +1,38 @@
-"""Connectors (Airflow hooks) for the four systems, on the shared HTTP core in `base.py`."""
+"""Connectors (Airflow hooks) for the four systems, on the shared HTTP core in `base.py`.
+
+Which hook, connection and account settings a system uses is its adapter's (omnirecon/adapters/); the names below
+are kept for existing callers and delegate to the adapter registry (imported on use: adapters sit above hooks).
+"""
 from __future__ import annotations
 
-SYSTEM_HOOKS = {
-    "shopify": "omnirecon.hooks.shopify.ShopifyHook",
-    "amazon": "omnirecon.hooks.amazon.AmazonSPAPIHook",
-    "walmart": "omnirecon.hooks.walmart.WalmartHook",
-    "erp": "omnirecon.hooks.netsuite.NetSuiteHook",
-}
-CONN_IDS = {"shopify": "omnirecon_shopify", "amazon": "omnirecon_amazon", "walmart": "omnirecon_walmart",
-            "erp": "omnirecon_netsuite"}
+
+def _adapter(system: str):
+    from omnirecon.adapters import get_adapter
+    return get_adapter(system)
 
 
 def hook_class(system: str):
     """The hook class of a system (erp, shopify, amazon, walmart)."""
-    import importlib
-    try:
-        path = SYSTEM_HOOKS[system]
-    except KeyError:
-        raise ValueError(f"unknown system {system!r} (expected one of {', '.join(SYSTEM_HOOKS)})") from None
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    return _adapter(system).hook_class()
 
 
 def get_hook(system: str, conn_id: str | None = None, **kwargs):
     """A hook reading its Airflow connection (default conn id of the system)."""
-    return hook_class(system)(conn_id or CONN_IDS[system], **kwargs)
+    return _adapter(system).hook(conn_id, **kwargs)
 
 
 def hook_from_fields(system: str, fields: dict, **kwargs):
     """A hook from plain connection fields, e.g. one entry of `Sandbox.connections()`."""
-    f = {k: v for k, v in fields.items() if k in ("host", "login", "password", "extra", "port", "schema")}
-    return hook_class(system).from_fields(**f, **kwargs)
-
-
-ACCOUNT_EXTRAS = {"amazon": ("seller_id", "marketplace_id")}   # per-account ids the retailer settings may give
+    return _adapter(system).hook_from_fields(fields, **kwargs)
 
 
 def apply_account_settings(hook, system: str, settings):
-    """Give a hook the retailer's per-account settings (Amazon: seller and marketplace): the one place that does,
-    for snapshot reads, writes and read-backs alike. The connection's own extras win; a connection that names a
-    different account than the settings is an error, never a silent choice."""
-    names = ACCOUNT_EXTRAS.get(system, ())
-    if not names:
-        return hook
-    channel = ((settings.get("channels") if settings is not None else None) or {}).get(system) or {}
-    wanted = {k: str(channel[k]) for k in names if channel.get(k)}
-    fields = getattr(hook, "fields", None) if hasattr(type(hook), "fields") else None
-    extra = (fields or {}).get("extra") or {}
-    for name, value in wanted.items():
-        have = extra.get(name) or extra.get(f"extra__{getattr(hook, 'conn_type', '')}__{name}")
-        if have not in (None, "") and str(have) != value:
-            raise ValueError(f"connection {getattr(hook, 'conn_id', system)}: extra {name} is {have!r} but the "
-                             f"retailer settings say channels.{system}.{name} = {value!r}")
-    hook.fallback_extras = wanted
-    return hook
+    """The retailer's per-account settings on a hook (see `SystemAdapter.apply_account_settings`)."""
+    return _adapter(system).apply_account_settings(hook, settings)
+
+
+def __getattr__(name: str):
+    if name == "CONN_IDS":   # {system: conn id} of every registered adapter
+        from omnirecon.adapters import all_adapters
+        return {a.system: a.conn_id for a in all_adapters()}
+    raise AttributeError(name)

@@ -13,43 +13,15 @@ from typing import Any, Callable
 
 from sqlalchemy import select
 
+from omnirecon.adapters import SystemAdapter, get_adapter
 from omnirecon.errors import SnapshotFailed
-from omnirecon.hooks import apply_account_settings, get_hook
 from omnirecon.ledger import models as m
-from omnirecon.model.canonical import SNAPSHOT_KINDS, SYSTEMS
-from omnirecon.model.normalize import high_water, normalize
+from omnirecon.model.canonical import SNAPSHOT_KINDS
+from omnirecon.model.normalize import high_water
 from omnirecon.timeutil import parse_ts, utcnow
 
 log = logging.getLogger(__name__)
 DEFAULT_ORDERS_LOOKBACK = timedelta(days=1)
-# order APIs whose updated-at window includes its end (getOrders' LastUpdatedBefore is "before (or at)",
-# Walmart's lastModifiedEndDate likewise) and is in whole seconds: their rows are kept to [start, end)
-INCLUSIVE_END = ("amazon", "walmart")
-
-
-def fetch_catalog(system: str, hook) -> dict:
-    """Everything inventory and listings snapshots need; one pull serves both kinds."""
-    if system == "erp":
-        return hook.fetch_inventory()
-    if system == "shopify":
-        return hook.fetch_variants()
-    if system == "amazon":
-        return hook.fetch_listings()
-    if system == "walmart":
-        return hook.fetch_inventory_snapshot()
-    raise ValueError(f"unknown system {system!r}")
-
-
-def fetch_orders(system: str, hook, start: datetime, end: datetime) -> tuple[dict, datetime]:
-    """Orders updated in [start, end) -> (raw, the window end actually pulled)."""
-    if system == "amazon":
-        raw = hook.fetch_orders(start, end)
-        return raw, raw["window_end"]
-    if system in ("shopify", "walmart"):
-        return {"orders": hook.fetch_orders(start, end)}, end
-    if system == "erp":
-        return hook.fetch_orders(start, end), end
-    raise ValueError(f"unknown system {system!r}")
 
 
 def _ensure_run(ledger, run_id: str) -> None:
@@ -123,8 +95,9 @@ class _Pull:
         return self._value
 
 
-def _land(system: str, kind: str, pull: _Pull, *, ledger, run_id: str, settings, hook,
+def _land(adapter: SystemAdapter, kind: str, pull: _Pull, *, ledger, run_id: str, settings, hook,
           window: tuple | None = None, counters: tuple[int, int] = (0, 0)) -> m.Snapshot:
+    system = adapter.system
     t0 = time.monotonic()
     pulled_here = not pull._done
     window_start, window_end = window or (None, None)
@@ -144,8 +117,9 @@ def _land(system: str, kind: str, pull: _Pull, *, ledger, run_id: str, settings,
         raw = pull.get()
         if kind == "orders":
             raw, window_end = raw
-        records, quarantined = normalize(system, kind, raw)
-        if kind == "orders" and system in INCLUSIVE_END:   # consecutive windows never share an order
+        records, quarantined = adapter.normalize(kind, raw)
+        if kind == "orders" and adapter.inclusive_orders_end:   # consecutive windows never share an order:
+            # the API's window includes its end, in whole seconds; rows are kept to [start, end)
             lo, hi = parse_ts(window_start), parse_ts(window_end)
             records = [r for r in records if r.updated_at is None or lo <= r.updated_at < hi]
         detail = {"method": raw.get("method")} if isinstance(raw, dict) and raw.get("method") else None
@@ -174,12 +148,11 @@ def _describe(e: Exception, hook) -> str:
 
 
 def _prepare(system: str, kind: str | None, *, ledger, run_id: str, hook, settings):
-    if system not in SYSTEMS:
-        raise ValueError(f"unknown system {system!r} (expected one of {', '.join(SYSTEMS)})")
+    adapter = get_adapter(system)
     if kind is not None and kind not in SNAPSHOT_KINDS:
         raise ValueError(f"unknown snapshot kind {kind!r} (expected one of {', '.join(SNAPSHOT_KINDS)})")
     _ensure_run(ledger, run_id)
-    hook = apply_account_settings(hook or get_hook(system), system, settings)
+    hook = adapter.apply_account_settings(hook or adapter.hook(), settings)
     previous = hook.on_event
 
     def on_event(**fields):
@@ -187,22 +160,22 @@ def _prepare(system: str, kind: str | None, *, ledger, run_id: str, hook, settin
         if previous is not None:
             previous(**fields)
     hook.on_event = on_event
-    return hook, previous
+    return adapter, hook, previous
 
 
 def take_snapshot(system: str, kind: str, *, ledger, run_id: str, settings, window_start=None,
                   window_end=None, hook=None) -> m.Snapshot:
     """Pull one system's data of one kind and land it atomically (see the module docstring)."""
-    hook, previous = _prepare(system, kind, ledger=ledger, run_id=run_id, hook=hook, settings=settings)
+    adapter, hook, previous = _prepare(system, kind, ledger=ledger, run_id=run_id, hook=hook, settings=settings)
     try:
         counters = (hook.api_calls, hook.retries)
         if kind == "orders":
             window = default_window(ledger, system, window_start, window_end)
-            pull = _Pull(lambda: fetch_orders(system, hook, *window))
-            return _land(system, kind, pull, ledger=ledger, run_id=run_id, settings=settings, hook=hook,
+            pull = _Pull(lambda: adapter.fetch_orders(hook, *window))
+            return _land(adapter, kind, pull, ledger=ledger, run_id=run_id, settings=settings, hook=hook,
                          window=window, counters=counters)
-        pull = _Pull(lambda: fetch_catalog(system, hook))
-        return _land(system, kind, pull, ledger=ledger, run_id=run_id, settings=settings, hook=hook,
+        pull = _Pull(lambda: adapter.fetch_catalog(hook))
+        return _land(adapter, kind, pull, ledger=ledger, run_id=run_id, settings=settings, hook=hook,
                      counters=counters)
     finally:
         hook.on_event = previous
@@ -213,10 +186,10 @@ def snapshot_system(system: str, *, ledger, run_id: str, settings, kinds=SNAPSHO
     """Every kind of one system. Inventory and listings come from one pull (e.g. Amazon's listings report
     gives quantities and listing state) and land as two snapshots. Returns {kind: Snapshot or the
     SnapshotFailed}; a failed kind does not stop the others."""
-    hook, previous = _prepare(system, None, ledger=ledger, run_id=run_id, hook=hook, settings=settings)
+    adapter, hook, previous = _prepare(system, None, ledger=ledger, run_id=run_id, hook=hook, settings=settings)
     out: dict = {}
     try:
-        catalog = _Pull(lambda: fetch_catalog(system, hook))
+        catalog = _Pull(lambda: adapter.fetch_catalog(hook))
         catalog_counters = (hook.api_calls, hook.retries)
         first_catalog_kind = True
         for kind in kinds:
@@ -226,14 +199,14 @@ def snapshot_system(system: str, *, ledger, run_id: str, settings, kinds=SNAPSHO
             try:
                 if kind == "orders":
                     window = default_window(ledger, system, window_start, window_end)
-                    pull = _Pull(lambda w=window: fetch_orders(system, hook, *w))
-                    out[kind] = _land(system, kind, pull, ledger=ledger, run_id=run_id, settings=settings,
+                    pull = _Pull(lambda w=window: adapter.fetch_orders(hook, *w))
+                    out[kind] = _land(adapter, kind, pull, ledger=ledger, run_id=run_id, settings=settings,
                                       hook=hook, window=window, counters=counters)
                 else:
                     # the shared pull's calls are counted on the first catalog snapshot only
                     c = catalog_counters if first_catalog_kind else (hook.api_calls, hook.retries)
                     first_catalog_kind = False
-                    out[kind] = _land(system, kind, catalog, ledger=ledger, run_id=run_id, settings=settings,
+                    out[kind] = _land(adapter, kind, catalog, ledger=ledger, run_id=run_id, settings=settings,
                                       hook=hook, counters=c)
             except SnapshotFailed as e:
                 out[kind] = e
