@@ -166,7 +166,7 @@ def test_approvals_wait_then_approve_and_reject_through_the_rest_api(tmp_path, s
             assert msg["To"] == "approver@example.test" and msg["Subject"].startswith("[omnirecon] approval needed")
             links |= set(re.findall(r"http://\S+/required_actions\S*", msg.get_body(("plain",)).get_content()))
         expected = {f"http://127.0.0.1:{port}/dags/omnirecon_approvals/runs/{d['task_instance']['dag_run_id']}"
-                    f"/tasks/request_approval/required_actions?map_index={d['task_instance']['map_index']}"
+                    f"/tasks/{d['task_instance']['task_id']}/required_actions?map_index={d['task_instance']['map_index']}"
                     for d in waiting}
         assert {unquote(link) for link in links} == expected
         assert all(requests.get(link, timeout=10).status_code == 200 for link in links)   # the UI serves it

@@ -45,7 +45,7 @@ def _fill_ledger(ledger: Ledger, demo_scenario_path: Path):
     with ledger.session() as s:
         fp = "f" * 64
         s.add(m.Finding(run_id=RUN, fingerprint=fp, check="mapping", severity="warning", channel="shopify",
-                        sku=HOSTILE, diagnosis="L4_sku_mapping", action="alert", detail=f"unknown SKU {HOSTILE}",
+                        sku=HOSTILE, diagnosis="sku_mapping", action="alert", detail=f"unknown SKU {HOSTILE}",
                         evidence={"channel_sku": HOSTILE}))
         s.add(m.FindingState(fingerprint=fp, check="mapping", channel="shopify", sku=HOSTILE, status="open",
                              severity="warning", first_seen_at=now, first_seen_run=RUN, last_seen_at=now,
