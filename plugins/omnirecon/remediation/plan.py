@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
+from omnirecon.adapters import get_adapter
 from omnirecon.config import Settings
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
@@ -34,10 +35,7 @@ PUSH_ACTIONS = ("push", "approval")
 NON_INVENTORY_TYPES = ("NonInvtPart",)
 ACTOR = "omnirecon.remediation.plan"
 
-# Write limits per API call (reference/channel-apis.md).
-SHOPIFY_QUANTITIES_PER_CALL = 250          # inventorySetQuantities
-AMAZON_FEED_MAX_MESSAGES = 25_000          # JSON_LISTINGS_FEED
-WALMART_FEED_MAX_ITEMS = 10_000            # MP_INVENTORY feed
+# Write limits per API call are the adapters' (reference/channel-apis.md).
 PER_SKU_MAX = 100                          # up to this many: per-SKU calls; above: a feed
 PER_SKU_BATCH = 50                         # per-SKU calls handled by one mapped task
 DEFAULT_MAX_MAP_LENGTH = 1024
@@ -114,11 +112,13 @@ def _channel_sku_count(s, snap: m.Snapshot | None) -> int:
 def _item_block_reason(f: m.Finding, push: dict, settings: Settings, erp_item: m.ListingRow | None) -> str | None:
     """Per-correction guardrails: what must never be pushed."""
     channel_location = str(push.get("channel_location") or "")
-    if _is_fba(f, channel_location, settings):
-        return "FBA stock is held by Amazon: compared, never pushed"
+    adapter = get_adapter(f.channel)
+    held = adapter.push_block(settings, channel_location, f.location)
+    if held:
+        return held
     if f.diagnosis == "sku_mapping" or not push.get("channel_sku"):
         return "unmapped SKU: no channel SKU mapped to this ERP item"
-    if not channel_location or not _location_mapped(settings, f.channel, channel_location):
+    if not channel_location or not adapter.location_mapped(settings, channel_location):
         return f"unmapped location {channel_location!r} on {f.channel}"
     item_type = (erp_item.item_type if erp_item else None) or (f.evidence or {}).get("item_type")
     inactive = (erp_item.is_inactive if erp_item else None) or (f.evidence or {}).get("is_inactive")
@@ -132,18 +132,6 @@ def _item_block_reason(f: m.Finding, push: dict, settings: Settings, erp_item: m
     if to_qty < 0:
         return f"negative target quantity {to_qty}"
     return None
-
-
-def _is_fba(f: m.Finding, channel_location: str, settings: Settings) -> bool:
-    if f.channel != "amazon":
-        return False
-    fba_locations = {loc["erp"] for loc in settings["locations"] if str(loc.get("amazon", "")).upper() == "FBA"}
-    return channel_location.upper() == "FBA" or (f.location or "") in fba_locations
-
-
-def _location_mapped(settings: Settings, channel: str, channel_location: str) -> bool:
-    key = {"shopify": "shopify", "amazon": "amazon", "walmart": "walmart_ship_node"}[channel]
-    return any(str(loc.get(key)) == channel_location for loc in settings.mapped_locations(channel))
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -341,14 +329,9 @@ def _max_map_length() -> int:
 
 
 def batch_method(channel: str, n: int) -> tuple[str, int]:
-    """(write method, corrections per batch) for n planned corrections on a channel."""
-    if channel == "shopify":
-        return "set_quantities", SHOPIFY_QUANTITIES_PER_CALL
-    if channel == "amazon":
-        return ("patch", PER_SKU_BATCH) if n <= PER_SKU_MAX else ("feed", AMAZON_FEED_MAX_MESSAGES)
-    if channel == "walmart":
-        return ("put", PER_SKU_BATCH) if n <= PER_SKU_MAX else ("feed", WALMART_FEED_MAX_ITEMS)
-    raise ValueError(f"no write path for channel {channel!r}")
+    """(write method, corrections per batch) for n planned corrections on a channel: up to PER_SKU_MAX per-SKU
+    calls where the channel has them, else its feed or batch call (the adapter's)."""
+    return get_adapter(channel).batch_method(n, PER_SKU_MAX, PER_SKU_BATCH)
 
 
 def make_batches(ledger: Ledger, run_id: str, *, channels=None, max_batches: int | None = None,

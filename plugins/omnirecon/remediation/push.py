@@ -27,18 +27,17 @@ from typing import Callable
 
 from sqlalchemy import select
 
+from omnirecon.adapters import SystemAdapter, get_adapter
 from omnirecon.config import Settings
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
 from omnirecon.ledger.locks import claim_locks
 from omnirecon.remediation.channels import get_hook
-from omnirecon.remediation.plan import AMAZON_FEED_MAX_MESSAGES, SHOPIFY_QUANTITIES_PER_CALL, WALMART_FEED_MAX_ITEMS
 from omnirecon.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 ACTOR = "omnirecon.remediation.push"
 NOT_APPLIED = "write accepted but not applied"
-STALE_CODES = ("CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE")
 AUDIT_FIELDS = {"run_id", "actor", "system", "operation", "target", "correction_id", "idempotency_key",
                 "request", "response_status", "outcome", "detail"}
 
@@ -136,8 +135,7 @@ def _claim(ledger: Ledger, ids: list[int], system: str, hook=None):
 
 def batch_hook(channel: str, settings: Settings, factory: Callable[[str], object] | None = None):
     """The one hook a batch's calls share, with the retailer's account settings (one token, one bucket)."""
-    from omnirecon.hooks import apply_account_settings
-    return apply_account_settings(get_hook(channel, factory), channel, settings)
+    return get_adapter(channel).apply_account_settings(get_hook(channel, factory), settings)
 
 
 # -- entry point -----------------------------------------------------------------------------
@@ -148,11 +146,10 @@ def push_batch(ledger: Ledger, settings: Settings, batch: dict, *,
     if settings.mode == "dry-run":
         log.info("dry-run: batch %s on %s not pushed", batch.get("batch"), channel)
         return {"channel": channel, "batch": batch.get("batch"), "pushed": 0, "statuses": {}, "mode": "dry-run"}
-    method = batch.get("method") or {"shopify": "set_quantities", "amazon": "patch", "walmart": "put"}[channel]
-    pusher = {("shopify", "set_quantities"): _push_shopify, ("amazon", "patch"): _push_per_sku,
-              ("walmart", "put"): _push_per_sku, ("amazon", "feed"): _push_feed,
-              ("walmart", "feed"): _push_feed}[(channel, method)]
-    pushed = pusher(ledger, channel, ids, batch_hook(channel, settings, hook_factory))
+    adapter = get_adapter(channel)
+    _, path = adapter.write_path(batch.get("method"))
+    pusher = {"batch": _push_batches, "per_sku": _push_per_sku, "feed": _push_feed}[path]
+    pushed = pusher(ledger, adapter, ids, batch_hook(channel, settings, hook_factory))
     with ledger.session() as s:
         statuses: dict[str, int] = {}
         for st in s.scalars(select(m.Correction.status).where(m.Correction.id.in_(ids))):
@@ -161,118 +158,45 @@ def push_batch(ledger: Ledger, settings: Settings, batch: dict, *,
     return {"channel": channel, "batch": batch.get("batch"), "pushed": pushed, "statuses": statuses}
 
 
-# -- Shopify: inventorySetQuantities with changeFromQuantity and @idempotent ----------------------
-def _shopify_pair(c: m.Correction) -> tuple[str, str]:
-    ref = c.ref or {}
-    return (str(ref.get("inventory_item_id") or ref.get("inventoryItemId")),
-            str(ref.get("location_id") or ref.get("locationId") or c.location))
-
-
+# -- one call for many rows (Shopify: inventorySetQuantities, compare-and-swap, @idempotent) -------
 def _call_key(rows: list[m.Correction]) -> str:
     """The @idempotent key of one call: derived from its corrections' keys (same rows -> same key)."""
     return hashlib.sha256("|".join(sorted(r.idempotency_key for r in rows)).encode()).hexdigest()
 
 
-def _push_shopify(ledger: Ledger, channel: str, ids: list[int], hook) -> int:
+def _push_batches(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) -> int:
     pushed = 0
-    for i in range(0, len(ids), SHOPIFY_QUANTITIES_PER_CALL):
-        chunk = ids[i:i + SHOPIFY_QUANTITIES_PER_CALL]
+    for i in range(0, len(ids), adapter.batch_call_size):
+        chunk = ids[i:i + adapter.batch_call_size]
         applied: list[int] = []
-        with _claim(ledger, chunk, channel, hook) as (s, rows, todo, audit):
+        with _claim(ledger, chunk, adapter.system, hook) as (s, rows, todo, audit):
             for _ in range(2):   # a second call only for rows held back by another row's error
                 if not todo:
                     break
-                todo = _shopify_call(hook, audit, todo)
+                todo = _batch_call(adapter, hook, audit, todo)
             for c in todo:
                 _set(audit, c, "failed", "not written: the mutation failed twice for other rows")
             applied = [c.id for c in rows if c.status == "applied"]
             pushed += len(applied)
-        _verify(ledger, channel, applied, hook)
+        _verify(ledger, adapter, applied, hook)
     return pushed
 
 
-def _shopify_call(hook, audit: _Audit, rows: list[m.Correction]) -> list[m.Correction]:
-    """One inventorySetQuantities call; returns rows to retry (blocked only by other rows' errors)."""
-    changes = [{"inventory_item_id": item, "location_id": loc, "quantity": c.to_qty, "change_from": c.from_qty}
-               for c in rows for item, loc in [_shopify_pair(c)]]
+def _batch_call(adapter: SystemAdapter, hook, audit: _Audit, rows: list[m.Correction]) -> list[m.Correction]:
+    """One write call for many rows; returns rows to retry (blocked only by other rows' errors)."""
     try:
-        res = hook.set_available(changes, idempotency_key=_call_key(rows), reason="correction",
-                                 reference_document_uri=f"gid://omnirecon/Correction/{rows[0].id}")
+        outcomes = adapter.write_batch(hook, rows, _call_key(rows))
     except Exception as e:
         for c in rows:
             _set(audit, c, "failed", f"write call failed: {e}", operation="write")
         return []
-    if res.get("ok"):
-        for c in rows:
-            _set(audit, c, "applied", "inventorySetQuantities accepted", operation="write")
-        return []
-    by_row: dict[int, list[dict]] = {}
-    general: list[dict] = []
-    for err in res.get("user_errors") or []:
-        idx = _quantity_index(err.get("field"))
-        (by_row.setdefault(idx, []) if idx is not None and idx < len(rows) else general).append(err)
-    current = _read_shopify(hook, rows)
-    retry: list[m.Correction] = []
-    for n, c in enumerate(rows):
-        errs = by_row.get(n, [])
-        now = current.get(_shopify_pair(c))
-        if now == c.to_qty:
-            _set(audit, c, "applied", "already at target on the channel", operation="write")
-        elif now is not None and now != c.from_qty:
-            _set(audit, c, "skipped_changed", f"channel changed since the snapshot: {c.from_qty} -> {now}",
-                 operation="write")
-        elif any(e.get("code") in STALE_CODES for e in errs + general) and now is None:
-            _set(audit, c, "skipped_changed", "changeFromQuantity stale: the channel changed since the snapshot",
-                 operation="write")
-        elif errs or (general and len(rows) == 1):
-            msg = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in (errs or general))
-            _set(audit, c, "failed", f"rejected by Shopify: {msg}", operation="write")
-        else:
-            retry.append(c)
-    if retry and not by_row and general:   # errors we cannot pin to a row: do not loop
-        msg = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in general)
-        for c in retry:
-            _set(audit, c, "failed", f"rejected by Shopify: {msg}", operation="write")
-        return []
-    return retry
+    for c in rows:
+        if c.id in outcomes:
+            _set(audit, c, *outcomes[c.id], operation="write")
+    return [c for c in rows if c.id not in outcomes]
 
 
-def _quantity_index(field) -> int | None:
-    """["input", "quantities", "3", "changeFromQuantity"] -> 3."""
-    if not isinstance(field, (list, tuple)):
-        return None
-    for a, b in zip(field, field[1:]):
-        if a == "quantities" and str(b).isdigit():
-            return int(b)
-    return None
-
-
-def _read_shopify(hook, rows: list[m.Correction]) -> dict:
-    try:
-        got = hook.read_available([_shopify_pair(c) for c in rows])
-    except Exception as e:
-        log.warning("shopify read-back failed: %s", e)
-        return {}
-    return {(str(k[0]), str(k[1])): v for k, v in (got or {}).items()}
-
-
-# -- Amazon / Walmart: no compare-and-swap: re-read, then write one SKU at a time ----------------
-def _read_one(hook, channel: str, c: m.Correction):
-    if channel == "amazon":
-        return hook.read_quantity(c.channel_sku)
-    return hook.read_inventory(c.channel_sku, _ship_node(c))
-
-
-def _ship_node(c: m.Correction) -> str:
-    ref = c.ref or {}
-    return str(ref.get("ship_node") or ref.get("shipNode") or c.location)
-
-
-def _product_type(c: m.Correction) -> str | None:
-    ref = c.ref or {}
-    return ref.get("product_type") or ref.get("productType")
-
-
+# -- per SKU (Amazon, Walmart): no compare-and-swap: re-read, then write one SKU at a time ---------
 def _precheck(audit: _Audit, c: m.Correction, current) -> bool:
     """Decide from a fresh read whether to write; sets the status when not."""
     if current is None:
@@ -287,11 +211,11 @@ def _precheck(audit: _Audit, c: m.Correction, current) -> bool:
     return False
 
 
-def _push_per_sku(ledger: Ledger, channel: str, ids: list[int], hook) -> int:
+def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) -> int:
     pushed = 0
     for cid in ids:
         applied = False
-        with _claim(ledger, [cid], channel, hook) as (s, rows, todo, audit):
+        with _claim(ledger, [cid], adapter.system, hook) as (s, rows, todo, audit):
             if not todo:
                 # `applied` here: a run killed before its read-back; verify it below
                 unverified = bool(rows) and rows[0].status == "applied"
@@ -299,49 +223,42 @@ def _push_per_sku(ledger: Ledger, channel: str, ids: list[int], hook) -> int:
                 unverified = False
                 c = todo[0]
                 try:
-                    if not _precheck(audit, c, _read_one(hook, channel, c)):
+                    if not _precheck(audit, c, adapter.read_one(hook, c)):
                         applied = c.status == "applied"
                     else:
-                        applied = _write_one(hook, audit, channel, c)
+                        applied = _write_one(adapter, hook, audit, c)
                 except Exception as e:
                     _set(audit, c, "failed", f"write call failed: {e}", operation="write")
                     applied = False
         pushed += applied
         if applied or unverified:
-            _verify(ledger, channel, [cid], hook)
+            _verify(ledger, adapter, [cid], hook)
     return pushed
 
 
-def _write_one(hook, audit: _Audit, channel: str, c: m.Correction) -> bool:
-    if channel == "amazon":
-        res = hook.patch_quantity(c.channel_sku, _product_type(c), c.to_qty) or {}
-        c.external_id = _short(res.get("submission_id"), 255)
-        if res.get("status") not in ("ACCEPTED", "VALID"):
-            issues = "; ".join(f"{i.get('code')}: {i.get('message')}" for i in res.get("issues") or [])
-            _set(audit, c, "failed", f"listing update {res.get('status')}: {issues}".strip(), operation="write")
-            return False
-    else:
-        res = hook.update_inventory(c.channel_sku, _ship_node(c), c.to_qty) or {}
-    _set(audit, c, "applied", f"{channel} accepted the update", operation="write")
-    return True
+def _write_one(adapter: SystemAdapter, hook, audit: _Audit, c: m.Correction) -> bool:
+    res = adapter.write_one(hook, c)
+    c.external_id = _short(res.external_id, 255)
+    _set(audit, c, "applied" if res.ok else "failed", res.detail, operation="write")
+    return res.ok
 
 
 # -- feeds (large sets) ------------------------------------------------------------------------
 FEED_PENDING = "feed:pending"     # external_id of rows whose feed submission started but has no feed id yet
 
 
-def _push_feed(ledger: Ledger, channel: str, ids: list[int], hook) -> int:
+def _push_feed(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) -> int:
     """Rows are marked applied (external_id FEED_PENDING) and committed before the feed goes out, so a re-run
     after a kill never submits them again: it settles their feed, or, without a feed id (killed mid-submission,
     outcome unknown), verifies them without concluding failure."""
-    size = AMAZON_FEED_MAX_MESSAGES if channel == "amazon" else WALMART_FEED_MAX_ITEMS
+    channel, size = adapter.system, adapter.feed_max_items
     pushed = 0
     for i in range(0, len(ids), size):
         chunk = ids[i:i + size]
         with ledger.session() as s:    # re-read outside any transaction: thousands of reads
             planned = list(s.scalars(select(m.Correction).where(m.Correction.id.in_(chunk),
                                                                 m.Correction.status == "planned")))
-        reads = {c.id: _safe_read(hook, channel, c) for c in planned}
+        reads = {c.id: adapter.safe_read(hook, c) for c in planned}
         with ledger.session() as s:    # no call inside: the committed FEED_PENDING mark is the claim
             rows = _lock_rows(s, ledger, chunk)
             audit = _Audit(s, rows[0].run_id if rows else None, channel)
@@ -365,25 +282,25 @@ def _push_feed(ledger: Ledger, channel: str, ids: list[int], hook) -> int:
         submitted = [c.id for c in todo]
         pushed += sum(len(v) for v in by_feed.values()) + len(new)
         if submitted:
-            feed_id = _submit_pending(ledger, channel, submitted, hook)
+            feed_id = _submit_pending(ledger, adapter, submitted, hook)
             if feed_id:
                 by_feed.setdefault(feed_id, []).extend(submitted)
         for feed_id, group in by_feed.items():
-            settled = bool(feed_id) and _settle_feed(ledger, channel, feed_id, group, hook)
-            _verify(ledger, channel, group, hook, conclusive=settled or not feed_id)
-        _verify(ledger, channel, in_doubt, hook, conclusive=False)
+            settled = bool(feed_id) and _settle_feed(ledger, adapter, feed_id, group, hook)
+            _verify(ledger, adapter, group, hook, conclusive=settled or not feed_id)
+        _verify(ledger, adapter, in_doubt, hook, conclusive=False)
     return pushed
 
 
-def _submit_pending(ledger: Ledger, channel: str, ids: list[int], hook) -> str | None:
+def _submit_pending(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) -> str | None:
     """Submit one feed for rows marked FEED_PENDING; record its id on them (or their failure)."""
     with ledger.Session() as s:
         rows = list(s.scalars(select(m.Correction).where(m.Correction.id.in_(ids)).order_by(m.Correction.id)))
         s.commit()                      # no transaction open during the submission
-        audit = _Audit(s, rows[0].run_id, channel)
+        audit = _Audit(s, rows[0].run_id, adapter.system)
         hook.audit = audit if hasattr(hook, "audit") else None
         try:
-            feed_id = _submit_feed(hook, channel, rows)
+            feed_id = adapter.submit_feed(hook, rows)
         except Exception as e:
             for c in rows:
                 c.external_id = None
@@ -401,35 +318,17 @@ def _submit_pending(ledger: Ledger, channel: str, ids: list[int], hook) -> str |
     return feed_id
 
 
-def _safe_read(hook, channel: str, c: m.Correction):
-    try:
-        return _read_one(hook, channel, c)
-    except Exception as e:
-        log.warning("%s re-read of %s failed: %s", channel, c.channel_sku, e)
-        return None
-
-
-def _submit_feed(hook, channel: str, rows: list[m.Correction]) -> str:
-    if channel == "amazon":
-        messages = [{"messageId": n, "sku": c.channel_sku, "operationType": "PATCH", "productType": _product_type(c),
-                     "patches": [{"op": "replace", "path": "/attributes/fulfillment_availability",
-                                  "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": c.to_qty}]}]}
-                    for n, c in enumerate(rows, start=1)]
-        return str(hook.submit_listings_feed(messages))
-    items = [{"sku": c.channel_sku, "ship_node": _ship_node(c), "amount": c.to_qty} for c in rows]
-    return str(hook.submit_inventory_feed(items))
-
-
 def _feed_state(result: dict) -> str:
     return str(result.get("status") or result.get("processingStatus") or result.get("feedStatus") or "").upper()
 
 
-def _settle_feed(ledger: Ledger, channel: str, feed_id: str, ids: list[int], hook) -> bool:
+def _settle_feed(ledger: Ledger, adapter: SystemAdapter, feed_id: str, ids: list[int], hook) -> bool:
     """Wait for the feed to finish; rows it reports as errors become failed. False: outcome unknown."""
+    channel = adapter.system
     result: dict = {}
     for _ in range(FEED_POLLS):
         try:
-            result = (hook.feed_result(feed_id) if channel == "amazon" else hook.feed_status(feed_id)) or {}
+            result = adapter.feed_result(hook, feed_id) or {}
         except Exception as e:   # the read-back still decides verified or failed
             log.warning("%s feed %s: status unavailable (%s)", channel, feed_id, e)
             return False
@@ -471,7 +370,7 @@ def _feed_errors(result: dict) -> dict[str, str]:
 
 
 # -- read-back ----------------------------------------------------------------------------------
-def _verify(ledger: Ledger, channel: str, ids: list[int], hook, conclusive: bool = True) -> None:
+def _verify(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, conclusive: bool = True) -> None:
     """applied -> verified when the channel shows the target; else failed (accepted but not applied).
     Not conclusive (a feed whose processing is unconfirmed): rows not yet at the target stay applied.
     Read, then read back with no transaction open, then record under a short one (rows still `applied` only)."""
@@ -484,11 +383,11 @@ def _verify(ledger: Ledger, channel: str, ids: list[int], hook, conclusive: bool
                                                             m.Correction.status == "applied")))
         if not rows:
             return
-        seen = _read_back(hook, channel, rows)
+        seen = adapter.read_many(hook, rows)
         last = attempt == VERIFY_ATTEMPTS - 1
         pending = []
         with ledger.session() as s:
-            audit = _Audit(s, rows[0].run_id, channel)
+            audit = _Audit(s, rows[0].run_id, adapter.system)
             for c in _lock_rows(s, ledger, [c.id for c in rows], m.Correction.status == "applied"):
                 now = seen.get(c.id)
                 if now == c.to_qty:
@@ -499,7 +398,8 @@ def _verify(ledger: Ledger, channel: str, ids: list[int], hook, conclusive: bool
                 elif last:
                     _set(audit, c, "failed", f"{NOT_APPLIED}: the channel shows {now}, expected {c.to_qty}",
                          operation="verify")
-                    audit.s.add(m.AuditLog(run_id=c.run_id, actor=ACTOR, system=channel, operation="write_not_applied",
+                    audit.s.add(m.AuditLog(run_id=c.run_id, actor=ACTOR, system=adapter.system,
+                                           operation="write_not_applied",
                                            target=f"{c.channel_sku}@{c.location}", correction_id=c.id,
                                            idempotency_key=c.idempotency_key, outcome="critical",
                                            detail=f"{NOT_APPLIED}: shows {now}, pushed {c.to_qty}"))
@@ -523,10 +423,3 @@ def _escalate_finding(s, c: m.Correction, shown: int | None) -> None:
     state = s.get(m.FindingState, c.fingerprint)
     if state is not None:
         state.severity = "critical"
-
-
-def _read_back(hook, channel: str, rows: list[m.Correction]) -> dict[int, int | None]:
-    if channel == "shopify":
-        got = _read_shopify(hook, rows)
-        return {c.id: got.get(_shopify_pair(c)) for c in rows}
-    return {c.id: _safe_read(hook, channel, c) for c in rows}
