@@ -22,6 +22,7 @@ DEFAULT_SETTINGS: dict = {
     "bundles": [],
     "order_slas": {"ingest_minutes": 30, "ship_confirm_minutes": 240},
     "freshness_minutes": 15,
+    "propagation_sla_seconds": 60,
     "low_stock_days": 2,
     "approval_threshold_units": 50,
     "max_correction_fraction": 0.2,

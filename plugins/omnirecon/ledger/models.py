@@ -313,3 +313,51 @@ class Notification(Base):
     headers: Mapped[dict | None]                                       # the non-secret headers that identify it
     processed_at: Mapped[datetime | None] = mapped_column(index=True)  # taken into a live reconcile
     quarantined: Mapped[str | None] = mapped_column(Text)              # why an authentic message is unusable
+
+
+class HopWindow(Base):
+    """What the trigger chain looked like for one hop (source -> target, kind) over one window: the history that
+    shows a hop's behaviour over days. Owner: omnirecon.live.chain."""
+    __tablename__ = "hop_windows"
+    __table_args__ = (Index("ix_hop_windows_hop", "from_system", "to_system", "kind", "window_to"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(String(128))
+    from_system: Mapped[str] = mapped_column(String(16))
+    to_system: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))                      # inventory | orders | status
+    window_from: Mapped[datetime]
+    window_to: Mapped[datetime]
+    mechanism: Mapped[str] = mapped_column(String(16))                 # event | poll | unknown
+    poll_interval_s: Mapped[float | None] = mapped_column(Float)
+    resolution_s: Mapped[float | None] = mapped_column(Float)
+    latency_p50_s: Mapped[float | None] = mapped_column(Float)
+    latency_p95_s: Mapped[float | None] = mapped_column(Float)
+    latency_max_s: Mapped[float | None] = mapped_column(Float)
+    changes_seen: Mapped[int] = mapped_column(Integer, default=0)
+    followed: Mapped[int] = mapped_column(Integer, default=0)
+    missed: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16))                     # ok | slow | broken | unknown
+    since: Mapped[datetime | None]
+    diagnosis: Mapped[str | None] = mapped_column(Vocabulary(Diagnosis, 32))
+    exposure: Mapped[dict | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TriggerDetection(Base):
+    """A change at a source that a target did not follow within propagation_sla_seconds (detections.csv).
+    One row per hop and SKU or order and source change. Owner: omnirecon.live.chain."""
+    __tablename__ = "trigger_detections"
+    __table_args__ = (UniqueConstraint("hop", "kind", "key", "changed_at", name="uq_trigger_detections_change"),)
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(String(128))
+    hop: Mapped[str] = mapped_column(String(40))                       # from->to, e.g. erp->walmart
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(255))                      # the SKU or order id
+    sku: Mapped[str | None] = mapped_column(String(255))
+    order_id: Mapped[str | None] = mapped_column(String(255))
+    changed_at: Mapped[datetime]                                       # the source change's own time
+    detected_at: Mapped[datetime] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(Vocabulary(Action, 16))
+    expected: Mapped[str | None] = mapped_column(String(64))
+    observed: Mapped[str | None] = mapped_column(String(64))
+    corrected_at: Mapped[datetime | None]

@@ -244,3 +244,59 @@ def previous_report(s, report_date: str) -> m.Report | None:
 
 def latest_report(s) -> m.Report | None:
     return s.scalars(select(m.Report).order_by(m.Report.report_date.desc(), m.Report.id.desc()).limit(1)).first()
+
+
+# -- the trigger chain (live) -------------------------------------------------------------------
+def notifications_after(s, after_id: int, limit: int = 10_000) -> list[m.Notification]:
+    """Stored, usable notifications with an id above `after_id`, oldest first (a reader's cursor: unlike a
+    live reconcile run, reading them does not take them)."""
+    return list(s.scalars(select(m.Notification).where(m.Notification.id > after_id,
+                                                       m.Notification.quarantined.is_(None))
+                          .order_by(m.Notification.id).limit(limit)))
+
+
+def shopify_item_skus(s) -> dict[str, str]:
+    """{numeric Shopify inventory item id: channel SKU} from the latest complete Shopify inventory snapshot
+    (Shopify's inventory notifications name the item, not the SKU)."""
+    snap = latest_snapshot(s, "shopify", "inventory")
+    if snap is None:
+        return {}
+    out = {}
+    for sku, ref in s.execute(select(m.InventoryRow.sku, m.InventoryRow.ref)
+                              .where(m.InventoryRow.snapshot_id == snap.id)):
+        item = (ref or {}).get("inventory_item_id")
+        if item:
+            out[str(item).rsplit("/", 1)[-1]] = sku
+    return out
+
+
+def hop_history(s, from_system: str | None = None, to_system: str | None = None, kind: str | None = None,
+                since: datetime | None = None) -> list[m.HopWindow]:
+    """A hop's windows (or every hop's), oldest first."""
+    q = select(m.HopWindow)
+    for col, value in ((m.HopWindow.from_system, from_system), (m.HopWindow.to_system, to_system),
+                       (m.HopWindow.kind, kind)):
+        if value is not None:
+            q = q.where(col == value)
+    if since is not None:
+        q = q.where(m.HopWindow.window_to >= since)
+    return list(s.scalars(q.order_by(m.HopWindow.window_to, m.HopWindow.id)))
+
+
+def latest_hop_windows(s) -> dict[tuple[str, str, str], m.HopWindow]:
+    """The newest window of every hop ever mapped, by (from, to, kind)."""
+    newest = (select(m.HopWindow.from_system, m.HopWindow.to_system, m.HopWindow.kind,
+                     func.max(m.HopWindow.id).label("id"))
+              .group_by(m.HopWindow.from_system, m.HopWindow.to_system, m.HopWindow.kind).subquery())
+    rows = s.scalars(select(m.HopWindow).join(newest, m.HopWindow.id == newest.c.id))
+    return {(w.from_system, w.to_system, w.kind): w for w in rows}
+
+
+def detections(s, *, run_id: str | None = None, since: datetime | None = None) -> list[m.TriggerDetection]:
+    """Detected trigger gaps (of a run, or since a moment), in detection order."""
+    q = select(m.TriggerDetection)
+    if run_id is not None:
+        q = q.where(m.TriggerDetection.run_id == run_id)
+    if since is not None:
+        q = q.where(m.TriggerDetection.detected_at >= since)
+    return list(s.scalars(q.order_by(m.TriggerDetection.detected_at, m.TriggerDetection.id)))

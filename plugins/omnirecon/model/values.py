@@ -27,8 +27,10 @@ class Check(_Vocabulary):
     MAPPING = "mapping"
     LISTING_STATE = "listing_state"
     LOW_STOCK = "low_stock"
+    TRIGGER_GAP = "trigger_gap"             # a change a downstream system did not follow in time (world.md)
 
 
+LIVE_CHECKS = (Check.TRIGGER_GAP,)          # found by the live path (live/chain.py), not by a reconcile run
 ORDER_CHECKS = (Check.ORDER_MISSING, Check.ORDER_STATUS_MISMATCH, Check.ORDER_SEQUENCE)
 
 

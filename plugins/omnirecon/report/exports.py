@@ -98,7 +98,10 @@ def snapshot_summary(ledger: Ledger, snapshot_run_ids=None) -> dict:
     return out
 
 
-def build_summary(ledger: Ledger, *, run_id: str, snapshot_run_ids=None, duration_s: float | None = None) -> dict:
+def build_summary(ledger: Ledger, *, run_id: str, snapshot_run_ids=None, duration_s: float | None = None,
+                  trigger_chain: dict | None = None, detections: int | None = None) -> dict:
+    """summary.json; with a live world (world.md) also `trigger_chain` {hops, broken, slow} (from the
+    trigger_chain.json document) and `detections` (how many gaps were detected)."""
     with ledger.session() as s:
         run = queries.run(s, run_id)
         findings = queries.finding_counts(s, run_id)
@@ -110,11 +113,53 @@ def build_summary(ledger: Ledger, *, run_id: str, snapshot_run_ids=None, duratio
         "corrections": {k: int(v) for k, v in sorted(corrections.items())},
         "snapshots": snapshot_summary(ledger, snapshot_run_ids),
         "duration_s": round(float(duration_s), 3) if duration_s is not None else None,
-    }
+    } | ({"trigger_chain": chain_counts(trigger_chain)} if trigger_chain is not None else {}) \
+      | ({"detections": int(detections)} if detections is not None else {})
 
 
 def write_summary_json(ledger: Ledger, *, run_id: str, snapshot_run_ids=None, duration_s: float | None = None,
-                       path) -> dict:
-    summary = build_summary(ledger, run_id=run_id, snapshot_run_ids=snapshot_run_ids, duration_s=duration_s)
+                       path, trigger_chain: dict | None = None, detections: int | None = None) -> dict:
+    summary = build_summary(ledger, run_id=run_id, snapshot_run_ids=snapshot_run_ids, duration_s=duration_s,
+                            trigger_chain=trigger_chain, detections=detections)
     _write(path, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
     return summary
+
+
+# -- the trigger chain (world.md, "What omnirecon writes") -----------------------------------------------------
+DETECTIONS_COLUMNS = ("hop", "sku", "order_id", "changed_at", "detected_at", "detection_s", "action",
+                      "corrected_at", "correction_s")
+
+
+def chain_counts(doc: dict) -> dict:
+    """summary.json's `trigger_chain`: hops mapped, broken, slow."""
+    hops = doc.get("hops", [])
+    return {"hops": len(hops), "broken": sum(h["state"] == "broken" for h in hops),
+            "slow": sum(h["state"] == "slow" for h in hops)}
+
+
+def detection_row(hop, sku, order_id, changed_at, detected_at, action, corrected_at) -> dict:
+    """A detections.csv row; detection_s and correction_s count from the source change's own time."""
+    changed_at, detected_at, corrected_at = (parse_ts(v) for v in (changed_at, detected_at, corrected_at))
+    secs = lambda t: "" if t is None else round((t - changed_at).total_seconds(), 3)
+    return {"hop": hop, "sku": sku or "", "order_id": order_id or "", "changed_at": iso(changed_at),
+            "detected_at": iso(detected_at), "detection_s": secs(detected_at), "action": str(action),
+            "corrected_at": iso(corrected_at) if corrected_at else "", "correction_s": secs(corrected_at)}
+
+
+def detections_rows(ledger: Ledger, *, run_id: str | None = None, since=None) -> list[dict]:
+    with ledger.session() as s:
+        return [detection_row(d.hop, d.sku, d.order_id, d.changed_at, d.detected_at, d.action, d.corrected_at)
+                for d in queries.detections(s, run_id=run_id, since=since)]
+
+
+def write_detections_csv(ledger: Ledger, path, *, run_id: str | None = None, since=None) -> int:
+    """detections.csv (every detection in the ledger, or a run's, or since a moment); returns the rows written."""
+    rows = detections_rows(ledger, run_id=run_id, since=since)
+    _write(path, csv_bytes(rows, DETECTIONS_COLUMNS))
+    return len(rows)
+
+
+def write_trigger_chain_json(doc: dict, path) -> dict:
+    """trigger_chain.json, the map as live/chain.py learned it."""
+    _write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+    return doc

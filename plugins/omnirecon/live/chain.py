@@ -1,0 +1,742 @@
+"""The trigger chain (world.md, "What omnirecon writes"): from the platforms' change notifications in the ledger
+inbox, and targeted reads where a target does not notify (Walmart quantity changes above zero), correlate each
+change at a source with when (and whether) each downstream system followed it.
+
+Per pair of systems and kind (a hop): latency p50/p95/max, the mechanism inferred from the latencies (a
+near-constant delay is an event; delays spread up to a period are a poll of that period), changes seen /
+followed / missed, state (ok, slow, broken, unknown), since, diagnosis and exposure. A change not followed within
+`propagation_sla_seconds` is a detection (detections.csv) and a `trigger_gap` finding.
+
+Which pairs are hops is not read from configuration: the ERP is the inventory of record, so every observable
+channel is expected to follow the ERP's inventory, and the ERP to follow every channel's orders and each channel
+its ERP fulfilments; a channel-to-channel hop is mapped once changes are seen flowing between two channels that
+the ERP did not start, and stays mapped (the ledger's hop history).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+from bisect import bisect_left
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Iterable
+
+from omnirecon.model.values import Action, Check, Diagnosis, Severity
+from omnirecon.report.exports import detection_row
+from omnirecon.timeutil import iso, parse_ts, utcnow
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("shopify", "amazon", "walmart")
+SILENT = {("walmart", "inventory")}    # notifies only at zero: followed through reads of the target
+NOTIFY_RESOLUTION_S = 1.0              # the platforms' timestamps are to the second
+MIN_CHANGES = 3                        # fewer followed or missed changes: the hop's state is unknown
+OWN_SALE_S = 2.0                       # a channel's count moving this close to its own sale is that sale
+DISCOVER_AFTER = 2                     # channel-only changes seen flowing before a channel->channel hop is mapped
+HOP_KINDS = ("inventory", "orders", "status")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change in one system, normalised: (system, SKU or order, value, changed_at)."""
+    system: str
+    kind: str                     # inventory | order | status
+    key: str                      # ERP SKU (inventory) or the channel's order id
+    at: datetime
+    value: object = None
+    location: str | None = None
+    channel: str | None = None    # an order or fulfilment recorded in the ERP: the channel it belongs to
+    skus: tuple = ()              # an order's ERP SKUs
+    via: str = "notification"     # notification | read
+
+
+# -- notifications -> changes ----------------------------------------------------------------------------------
+def _int(v):
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def changes_from(source: str, topic: str, body: str | bytes | dict, occurred_at=None, *,
+                 item_skus: dict | None = None, erp_sku: Callable[[str, str], str] | None = None) -> list[Change]:
+    """A stored notification as changes (none for a topic the chain does not use). `item_skus` maps Shopify
+    inventory item ids (numeric) to SKUs; `erp_sku(channel_sku, channel)` resolves aliases."""
+    doc = body if isinstance(body, dict) else json.loads(body)
+    erp_sku = erp_sku or (lambda sku, channel: sku)
+    occurred = parse_ts(occurred_at) if occurred_at else None
+
+    def when(*values):
+        for v in values:
+            try:
+                t = parse_ts(v)
+            except (TypeError, ValueError):
+                t = None
+            if t is not None:
+                return t
+        return occurred
+
+    out: list[Change] = []
+    if source == "shopify":
+        if topic == "inventory_levels/update":
+            sku = (item_skus or {}).get(str(doc.get("inventory_item_id")))
+            if sku is not None and doc.get("available") is not None:
+                out.append(Change("shopify", "inventory", erp_sku(sku, "shopify"), when(doc.get("updated_at")),
+                                  _int(doc["available"]), f"gid://shopify/Location/{doc.get('location_id')}"))
+        elif topic in ("orders/create", "orders/fulfilled"):
+            key = doc.get("admin_graphql_api_id") or str(doc.get("id"))
+            skus = tuple(erp_sku(l["sku"], "shopify") for l in doc.get("line_items") or [] if l.get("sku"))
+            if topic == "orders/create":
+                out.append(Change("shopify", "order", key, when(doc.get("created_at")), "placed", skus=skus))
+            else:
+                out.append(Change("shopify", "status", key, when(doc.get("updated_at")), "shipped", skus=skus))
+    elif source == "amazon":
+        payload = doc.get("Payload") or {}
+        if topic == "LISTINGS_ITEM_MFN_QUANTITY_CHANGE" and payload.get("Sku"):
+            out.append(Change("amazon", "inventory", erp_sku(payload["Sku"], "amazon"), when(doc.get("EventTime")),
+                              _int(payload.get("Quantity")), "MFN"))
+        elif topic == "ORDER_CHANGE":
+            note = payload.get("OrderChangeNotification") or {}
+            reason = (note.get("OrderChangeTrigger") or {}).get("ChangeReason", "")
+            at = when((note.get("OrderChangeTrigger") or {}).get("TimeOfOrderChange"), doc.get("EventTime"))
+            skus = tuple(erp_sku(i["SellerSKU"], "amazon") for i in (note.get("Summary") or {}).get("OrderItems") or []
+                         if i.get("SellerSKU"))
+            if note.get("AmazonOrderId") and reason == "Order created":
+                out.append(Change("amazon", "order", note["AmazonOrderId"], at, "placed", skus=skus))
+            elif note.get("AmazonOrderId") and reason == "Order shipped":
+                out.append(Change("amazon", "status", note["AmazonOrderId"], at, "shipped", skus=skus))
+    elif source == "walmart":
+        src, payload = doc.get("source") or {}, doc.get("payload") or {}
+        at = when(src.get("eventTime"))
+        if topic == "INVENTORY_OOS" and payload.get("sku"):
+            for node in payload.get("shipNodes") or [{}]:
+                out.append(Change("walmart", "inventory", erp_sku(payload["sku"], "walmart"), at,
+                                  _int(node.get("availToSellQty", 0)), node.get("shipNode")))
+        elif topic == "PO_CREATED" and payload.get("purchaseOrderId"):
+            skus = tuple(erp_sku(l["sku"], "walmart") for l in payload.get("orderLines") or [] if l.get("sku"))
+            out.append(Change("walmart", "order", str(payload["purchaseOrderId"]), at, "placed", skus=skus))
+    elif source == "erp":
+        at = when(doc.get("timestamp"))
+        record = doc.get("recordType")
+        for item in doc.get("items") or []:
+            if item.get("item") and item.get("quantityAvailable") is not None:
+                out.append(Change("erp", "inventory", item["item"], at, _int(item["quantityAvailable"]),
+                                  item.get("location")))
+        so = doc.get("salesOrder") or {}
+        if so.get("otherRefNum"):
+            skus = tuple(l["item"] for l in so.get("lines") or [] if l.get("item"))
+            if record == "salesorder" and doc.get("type") == "create":
+                out.append(Change("erp", "order", str(so["otherRefNum"]), at, "recorded", channel=so.get("channel"),
+                                  skus=skus))
+            elif record == "itemfulfillment":
+                out.append(Change("erp", "status", str(so["otherRefNum"]), at, "shipped", channel=so.get("channel"),
+                                  skus=skus))
+    return [c for c in out if c.at is not None]
+
+
+# -- statistics --------------------------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of a list (None when empty)."""
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def infer_mechanism(latencies: list[float], resolution_s: float = NOTIFY_RESOLUTION_S,
+                    carried_at: list[datetime] | None = None) -> tuple[str, float | None]:
+    """(event | poll | unknown, poll period in seconds). An event carries each change after a near-constant delay
+    (spread within the measuring resolution); a poll carries it at its next wake, so delays spread from ~0 up to
+    the period: estimated from the largest delay (n+1)/n (uniform delays) and refined by the spacing of the
+    distinct instants the hop carried at (its wakes), which are multiples of the period."""
+    if len(latencies) < MIN_CHANGES:
+        return "unknown", None
+    lo, hi, med = min(latencies), max(latencies), statistics.median(latencies)
+    if hi - lo <= max(2 * resolution_s + 0.5, 0.25 * med):
+        return "event", None
+    n = len(latencies)
+    period = hi * (n + 1) / n
+    if carried_at:
+        wakes = sorted({round(t.timestamp() / max(resolution_s, 0.001)) for t in carried_at})
+        gaps = [(b - a) * max(resolution_s, 0.001) for a, b in zip(wakes, wakes[1:])]
+        near = [g for g in gaps if 0.6 * period <= g <= 1.6 * period]
+        if len(near) >= 2:
+            period = statistics.median(near)
+    return "poll", round(period, 1)
+
+
+# -- the map -----------------------------------------------------------------------------------------------------
+@dataclass
+class Follow:
+    change: Change
+    followed_at: datetime | None = None
+    observed: object = None           # the target's value when it followed (inventory)
+    expected: object = None           # what the source implies for the target
+    moot: bool = False                # nothing to follow: the target already shows what the source came back to
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.followed_at is None else max(0.0, (self.followed_at - self.change.at).total_seconds())
+
+
+@dataclass
+class Detection:
+    hop: str
+    kind: str
+    key: str
+    changed_at: datetime
+    detected_at: datetime
+    action: str
+    expected: object = None
+    observed: object = None
+    corrected_at: datetime | None = None
+    diagnosis: str = Diagnosis.UNKNOWN
+    stored: bool = False
+
+    @property
+    def sku(self) -> str | None:
+        return self.key if self.kind == "inventory" else None
+
+    @property
+    def order_id(self) -> str | None:
+        return None if self.kind == "inventory" else self.key
+
+    def row(self) -> dict:
+        """A detections.csv row."""
+        return detection_row(self.hop, self.sku, self.order_id, self.changed_at, self.detected_at, self.action,
+                             self.corrected_at)
+
+
+@dataclass
+class Hop:
+    src: str
+    dst: str
+    kind: str
+    follows: list[Follow] = field(default_factory=list)
+    resolution_s: float = NOTIFY_RESOLUTION_S
+
+    @property
+    def name(self) -> str:
+        return f"{self.src}->{self.dst}"
+
+
+class ChainMonitor:
+    """Learns the trigger chain and detects its gaps. Feed it notifications (`ingest`, or `tick` with a ledger:
+    it reads the inbox by cursor, leaving notifications to the live reconcile), call `tick(now)` every few
+    seconds; `reader(system, keys) -> {key: value}` reads a silent target through its hook."""
+
+    def __init__(self, settings, *, ledger=None, reader: Callable | None = None, readable: Iterable[str] = (),
+                 item_skus: dict | None = None, resolution_s: float = 5.0, window_from: datetime | None = None):
+        self.settings, self.ledger, self.reader = settings, ledger, reader
+        self.readable = set(readable)                    # silent targets the reader can read
+        self.sla = float(settings.get("propagation_sla_seconds", 60))
+        self.item_skus = dict(item_skus or {})
+        self.resolution_s = float(resolution_s)
+        self.window_from = window_from
+        self.changes: dict[tuple[str, str], list[Change]] = defaultdict(list)   # (system, kind) -> by time
+        self.notifying: set[tuple[str, str]] = set()       # (system, kind) seen notifying
+        self.last_read: dict[tuple[str, str], tuple[object, datetime]] = {}
+        self.detections: dict[tuple, Detection] = {}        # (hop, kind, key, changed_at) -> detection
+        self.open_gaps: dict[tuple, tuple] = {}             # (hop, kind, key) -> detection key of the open gap
+        self.known: dict[tuple[str, str, str], dict] = {}   # hops mapped before (ledger history)
+        self.cursor = 0
+        self.now: datetime | None = None
+        self.hops: list[Hop] = []
+        if ledger is not None:
+            from omnirecon.ledger import queries
+            with ledger.session() as s:
+                self.known = {k: {"state": w.state, "since": parse_ts(w.since)}
+                              for k, w in queries.latest_hop_windows(s).items()}
+                if not self.item_skus:
+                    self.item_skus = queries.shopify_item_skus(s)
+
+    # -- input ---------------------------------------------------------------------------------------------
+    def _erp_sku(self, sku: str, channel: str) -> str:
+        return self.settings.erp_sku_for(sku, channel) if hasattr(self.settings, "erp_sku_for") else sku
+
+    def observe(self, change: Change) -> None:
+        rows = self.changes[(change.system, change.kind)]
+        i = len(rows)
+        while i and rows[i - 1].at > change.at:     # notifications arrive out of order: keep time order
+            i -= 1
+        rows.insert(i, change)
+        if change.via == "notification":
+            self.notifying.add((change.system, change.kind))
+        if self.window_from is None or change.at < self.window_from:
+            self.window_from = change.at
+
+    def ingest(self, notifications) -> int:
+        """Notifications (ledger rows or objects with source, topic, body, occurred_at) -> changes observed."""
+        n = 0
+        for note in notifications:
+            try:
+                found = changes_from(note.source, note.topic, note.body, note.occurred_at,
+                                     item_skus=self.item_skus, erp_sku=self._erp_sku)
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                log.warning("notification %s/%s not usable for the chain: %s", note.source, note.topic, e)
+                continue
+            for c in found:
+                self.observe(c)
+                n += 1
+        return n
+
+    def ingest_inbox(self) -> int:
+        from omnirecon.ledger import queries
+        total = 0
+        while True:
+            with self.ledger.session() as s:
+                rows = queries.notifications_after(s, self.cursor, limit=5000)
+                if not rows:
+                    return total
+                self.cursor = rows[-1].id
+                total += self.ingest(rows)
+
+    # -- the ERP's implied values ----------------------------------------------------------------------------
+    def _mapped_erp_locations(self, channel: str) -> set[str] | None:
+        try:
+            return {l["erp"] for l in self.settings.mapped_locations(channel) if l.get("erp")}
+        except (AttributeError, KeyError):
+            return None
+
+    def _erp_sources(self, target: str) -> list[Follow]:
+        """ERP inventory changes that change what `target` should show: at a location mapped to it, moving
+        max(0, sum over its mapped locations - safety stock)."""
+        mapped = self._mapped_erp_locations(target)
+        avail: dict[tuple[str, str], int] = {}
+        last: dict[str, int | None] = {}
+        out = []
+        for c in self.changes.get(("erp", "inventory"), []):
+            if mapped is not None and c.location not in mapped:
+                continue
+            avail[(c.key, c.location)] = c.value or 0
+            total = sum(v for (sku, _), v in avail.items() if sku == c.key)
+            try:
+                safety = self.settings.safety_stock(c.key, target)
+            except (AttributeError, KeyError):
+                safety = 0
+            expected = max(0, total - safety)
+            if c.key in last and last[c.key] == expected:
+                continue                                 # nothing for the target to follow
+            last[c.key] = expected
+            out.append(Follow(c, expected=expected))
+        return out
+
+    # -- reads of silent targets ----------------------------------------------------------------------------------
+    def _read_silent(self, now: datetime) -> None:
+        if self.reader is None:
+            return
+        for system, kind in SILENT:
+            if system not in self.readable or not self.changes.get(("erp", "inventory")):
+                continue
+            pending = {}
+            horizon = now - timedelta(hours=1)
+            for f in self._erp_sources(system):
+                if f.change.at >= horizon:
+                    pending[f.change.key] = f.expected
+            followed = self._followed_keys(system, pending)
+            keys = [k for k in pending if k not in followed and
+                    (now - self.last_read.get((system, k), (None, datetime.min.replace(tzinfo=now.tzinfo)))[1])
+                    .total_seconds() >= self.resolution_s * 0.999]
+            if not keys:
+                continue
+            try:
+                values = self.reader(system, keys)
+            except Exception as e:  # noqa: BLE001 - a failed read leaves the change pending; logged
+                log.warning("could not read %s for the trigger chain: %s", system, e)
+                continue
+            for key, value in values.items():
+                prev = self.last_read.get((system, key))
+                self.last_read[(system, key)] = (value, now)
+                if (prev is None and value == pending.get(key)) or (prev is not None and value != prev[0]):
+                    self.observe(Change(system, kind, key, now, value, via="read"))
+
+    def _followed_keys(self, system: str, pending: dict) -> set[str]:
+        """Keys whose latest pending source change the target has followed already (no read needed)."""
+        latest_src: dict[str, datetime] = {}
+        for f in self._erp_sources(system):
+            latest_src[f.change.key] = f.change.at
+        latest_dst: dict[str, datetime] = {}
+        for c in self.changes.get((system, "inventory"), []):
+            latest_dst[c.key] = c.at
+        return {k for k in pending if k in latest_dst and latest_dst[k] >= latest_src.get(k, latest_dst[k])}
+
+    # -- correlation ----------------------------------------------------------------------------------------------
+    def _own_sales(self, system: str) -> dict[str, list[datetime]]:
+        sales = defaultdict(list)
+        for c in self.changes.get((system, "order"), []):
+            for sku in c.skus:
+                sales[sku].append(c.at)
+        return sales
+
+    def _targets(self, system: str, kind: str, channel: str | None = None) -> dict[str, list[Change]]:
+        """The target's changes by key, in time order; a channel's count moved by its own sale is not a follow."""
+        by_key: dict[str, list[Change]] = defaultdict(list)
+        if kind == "inventory":
+            sales = self._own_sales(system)
+            for c in self.changes.get((system, "inventory"), []):
+                if any(abs((c.at - t).total_seconds()) <= OWN_SALE_S for t in sales.get(c.key, ())):
+                    continue
+                by_key[c.key].append(c)
+        else:
+            for c in self.changes.get((system, "order" if kind == "orders" else "status"), []):
+                if channel is None or c.channel in (None, channel):
+                    by_key[c.key].append(c)
+        return by_key
+
+    @staticmethod
+    def _follow(follows: list[Follow], targets: dict[str, list[Change]], slack_s: float = 0.0) -> None:
+        for f in follows:
+            rows = targets.get(f.change.key, [])
+            start = f.change.at - timedelta(seconds=slack_s)
+            i = bisect_left([c.at for c in rows], start)
+            if i < len(rows):
+                f.followed_at, f.observed = rows[i].at, rows[i].value
+
+    def _settle(self, hop: "Hop", targets: dict[str, list[Change]]) -> None:
+        """A change is moot when the target already shows what the source implies at that moment, or when the
+        source comes back, within the SLA and before the target moved, to a value the target shows (a poll that
+        then writes the same value changes nothing and notifies nothing). A moot change needs no follow."""
+        by_key: dict[str, list[Follow]] = defaultdict(list)
+        for f in hop.follows:
+            by_key[f.change.key].append(f)
+        for key, follows in by_key.items():
+            rows = targets.get(key, [])
+            times = [c.at for c in rows]
+            read = self.last_read.get((hop.dst, key))
+
+            def shown(t):
+                i = bisect_left(times, t + timedelta(microseconds=1)) - 1
+                return rows[i].value if i >= 0 else (read[0] if read and read[1] <= t else None)
+
+            nxt: Follow | None = None
+            for f in reversed(follows):
+                value = shown(f.change.at)
+                if value is not None and value == f.expected:
+                    f.moot = True
+                elif (nxt is not None and nxt.moot and (nxt.change.at - f.change.at).total_seconds() <= self.sla
+                      and not any(f.change.at < t <= nxt.change.at for t in times)):
+                    f.moot = True
+                if f.moot:
+                    f.followed_at = f.observed = None
+                nxt = f
+
+    def _observable(self, system: str, kind: str) -> bool:
+        if (system, kind) in SILENT:
+            return system in self.readable and self.reader is not None
+        return (system, kind) in self.notifying or any(s == system for s, _ in self.notifying)
+
+    def _channel_pairs(self) -> list[tuple[str, str]]:
+        """Channel->channel inventory hops: known from history, or seen carrying changes the ERP did not start."""
+        out = [(s, d) for (s, d, k) in self.known if k == "inventory" and s in CHANNELS and d in CHANNELS]
+        erp_times = defaultdict(list)
+        for c in self.changes.get(("erp", "inventory"), []):
+            erp_times[c.key].append(c.at)
+        for src in CHANNELS:
+            for dst in CHANNELS:
+                if src == dst or (src, dst) in out or not self._observable(dst, "inventory"):
+                    continue
+                targets = self._targets(dst, "inventory")
+                seen = 0
+                for c in self.changes.get((src, "inventory"), []):
+                    rows = [t for t in targets.get(c.key, []) if t.at >= c.at]
+                    if not rows:
+                        continue
+                    lo = c.at - timedelta(seconds=self.sla * 2)
+                    if any(lo <= t <= rows[0].at for t in erp_times.get(c.key, ())):
+                        continue                           # the ERP may have started both
+                    seen += 1
+                if seen >= DISCOVER_AFTER:
+                    out.append((src, dst))
+        return out
+
+    def _build(self) -> list[Hop]:
+        hops: list[Hop] = []
+        erp_seen = any(s == "erp" for s, _ in self.notifying)
+        for dst in CHANNELS:
+            if erp_seen and self._observable(dst, "inventory"):
+                hop = Hop("erp", dst, "inventory", self._erp_sources(dst),
+                          self.resolution_s if (dst, "inventory") in SILENT else NOTIFY_RESOLUTION_S)
+                targets = self._targets(dst, "inventory")
+                self._follow(hop.follows, targets)
+                self._settle(hop, targets)
+                hops.append(hop)
+        for src, dst in self._channel_pairs():
+            last: dict[str, object] = {}
+            follows = []
+            for c in self.changes.get((src, "inventory"), []):
+                if last.get(c.key, object()) == c.value:
+                    continue
+                last[c.key] = c.value
+                try:
+                    safety = self.settings.safety_stock(c.key, dst)
+                except (AttributeError, KeyError):
+                    safety = 0
+                follows.append(Follow(c, expected=max(0, (c.value or 0) - safety)))
+            hop = Hop(src, dst, "inventory", follows,
+                      self.resolution_s if (dst, "inventory") in SILENT else NOTIFY_RESOLUTION_S)
+            targets = self._targets(dst, "inventory")
+            self._follow(hop.follows, targets)
+            self._settle(hop, targets)
+            hops.append(hop)
+        if ("erp", "order") in self.notifying:
+            for src in CHANNELS:
+                orders = self.changes.get((src, "order"), [])
+                if orders:
+                    hop = Hop(src, "erp", "orders", [Follow(c, expected="recorded") for c in orders])
+                    self._follow(hop.follows, self._targets("erp", "orders", src), slack_s=NOTIFY_RESOLUTION_S)
+                    hops.append(hop)
+        for dst in CHANNELS:
+            shipped = [c for c in self.changes.get(("erp", "status"), []) if c.channel == dst]
+            if shipped and (dst, "status") in self.notifying:
+                hop = Hop("erp", dst, "status", [Follow(c, expected="shipped") for c in shipped])
+                self._follow(hop.follows, self._targets(dst, "status"), slack_s=NOTIFY_RESOLUTION_S)
+                hops.append(hop)
+        return hops
+
+    # -- one step -------------------------------------------------------------------------------------------------
+    def tick(self, now: datetime | None = None) -> list[Detection]:
+        """Take in new notifications, read silent targets, re-learn the chain, detect gaps -> new detections."""
+        now = now or utcnow()
+        self.now = now
+        if self.ledger is not None:
+            self.ingest_inbox()
+        self._read_silent(now)
+        self.hops = self._build()
+        new = []
+        for hop in self.hops:
+            action = Action.PUSH if hop.kind == "inventory" and hop.dst in CHANNELS else Action.ALERT
+            for f in hop.follows:
+                late = f.followed_at is None and (now - f.change.at).total_seconds() > self.sla
+                gap_key = (hop.name, hop.kind, f.change.key)
+                open_key = self.open_gaps.get(gap_key)
+                if open_key is not None:
+                    d = self.detections[open_key]
+                    if f.moot and f.change.at >= d.changed_at:      # the source came back to the target's value
+                        d.corrected_at, d.stored = f.change.at, False
+                        del self.open_gaps[gap_key]
+                    elif f.followed_at is not None and f.change.at >= d.changed_at and d.corrected_at is None:
+                        d.corrected_at, d.observed = f.followed_at, f.observed
+                        d.stored = False
+                        del self.open_gaps[gap_key]
+                    elif late:
+                        d.expected = f.expected                # a later change while the gap is open joins it
+                    continue
+                if late and not f.moot:
+                    key = (hop.name, hop.kind, f.change.key, f.change.at)
+                    if key in self.detections:
+                        continue
+                    d = Detection(hop.name, hop.kind, f.change.key, f.change.at, now, action, f.expected,
+                                  self._last_value(hop.dst, hop.kind, f.change.key))
+                    self.detections[key] = d
+                    self.open_gaps[gap_key] = key
+                    new.append(d)
+        for d in new:
+            d.diagnosis = self._diagnose(next(h for h in self.hops if h.name == d.hop and h.kind == d.kind))
+        return new
+
+    def _last_value(self, system: str, kind: str, key: str):
+        if kind != "inventory":
+            return None
+        rows = [c for c in self.changes.get((system, "inventory"), []) if c.key == key]
+        if rows:
+            return rows[-1].value
+        read = self.last_read.get((system, key))
+        return read[0] if read else None
+
+    # -- the hop's summary ------------------------------------------------------------------------------------
+    def _missed(self, hop: Hop, f: Follow, max_latency: float) -> bool:
+        return f.followed_at is None and (self.now - f.change.at).total_seconds() > max(self.sla, 2 * max_latency)
+
+    def _diagnose(self, hop: Hop) -> str:
+        if hop.kind in ("orders", "status"):
+            return Diagnosis.L3_CONNECTOR
+        if hop.src != "erp":
+            return Diagnosis.L2_MARKETPLACE_LISTING if hop.dst in ("amazon", "walmart") else Diagnosis.L1_STOREFRONT_FEED
+        # the ERP changed: did any other channel follow the changes this hop missed? then the break is this
+        # hop's connector; if none did, the ERP's own trigger never fired
+        unfollowed = {(f.change.key, f.change.at) for f in hop.follows if f.followed_at is None and not f.moot}
+        if not unfollowed:
+            return Diagnosis.L3_CONNECTOR                  # followed, late: a slow or stale sync
+        others = [h for h in self.hops if h.dst != hop.dst and h.src == "erp" and h.kind == "inventory"]
+        for h in others:
+            if any(f.followed_at is not None and (f.change.key, f.change.at) in unfollowed for f in h.follows):
+                return Diagnosis.L3_CONNECTOR
+        return Diagnosis.L4_ERP_CONFIG if others else Diagnosis.UNKNOWN
+
+    def _summary(self, hop: Hop) -> dict:
+        now = self.now
+        hop = Hop(hop.src, hop.dst, hop.kind, [f for f in hop.follows if not f.moot], hop.resolution_s)
+        lat = [f.latency for f in hop.follows if f.followed_at is not None]
+        max_lat = max(lat) if lat else 0.0
+        missed = [f for f in hop.follows if self._missed(hop, f, max_lat)]
+        mechanism, period = infer_mechanism(lat, hop.resolution_s,
+                                            [f.followed_at for f in hop.follows if f.followed_at is not None])
+        p95 = percentile(lat, 0.95)
+        if len(lat) + len(missed) < MIN_CHANGES:
+            state = "unknown"
+        elif missed:
+            state = "broken"
+        elif p95 is not None and p95 > self.sla:
+            state = "slow"
+        else:
+            state = "ok"
+        if state == "broken":
+            last_ok = max((f.change.at for f in hop.follows if f.followed_at is not None), default=None)
+            after = [f.change.at for f in missed if last_ok is None or f.change.at > last_ok]
+            since = min(after or [f.change.at for f in missed])
+        elif state == "slow":
+            since = min(f.change.at for f in hop.follows if f.latency is not None and f.latency > self.sla)
+        else:
+            since = min((f.change.at for f in hop.follows), default=self.window_from)
+        prev = self.known.get((hop.src, hop.dst, hop.kind))
+        if prev and prev["state"] == state and prev["since"] is not None:
+            since = min(since, prev["since"]) if since else prev["since"]
+        return {"from": hop.src, "to": hop.dst, "kind": hop.kind, "mechanism": mechanism,
+                "poll_interval_s": period,
+                "latency_s": {"p50": _r(percentile(lat, 0.5)), "p95": _r(p95), "max": _r(max(lat) if lat else None)},
+                "resolution_s": hop.resolution_s,
+                "changes_seen": len(hop.follows), "followed": len(lat), "missed": len(missed),
+                "state": state, "since": iso(since) if since else None,
+                "diagnosis": None if state in ("ok", "unknown") else str(self._diagnose(hop)),
+                "exposure": self._exposure(hop, now)}
+
+    def _exposure(self, hop: Hop, now: datetime) -> dict:
+        """sku_minutes: time beyond the SLA during which the target had not followed (per key, overlaps counted
+        once); units_at_risk: for keys still not followed, how far the target shows more than the source implies."""
+        by_key: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+        open_keys: dict[str, Follow] = {}
+        for f in hop.follows:
+            start = f.change.at + timedelta(seconds=self.sla)
+            end = f.followed_at or now
+            if end > start:
+                by_key[f.change.key].append((start, end))
+            if f.followed_at is None and now > start:
+                open_keys[f.change.key] = f
+        minutes = 0.0
+        for spans in by_key.values():
+            spans.sort()
+            cur_s, cur_e = spans[0]
+            for s, e in spans[1:]:
+                if s > cur_e:
+                    minutes += (cur_e - cur_s).total_seconds() / 60
+                    cur_s, cur_e = s, e
+                else:
+                    cur_e = max(cur_e, e)
+            minutes += (cur_e - cur_s).total_seconds() / 60
+        units = 0
+        if hop.kind == "inventory":
+            for key, f in open_keys.items():
+                seen = self._last_value(hop.dst, "inventory", key)
+                if isinstance(seen, int) and isinstance(f.expected, int):
+                    units += max(0, seen - f.expected)
+        return {"sku_minutes": round(minutes, 2), "units_at_risk": units}
+
+    def chain(self) -> dict:
+        """trigger_chain.json."""
+        now = self.now or utcnow()
+        return {"generated_at": iso(now), "window": {"from": iso(self.window_from or now), "to": iso(now)},
+                "hops": [self._summary(h) for h in sorted(self.hops, key=lambda h: (h.src, h.dst, h.kind))]}
+
+    # -- findings and the ledger ---------------------------------------------------------------------------------
+    def findings(self, run_id: str, since: datetime | None = None) -> list[dict]:
+        """trigger_gap findings (m.Finding column dicts) for the gaps detected since a moment (default: all)."""
+        from omnirecon.checks.findings import fingerprint
+        states = {(h["from"], h["to"], h["kind"]): h for h in self.chain()["hops"]}
+        out = []
+        for d in self.detections.values():
+            if since is not None and d.detected_at < since:
+                continue
+            src, dst = d.hop.split("->")
+            hop = states.get((src, dst, d.kind), {})
+            state = hop.get("state", "unknown")
+            quantity = isinstance(d.expected, int) and isinstance(d.observed, int)
+            what = f"SKU {d.key}" if d.kind == "inventory" else f"order {d.key}"
+            followed = (f"it followed {round((d.corrected_at - d.changed_at).total_seconds(), 1)} s after the change"
+                        if d.corrected_at else "it has not followed yet")
+            detail = (f"{d.hop}: {src} changed {what} at {iso(d.changed_at)}"
+                      + (f" ({src} implies {d.expected} on {dst}, {dst} shows {d.observed})" if quantity else "")
+                      + f"; {dst} had not followed {round((d.detected_at - d.changed_at).total_seconds(), 1)} s later"
+                      f" (propagation SLA {self.sla:g} s), {followed}; hop {state}"
+                      + (f" since {hop['since']}" if hop.get("since") else "")
+                      + (f", {hop['mechanism']}" if hop.get("mechanism") not in (None, "unknown") else "")
+                      + (f" every ~{hop['poll_interval_s']:g} s" if hop.get("poll_interval_s") else "") + ".")
+            location = None
+            out.append({"run_id": run_id,
+                        "fingerprint": fingerprint(Check.TRIGGER_GAP, dst, d.sku, location,
+                                                   f"{d.order_id or ''}|{d.hop}|{iso(d.changed_at)}"),
+                        "check": Check.TRIGGER_GAP, "severity": Severity.CRITICAL if state == "broken" else Severity.WARNING,
+                        "channel": dst, "sku": d.sku, "location": location, "order_id": d.order_id,
+                        "expected": None if d.expected is None else str(d.expected),
+                        "observed": None if d.observed is None else str(d.observed),
+                        "delta": d.observed - d.expected if quantity else None,
+                        "diagnosis": d.diagnosis, "action": d.action, "detail": detail,
+                        "evidence": {"hop": d.hop, "kind": d.kind, "changed_at": iso(d.changed_at),
+                                     "detected_at": iso(d.detected_at),
+                                     "corrected_at": iso(d.corrected_at) if d.corrected_at else None,
+                                     "hop_state": hop}})
+        return out
+
+    def save(self, run_id: str | None = None, persist_findings: bool = True) -> None:
+        """Write this window's hop summaries (history), the detections (new, or corrected since), and for a run
+        the trigger_gap findings."""
+        from sqlalchemy import select
+        from omnirecon.ledger import models as m
+        doc = self.chain()
+        now = self.now or utcnow()
+        with self.ledger.session() as s:
+            for h in doc["hops"]:
+                s.add(m.HopWindow(run_id=run_id, from_system=h["from"], to_system=h["to"], kind=h["kind"],
+                                  window_from=parse_ts(doc["window"]["from"]), window_to=now,
+                                  mechanism=h["mechanism"], poll_interval_s=h["poll_interval_s"],
+                                  resolution_s=h["resolution_s"], latency_p50_s=h["latency_s"]["p50"],
+                                  latency_p95_s=h["latency_s"]["p95"], latency_max_s=h["latency_s"]["max"],
+                                  changes_seen=h["changes_seen"], followed=h["followed"], missed=h["missed"],
+                                  state=h["state"], since=parse_ts(h["since"]), diagnosis=h["diagnosis"],
+                                  exposure=h["exposure"]))
+            for d in self.detections.values():
+                if d.stored:
+                    continue
+                row = s.scalars(select(m.TriggerDetection).where(
+                    m.TriggerDetection.hop == d.hop, m.TriggerDetection.kind == d.kind,
+                    m.TriggerDetection.key == d.key, m.TriggerDetection.changed_at == d.changed_at)).first()
+                if row is None:
+                    s.add(m.TriggerDetection(run_id=run_id, hop=d.hop, kind=d.kind, key=d.key, sku=d.sku,
+                                             order_id=d.order_id, changed_at=d.changed_at, detected_at=d.detected_at,
+                                             action=d.action, expected=_str(d.expected), observed=_str(d.observed),
+                                             corrected_at=d.corrected_at))
+                else:
+                    row.corrected_at, row.observed = d.corrected_at, _str(d.observed)
+                d.stored = True
+        self.known.update({(h["from"], h["to"], h["kind"]): {"state": h["state"], "since": parse_ts(h["since"])}
+                           for h in doc["hops"]})
+        if run_id is not None and persist_findings:
+            from omnirecon.checks.findings import persist
+            persist(self.ledger, run_id, self.findings(run_id), now, lambda st: st.check == Check.TRIGGER_GAP,
+                    shard="live", checks=(Check.TRIGGER_GAP,))
+
+
+def _r(v):
+    return None if v is None else round(float(v), 1)
+
+
+def _str(v):
+    return None if v is None else str(v)
+
+
+def walmart_reader(hook, settings) -> Callable[[str, list[str]], dict]:
+    """A reader of Walmart's quantities through its hook (getInventory per SKU and mapped ship node, summed): the
+    target that sends no notification for a quantity change above zero."""
+    nodes = [l["walmart_ship_node"] for l in settings.mapped_locations("walmart")]
+
+    def read(system: str, keys: list[str]) -> dict:
+        out = {}
+        for key in keys:
+            sku, _ = settings.alias(key, "walmart")
+            values = [hook.read_inventory(sku, node) for node in nodes]
+            if any(v is not None for v in values):
+                out[key] = sum(v or 0 for v in values)
+        return out
+    return read
