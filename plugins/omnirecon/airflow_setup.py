@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,16 +134,48 @@ def init(quiet: bool = False) -> None:
     out = subprocess.DEVNULL if quiet else None
     if not stamp.exists():
         print(f"==> initialising Airflow home {home} (SQLite metadata, LocalExecutor, no example DAGs)", flush=True)
-        r = run_airflow(["db", "migrate"], stdout=out, stderr=subprocess.STDOUT if quiet else None)
-        if r.returncode != 0:
-            raise SystemExit(f"airflow db migrate failed (exit {r.returncode})")
-        pools = {name: {"slots": slots, "description": desc, "include_deferred": False} for name, (slots, desc) in POOLS.items()}
-        pf = home / "pools.json"
-        pf.write_text(json.dumps(pools, indent=1))
-        r = run_airflow(["pools", "import", str(pf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        if r.returncode != 0:
-            raise SystemExit("airflow pools import failed")
+        clean = clean_metadata_db(out)
+        db = home / "airflow.db"
+        if airflow_env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{db}" and not db.exists():
+            shutil.copyfile(clean, db)   # the same migration, not run twice
+        else:
+            _migrate(airflow_env(), out)
         stamp.write_text("ok\n")
+    clean_metadata_db(out)
+
+
+CLEAN_DB = "airflow-clean.db"
+
+
+def pools_file(home: Path) -> Path:
+    pools = {name: {"slots": slots, "description": desc, "include_deferred": False} for name, (slots, desc) in POOLS.items()}
+    pf = home / "pools.json"
+    pf.write_text(json.dumps(pools, indent=1))
+    return pf
+
+
+def clean_metadata_db(out=subprocess.DEVNULL) -> Path:
+    """A migrated Airflow metadata database with pools and no runs, made once per home: what a demo copies so that
+    each demo starts from clean Airflow state (runs of earlier demos or of `make up` never leak into it)."""
+    home = airflow_home()
+    clean = home / CLEAN_DB
+    if not clean.exists():
+        tmp = home / f"{CLEAN_DB}.tmp"
+        tmp.unlink(missing_ok=True)
+        _migrate(airflow_env({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp}"}), out)
+        tmp.replace(clean)
+    return clean
+
+
+def _migrate(env: dict, out) -> None:
+    """`airflow db migrate` and the project's pools on the database `env` names."""
+    r = run_airflow(["db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT if out is not None else None)
+    if r.returncode != 0:
+        raise SystemExit(f"airflow db migrate failed (exit {r.returncode})")
+    r = run_airflow(["pools", "import", str(pools_file(airflow_home()))], env=env,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        raise SystemExit("airflow pools import failed")
 
 
 def connection_env(connections: dict) -> dict:

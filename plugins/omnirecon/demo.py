@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -83,24 +85,26 @@ def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_a
     settings_from_dict(sc.settings, source=f"{scenario_path}: settings")
     out = Path(out_dir).resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    work = project_home() / "data" / "demo"
-    work.mkdir(parents=True, exist_ok=True)
-    settings_file = work / "retailer.yaml"
+    airflow_setup.init(quiet=True)
+    state = fresh_state(out / "state")
+    settings_file = state.dir / "retailer.yaml"
     settings_file.write_text(yaml.safe_dump(sc.raw.get("settings", {}), sort_keys=False))
 
     _say(f"omnirecon demo: scenario {sc.name!r} ({', '.join(sc.systems)}), mode {mode}"
          f"{', approving all' if approve_all else ''}")
-    airflow_setup.init(quiet=True)
-    url = ledger_url()
+    _say(f"[state] a clean ledger {state.ledger_url} and Airflow metadata {state.airflow_url} for this run")
+    url = state.ledger_url
     ledger = get_ledger(url)
     first_snapshot = _max_snapshot_id(ledger)
 
-    sb = SandboxProcess(scenario_path, work, time_scale=time_scale, state_out=out / "sandbox_state.json")
+    sb = SandboxProcess(scenario_path, state.dir, time_scale=time_scale, state_out=out / "sandbox_state.json")
     with sb:
         _say(f"[sandbox] serving {', '.join(f'{k} {v}' for k, v in sb.urls.items())}")
         env = airflow_setup.airflow_env({
             **airflow_setup.connection_env(_scaled(sb.connections, time_scale)),
             **airflow_setup.connection_env({"omnirecon_ledger": _ledger_conn(url)}),
+            "OMNIRECON_LEDGER_URL": url,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": state.airflow_url,
             "OMNIRECON_SETTINGS": str(settings_file),
             "OMNIRECON_REPORTS_DIR": str(out),   # the report stage writes into --out
             "OMNIRECON_MODE": mode,
@@ -136,6 +140,31 @@ def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_a
     missing = _failed_systems(ledger, snapshot_run, sc.systems)
     _print_summary(summary, out, missing)
     return EXIT_OUTAGE if missing else EXIT_OK
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoState:
+    dir: Path
+
+    @property
+    def ledger_url(self) -> str:
+        return f"sqlite:///{self.dir / 'ledger.db'}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"sqlite:///{self.dir / 'airflow.db'}"
+
+
+def fresh_state(path: Path) -> DemoState:
+    """A demo's own state, made anew each run so that scenarios never mix: an empty ledger and a copy of the home's
+    clean Airflow metadata database (no runs of earlier demos), both under `--out`/state/."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    state = DemoState(path)
+    shutil.copyfile(airflow_setup.clean_metadata_db(), path / "airflow.db")
+    get_ledger(state.ledger_url)   # created and migrated
+    return state
 
 
 def _max_snapshot_id(ledger) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,8 @@ CORRECTIONS_COLS = ["run_id", "channel", "sku", "channel_sku", "location", "from
 pytestmark = pytest.mark.slow
 
 
-def run_demo(tmp_path, *args, scenario=None):
-    out = tmp_path / "out"
+def run_demo(tmp_path, *args, scenario=None, out_name="out"):
+    out = tmp_path / out_name
     env = dict(os.environ, OMNIRECON_LEDGER_URL=f"sqlite:///{tmp_path / 'ledger.db'}", OMNIRECON_GX_DIR=str(tmp_path / "gx"))
     cmd = [sys.executable, "-m", "omnirecon.cli", "demo", "--out", str(out), *args]
     if scenario:
@@ -134,4 +135,22 @@ def test_outputs_match_the_golden_files(demo):
     _, out = demo
     stripped = ("run_id", "idempotency_key")
     compare("demo-airflow", {name: normalise((out / name).read_bytes(), stripped)
+                             for name in ("findings.csv", "corrections.csv")})
+
+
+def test_each_demo_starts_from_its_own_clean_state(demo):
+    """A second demo in the same environment (same OMNIRECON_LEDGER_URL, same Airflow home) sees nothing of the
+    first: its own empty ledger and clean Airflow metadata under --out/state, so the same scenario gives the same
+    findings and corrections again (an open approval or in-flight order of the first run would change them)."""
+    from tests.integration.test_golden_outputs import compare, normalise
+    _, first = demo
+    r, out = run_demo(first.parent, out_name="second")
+    assert r.returncode == 0, f"{r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    state = out / "state"
+    assert f"sqlite:///{state / 'ledger.db'}" in r.stdout and f"sqlite:///{state / 'airflow.db'}" in r.stdout
+    with sqlite3.connect(state / "airflow.db") as db:
+        runs = {dag for (dag,) in db.execute("SELECT dag_id FROM dag_run")}
+        assert len(list(db.execute("SELECT 1 FROM dag_run"))) == 3
+    assert runs == {"omnirecon_snapshot", "omnirecon_reconcile", "omnirecon_daily_report"}
+    compare("demo-airflow", {name: normalise((out / name).read_bytes(), ("run_id", "idempotency_key"))
                              for name in ("findings.csv", "corrections.csv")})
