@@ -35,7 +35,7 @@ SILENT = {("walmart", "inventory")}    # notifies only at zero: followed through
 NOTIFY_RESOLUTION_S = 1.0              # the platforms' timestamps are to the second
 MIN_CHANGES = 3                        # fewer followed or missed changes: the hop's state is unknown
 OWN_SALE_S = 2.0                       # a channel's count moving this close to its own sale is that sale
-DISCOVER_AFTER = 2                     # channel-only changes seen flowing before a channel->channel hop is mapped
+DISCOVER_AFTER = 2                     # channel-only changes seen relayed (value carried) before a channel->channel hop is mapped
 HOP_KINDS = ("inventory", "orders", "status")
 
 
@@ -229,8 +229,10 @@ class ChainMonitor:
     seconds; `reader(system, keys) -> {key: value}` reads a silent target through its hook."""
 
     def __init__(self, settings, *, ledger=None, reader: Callable | None = None, readable: Iterable[str] = (),
-                 item_skus: dict | None = None, resolution_s: float = 5.0, window_from: datetime | None = None):
+                 item_skus: dict | None = None, resolution_s: float = 5.0, window_from: datetime | None = None,
+                 keep_s: float = 6 * 3600):
         self.settings, self.ledger, self.reader = settings, ledger, reader
+        self.keep_s = float(keep_s)                      # changes older than this are forgotten (the ledger keeps the history)
         self.readable = set(readable)                    # silent targets the reader can read
         self.sla = float(settings.get("propagation_sla_seconds", 60))
         self.item_skus = dict(item_skus or {})
@@ -447,7 +449,12 @@ class ChainMonitor:
                     lo = c.at - timedelta(seconds=self.sla * 2)
                     if any(lo <= t <= rows[0].at for t in erp_times.get(c.key, ())):
                         continue                           # the ERP may have started both
-                    seen += 1
+                    try:
+                        safety = self.settings.safety_stock(c.key, dst)
+                    except (AttributeError, KeyError):
+                        safety = 0
+                    if rows[0].value in (max(0, (c.value or 0) - safety), c.value):   # a relay writes what it read
+                        seen += 1
                 if seen >= DISCOVER_AFTER:
                     out.append((src, dst))
         return out
@@ -503,6 +510,7 @@ class ChainMonitor:
         self.now = now
         if self.ledger is not None:
             self.ingest_inbox()
+        self._forget(now - timedelta(seconds=self.keep_s))
         self._read_silent(now)
         self.hops = self._build()
         new = []
@@ -536,6 +544,15 @@ class ChainMonitor:
         for d in new:
             d.diagnosis = self._diagnose(next(h for h in self.hops if h.name == d.hop and h.kind == d.kind))
         return new
+
+    def _forget(self, cutoff: datetime) -> None:
+        if self.window_from is None or self.window_from >= cutoff:
+            return
+        for k, rows in self.changes.items():
+            self.changes[k] = rows[bisect_left([c.at for c in rows], cutoff):]
+        self.detections = {k: d for k, d in self.detections.items()
+                           if d.corrected_at is None or d.corrected_at >= cutoff or not d.stored}
+        self.window_from = cutoff
 
     def _last_value(self, system: str, kind: str, key: str):
         if kind != "inventory":
