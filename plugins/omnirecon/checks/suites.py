@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from omnirecon.checks.gx_import import import_gx
 from omnirecon.config import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def _meta(rule: str, severity: str) -> dict:
 
 def build_suites(settings: Settings) -> dict:
     """name -> gx.ExpectationSuite (unsaved) for the given settings."""
-    import great_expectations as gx
+    gx = import_gx()
     import great_expectations.expectations as gxe
 
     tol = int(settings["tolerance_units"])
@@ -125,10 +126,8 @@ def build_suites(settings: Settings) -> dict:
 
 def export_suites(directory: str | os.PathLike, settings: Settings | None = None) -> list[Path]:
     """Write every suite as GX JSON to <directory>/<suite>.json (default settings unless given)."""
-    import great_expectations as gx
-
     from omnirecon.config import settings_from_dict
-    gx.get_context(mode="ephemeral")   # suites serialise through an active context
+    import_gx().get_context(mode="ephemeral")   # suites serialise through an active context
     settings = settings or settings_from_dict({})
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,20 +171,26 @@ class SuiteRunner:
     """A GX context (file context under gx_dir, else ephemeral) with a checkpoint over every suite.
 
     Several tasks (the reconcile shards) may share one file context. Its stores are files that GX also keeps in
-    memory, so each suite runs under a file lock with the context freshly loaded from disk: a context opened
-    before another task added its assets would otherwise write its stale datasource config back over them."""
+    memory, so a run holds a file lock over all its suites with the context freshly loaded from disk once: a
+    context opened before another task added its assets would otherwise write its stale datasource config back
+    over them."""
 
     def __init__(self, settings: Settings, gx_dir: str | None = None):
-        import great_expectations as gx
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
-        self.gx = gx
+        self.gx = import_gx()
+        self.settings = settings
         self.gx_dir = gx_dir
         if gx_dir:
             Path(gx_dir).mkdir(parents=True, exist_ok=True)
         self.context = None
-        with self._config_lock():
-            self._open()
-            self.suites = build_suites(settings)   # (GX suites read the active context's store as they grow)
+        self._suites = None
+
+    @property
+    def suites(self) -> dict:
+        if self._suites is None:
+            with self._config_lock():
+                self._open()
+                self._suites = build_suites(self.settings)   # (GX suites read the active context's store as they grow)
+        return self._suites
 
     def _open(self) -> None:
         """(Re)load the context from disk (file mode; called under the lock); the ephemeral one is opened once."""
@@ -193,8 +198,11 @@ class SuiteRunner:
             return
         from great_expectations.data_context.types.base import ProgressBarsConfig
         gx = self.gx
-        self.context = gx.get_context(mode="file", project_root_dir=self.gx_dir) if self.gx_dir else \
-            gx.get_context(mode="ephemeral")
+        if self.gx_dir:
+            _without_config_variables(Path(self.gx_dir))
+            self.context = gx.get_context(mode="file", project_root_dir=self.gx_dir)
+        else:
+            self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         try:
             self.datasource = self.context.data_sources.get(DATASOURCE)
@@ -211,7 +219,7 @@ class SuiteRunner:
             batch_def = asset.get_batch_definition("whole")
         except Exception:
             batch_def = asset.add_batch_definition_whole_dataframe("whole")
-        suite = self.context.suites.add_or_update(self.suites[name])
+        suite = self.context.suites.add_or_update(self._suites[name])
         vd = gx.ValidationDefinition(name=name, data=batch_def, suite=suite)
         return self.context.validation_definitions.add_or_update(vd)
 
@@ -219,33 +227,23 @@ class SuiteRunner:
         """Validate each frame with its suite; returns the failures per suite."""
         from great_expectations.core.run_identifier import RunIdentifier
         run_name = re.sub(r"[/\\]", "__", run_id)   # GX's file store keys cannot hold path separators
-        failures: dict[str, list[Failure]] = {}
-        for name, frame in frames.items():
-            if frame is None or frame.empty:
-                failures[name] = []
-                continue
-            # unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
-            data = gx_frame(name, frame)
-            with self._config_lock():
-                self._open()
+        failures: dict[str, list[Failure]] = {name: [] for name in frames}
+        todo = [name for name, frame in frames.items() if frame is not None and not frame.empty]
+        if not todo:
+            return failures
+        with self._config_lock():
+            self._open()
+            if self._suites is None:
+                self._suites = build_suites(self.settings)
+            for name in todo:
+                # unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
+                data = gx_frame(name, frames[name])
                 cp = self.gx.Checkpoint(name=f"{CHECKPOINT}_{name}", validation_definitions=[self._definition(name)],
                                         result_format={"result_format": "COMPLETE",
                                                        "return_unexpected_index_query": False})
                 cp = self.context.checkpoints.add_or_update(cp)
                 result = cp.run(batch_parameters={"dataframe": data}, run_id=RunIdentifier(run_name=run_name))
-            failures[name] = []
-            for vr in result.run_results.values():
-                for er in vr.results:
-                    if er.success:
-                        continue
-                    meta = er.expectation_config.meta or {}
-                    if er.exception_info and er.exception_info.get("raised_exception"):
-                        raise RuntimeError(f"GX suite {name}: {er.exception_info.get('exception_message')}")
-                    idx = er.result.get("unexpected_index_list") or []
-                    rows = sorted({int(r) for r in idx})
-                    failures[name].append(Failure(name, meta.get("rule", er.expectation_config.type),
-                                                  meta.get("finding_severity", "warning"), rows,
-                                                  int(er.result.get("unexpected_count") or len(rows))))
+                failures[name] = _failures(name, result)
         return failures
 
     @contextmanager
@@ -269,3 +267,35 @@ class SuiteRunner:
             self.context.build_data_docs()
         sites = self.context.get_docs_sites_urls()
         return sites[0]["site_url"] if sites else None
+
+
+def _failures(name: str, result) -> list[Failure]:
+    out = []
+    for vr in result.run_results.values():
+        for er in vr.results:
+            if er.success:
+                continue
+            meta = er.expectation_config.meta or {}
+            if er.exception_info and er.exception_info.get("raised_exception"):
+                raise RuntimeError(f"GX suite {name}: {er.exception_info.get('exception_message')}")
+            idx = er.result.get("unexpected_index_list") or []
+            rows = sorted({int(r) for r in idx})
+            out.append(Failure(name, meta.get("rule", er.expectation_config.type),
+                               meta.get("finding_severity", "warning"), rows,
+                               int(er.result.get("unexpected_count") or len(rows))))
+    return out
+
+
+_CONFIG_VARIABLES = re.compile(r"^config_variables_file_path:.*$", re.M)
+
+
+def _without_config_variables(gx_dir: Path) -> None:
+    """The project keeps no config variables: GX would re-read and re-parse that YAML file on every access to a
+    context setting (hundreds of times per run). A new project gets the key written empty (null)."""
+    path = gx_dir / "gx" / "great_expectations.yml"
+    if not path.exists():
+        return
+    text = path.read_text()
+    new = _CONFIG_VARIABLES.sub("config_variables_file_path:", text)
+    if new != text:
+        path.write_text(new)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:   # numpy/pandas only where a mask is computed: DAG files import this module
+    import numpy as np
+    import pandas as pd
 
 BUCKETS = 1024
 
@@ -45,6 +47,9 @@ class Shard:
 
     def mask(self, skus: pd.Series) -> np.ndarray:
         """Vectorised contains() over a Series of SKUs."""
+        import numpy as np
+        import pandas as pd
+
         if self.whole:
             return np.ones(len(skus), dtype=bool)
         codes, uniques = pd.factorize(skus.astype(str), sort=False)

@@ -1,0 +1,14 @@
+"""What a reconcile task imports, for an executor's long-lived worker parent to import once.
+
+Every Airflow task runs in a process forked from its executor's worker, so modules the worker already holds
+cost the task nothing. `omnirecon airflow-init` names this module in the scheduler's forkserver preload
+(airflow_setup.write_cfg): the LocalExecutor's workers then start from a process that imported it.
+Importing it has no other effect (no context, no connection, no thread).
+"""
+from omnirecon.checks.gx_import import import_gx
+
+import_gx()
+
+import omnirecon.checks.run  # noqa: E402,F401  (pandas, SQLAlchemy, the ledger, the checks)
+import great_expectations.core.run_identifier  # noqa: E402,F401  (imported inside SuiteRunner.run)
+import great_expectations.data_context.types.base  # noqa: E402,F401

@@ -1,0 +1,60 @@
+"""GX is imported without scipy.stats and altair, which still load when something reads them; a DAG file's
+imports stay free of pandas and GX; the shared GX project keeps no config variables file."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> str:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout.strip()
+
+
+def test_gx_imports_without_scipy_stats_and_altair_which_load_on_first_use():
+    out = _run(
+        "import sys\n"
+        "from omnirecon.checks.gx_import import import_gx, is_deferred\n"
+        "gx = import_gx()\n"
+        "print(hasattr(gx, 'get_context'), is_deferred('scipy.stats'), is_deferred('altair'))\n"
+        "from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as kl\n"
+        "print(round(float(kl.stats.entropy([1, 2], [2, 1])), 4), is_deferred('scipy.stats'))\n"
+        "from scipy.stats import norm\n"
+        "print(type(sys.modules['scipy.stats']).__name__, norm.cdf(0))\n")
+    assert out.splitlines() == ["True True True", "0.231 False", "module 0.5"]
+
+
+def test_dag_files_import_neither_pandas_nor_gx():
+    out = _run(
+        "import importlib.util, sys\n"
+        "for dag in sorted(__import__('pathlib').Path('dags').glob('*.py')):\n"
+        "    spec = importlib.util.spec_from_file_location(dag.stem, dag)\n"
+        "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print([m for m in ('pandas', 'great_expectations', 'scipy', 'matplotlib') if m in sys.modules])\n")
+    assert out == "[]"
+
+
+def test_preload_imports_the_reconcile_path_without_starting_threads():
+    out = _run(
+        "import sys, threading\n"
+        "import omnirecon.checks.preload\n"
+        "print(threading.active_count(), all(m in sys.modules for m in ('omnirecon.checks.run', 'great_expectations')))\n")
+    assert out == "1 True"
+
+
+def test_shared_project_has_no_config_variables_file_path(tmp_path):
+    from omnirecon.checks.suites import SuiteRunner
+    from omnirecon.config import settings_from_dict
+    import pandas as pd
+
+    frame = pd.DataFrame({"channel": ["shopify"], "sku": ["A"], "location": ["L"], "delta": [5], "raw_delta": [5],
+                          "sells_past_zero": [False]})
+    for run in ("r1", "r2"):   # the first run creates the project, the next opens it
+        failures = SuiteRunner(settings_from_dict({}), gx_dir=str(tmp_path)).run({"inventory_drift": frame}, run)
+        assert [f.rule for f in failures["inventory_drift"]] == ["oversell", "in_flight"]
+    config = (tmp_path / "gx" / "great_expectations.yml").read_text()
+    assert "config_variables_file_path: uncommitted" not in config
