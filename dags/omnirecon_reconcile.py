@@ -1,11 +1,12 @@
 """Reconcile DAG: GX checks over the latest snapshots, then corrections (outbox, guardrails, approvals) and alerts."""
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Asset, AssetAll, Param, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from omnirecon import pipeline
+from omnirecon.adapters import channels
 from omnirecon.dag_defaults import FINDINGS_ASSET, PENDING_APPROVALS_ASSET, SNAPSHOT_ASSETS, default_args, runtime_option
 
 DOC = """
@@ -33,7 +34,7 @@ failed shard re-checks that shard only. A failed `push` map index can be
 cleared safely: idempotency keys and compare-and-swap make a retry apply nothing twice.
 """
 
-snapshots = Asset(SNAPSHOT_ASSETS["erp"]) & Asset(SNAPSHOT_ASSETS["shopify"]) & Asset(SNAPSHOT_ASSETS["amazon"]) & Asset(SNAPSHOT_ASSETS["walmart"])
+snapshots = AssetAll(*(Asset(uri) for uri in SNAPSHOT_ASSETS.values()))   # every system's snapshot landed
 
 with DAG(
     dag_id="omnirecon_reconcile",
@@ -50,7 +51,7 @@ with DAG(
     params={
         "mode": Param(runtime_option("mode"), type="string", enum=["apply", "dry-run"],
                       description="apply pushes corrections; dry-run records what it would push"),
-        "channels": Param(None, type=["null", "array"], items={"type": "string", "enum": ["shopify", "amazon", "walmart"]},
+        "channels": Param(None, type=["null", "array"], items={"type": "string", "enum": list(channels())},
                           description="Limit to these channels (empty: all configured)"),
         "sku_filter": Param(None, type=["null", "string"], description="Only SKUs matching this glob, e.g. TEE-*"),
         "shards": Param(0, type="integer", minimum=0, maximum=1024,

@@ -5,6 +5,7 @@ from airflow.sdk import DAG, Asset, Param, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from omnirecon import pipeline
+from omnirecon.adapters import all_adapters, systems
 from omnirecon.dag_defaults import SNAPSHOT_ASSETS, default_args, runtime_option
 
 DOC = """
@@ -34,8 +35,7 @@ with DAG(
     doc_md=DOC,
     tags=["omnirecon", "snapshot"],
     params={
-        "systems": Param(["erp", "shopify", "amazon", "walmart"], type="array",
-                         items={"type": "string", "enum": ["erp", "shopify", "amazon", "walmart"]},
+        "systems": Param(list(systems()), type="array", items={"type": "string", "enum": list(systems())},
                          description="Systems to snapshot"),
         "lookback_hours": Param(None, type=["null", "number"], minimum=0,
                                 description="Pull orders updated in the last N hours instead of the data interval"),
@@ -43,8 +43,7 @@ with DAG(
         "window_end": Param(None, type=["null", "string"], format="date-time", description="Explicit orders window end (ISO-8601)"),
     },
 ) as dag:
-    for system, pool in (("erp", "omnirecon_netsuite"), ("shopify", "omnirecon_shopify"),
-                         ("amazon", "omnirecon_amazon"), ("walmart", "omnirecon_walmart")):
+    for system, pool in ((a.system, a.pool) for a in all_adapters()):
         asset = Asset(SNAPSHOT_ASSETS[system])
         task(task_id=f"{system}_inventory", pool=pool, outlets=[asset],
              doc_md=f"Inventory and listing state of {system} (point in time).")(pipeline.snapshot_task)(

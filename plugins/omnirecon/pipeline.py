@@ -9,14 +9,12 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from omnirecon.config import load_settings, project_home, report_out_dir
+from omnirecon.adapters import get_adapter, systems
+from omnirecon.config import load_settings, project_home, report_out_dir, reports_dir
 from omnirecon.ledger import get_ledger
 from omnirecon.timeutil import parse_ts, utcnow
 
 log = logging.getLogger(__name__)
-
-SYSTEM_CONN = {"erp": "omnirecon_netsuite", "shopify": "omnirecon_shopify",
-               "amazon": "omnirecon_amazon", "walmart": "omnirecon_walmart"}
 
 
 def ledger_run_id(context) -> str:
@@ -86,13 +84,14 @@ def snapshot_task(system: str, kinds: list[str], **context) -> dict:
 
     settings = load_settings()
     params = context.get("params") or {}
-    wanted = params.get("systems") or list(SYSTEM_CONN)
+    adapter = get_adapter(system)
+    wanted = params.get("systems") or list(systems())
     if system not in wanted:
         _skip(f"{system} not selected in this run's params")
-    if system != "erp" and system not in settings.channels:
+    if adapter.is_channel and system not in settings.channels:
         _skip(f"{system} is not a configured channel (settings.channels)")
-    if not _connection_exists(SYSTEM_CONN[system]):
-        _skip(f"connection {SYSTEM_CONN[system]} is not defined: {system} is not connected")
+    if not _connection_exists(adapter.conn_id):
+        _skip(f"connection {adapter.conn_id} is not defined: {system} is not connected")
     ledger = get_ledger()
     start, end = orders_window(context)
     kinds, start = _kinds_to_pull(system, kinds, ledger, context, start, end)
@@ -287,3 +286,18 @@ def apply_decision_task(request: dict, response, **context) -> dict:
     pushed = [push_batch(ledger, settings, b) for b in
               (make_batches(ledger, request["run_id"], only_ids=approved) if approved else [])]
     return {"correction_id": request["correction_id"], "outcomes": outcomes, "pushed": pushed}
+
+
+def live_task(**context) -> dict:
+    """One change-driven run: the inbox's notifications -> trigger chain -> trigger_gap findings (+ push evidence)."""
+    from omnirecon.live.cycle import live_cycle, silent_target_reader
+
+    settings = run_settings(context)
+    ledger = get_ledger()
+    run_id = ledger_run_id(context)
+    ledger.begin_run(run_id, "live", mode=settings.mode)
+    reader, readable = silent_target_reader(settings)
+    result = live_cycle(ledger, settings, run_id=run_id, reader=reader, readable=readable,
+                        out_dir=reports_dir())
+    ledger.finish_run(run_id, "success", {k: result[k] for k in ("notifications", "findings", "hops", "broken")})
+    return result

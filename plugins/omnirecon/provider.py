@@ -1,14 +1,10 @@
 """Airflow provider metadata (entry point `apache_airflow_provider`): the four connection types in the UI."""
 from __future__ import annotations
 
+from omnirecon.adapters import all_adapters
 from omnirecon.hooks.fields import CONNECTION_FORMS, provider_conn_fields, provider_ui_behaviour
 
-HOOK_CLASSES = {
-    "omnirecon_shopify": "omnirecon.hooks.shopify.ShopifyHook",
-    "omnirecon_amazon": "omnirecon.hooks.amazon.AmazonSPAPIHook",
-    "omnirecon_walmart": "omnirecon.hooks.walmart.WalmartHook",
-    "omnirecon_netsuite": "omnirecon.hooks.netsuite.NetSuiteHook",
-}
+HOOK_CLASSES = {a.conn_type: a.hook_path for a in all_adapters()}   # one per connection type
 
 
 def get_provider_info() -> dict:

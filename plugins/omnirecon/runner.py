@@ -7,23 +7,21 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
+from omnirecon.adapters import all_adapters
 from omnirecon.config import Settings
 from omnirecon.errors import SnapshotFailed
-from omnirecon.hooks import hook_from_fields
 from omnirecon.model.canonical import SNAPSHOT_KINDS
-
-CONN_SYSTEM = {"omnirecon_netsuite": "erp", "omnirecon_shopify": "shopify",
-               "omnirecon_amazon": "amazon", "omnirecon_walmart": "walmart"}
 
 
 def hooks_from_connections(connections: dict, time_scale: float | None = None) -> dict:
-    """{system: hook} from connection dicts such as `Sandbox.connections()`."""
+    """{system: hook} from connection dicts such as `Sandbox.connections()`, keyed by the adapters' conn ids."""
+    by_conn = {a.conn_id: a for a in all_adapters()}
     out = {}
     for conn_id, fields in connections.items():
-        if conn_id in CONN_SYSTEM:
+        if conn_id in by_conn:
             if time_scale is not None:
                 fields = {**fields, "extra": {**(fields.get("extra") or {}), "time_scale": time_scale}}
-            out[CONN_SYSTEM[conn_id]] = hook_from_fields(CONN_SYSTEM[conn_id], fields)
+            out[by_conn[conn_id].system] = by_conn[conn_id].hook_from_fields(fields)
     return out
 
 

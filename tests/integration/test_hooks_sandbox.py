@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from omnirecon_contract import scenario as scenario_mod
+from omnirecon.adapters import get_adapter
 from omnirecon.hooks import hook_from_fields
 from omnirecon.hooks.base import ApiError
-from omnirecon.model.normalize import normalize
 from omnirecon_sandbox import Sandbox
 from omnirecon.timeutil import utcnow
 
@@ -95,7 +95,8 @@ def test_shopify_paged_listing_equals_bulk_export(sandbox):
     bulk = h.fetch_variants()
     paged = h.fetch_variants(use_bulk=False)
     assert bulk["method"] == "bulk" and paged["method"] == "paged"
-    assert normalize("shopify", "inventory", bulk) == normalize("shopify", "inventory", paged)
+    shopify = get_adapter("shopify")
+    assert shopify.normalize("inventory", bulk) == shopify.normalize("inventory", paged)
     assert h.core.calls_by_operation["productVariants"] >= 2
 
 
@@ -231,7 +232,7 @@ def test_netsuite_orders_with_lines_and_fulfilments(sandbox):
     h = hook(sb, "erp")
     now = utcnow()
     raw = h.fetch_orders(now - timedelta(days=30), now + timedelta(minutes=1))
-    records, quarantined = normalize("erp", "orders", raw)
+    records, quarantined = get_adapter("erp").normalize("orders", raw)
     state = sb.state()["erp"]["sales_orders"]
     assert quarantined == []
     assert {r.order_id for r in records} == {so["channel_order_id"] for so in state}

@@ -301,10 +301,13 @@ def test_walmart_orders_roll_up_lines():
 
 
 def test_dispatch_and_high_water():
-    records, _ = nz.normalize("erp", "inventory", ERP)
+    from omnirecon.adapters import get_adapter
+    records, _ = get_adapter("erp").normalize("inventory", ERP)
     assert nz.high_water(records) == datetime(2026, 3, 1, 8, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="unknown system"):
+        get_adapter("ebay")
     with pytest.raises(ValueError, match="no normaliser"):
-        nz.normalize("ebay", "inventory", {})
+        get_adapter("erp").normalize("returns", {})
 
 
 def test_rows_that_are_not_objects_are_quarantined_not_dropped():

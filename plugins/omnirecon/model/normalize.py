@@ -540,26 +540,6 @@ def walmart_orders(raw: dict):
     return run(list(raw.get("orders") or []), build, lambda r: str(r.get("purchaseOrderId") or ""))
 
 
-NORMALIZERS: dict[tuple[str, str], Callable] = {
-    ("erp", "inventory"): erp_inventory, ("erp", "listings"): erp_listings, ("erp", "orders"): erp_orders,
-    ("shopify", "inventory"): shopify_inventory, ("shopify", "listings"): shopify_listings,
-    ("shopify", "orders"): shopify_orders,
-    ("amazon", "inventory"): amazon_inventory, ("amazon", "listings"): amazon_listings,
-    ("amazon", "orders"): amazon_orders,
-    ("walmart", "inventory"): walmart_inventory, ("walmart", "listings"): walmart_listings,
-    ("walmart", "orders"): walmart_orders,
-}
-
-
-def normalize(system: str, kind: str, raw: dict):
-    """Dispatch to the normaliser of (system, kind)."""
-    try:
-        fn = NORMALIZERS[(system, kind)]
-    except KeyError:
-        raise ValueError(f"no normaliser for system {system!r}, kind {kind!r}") from None
-    return fn(raw)
-
-
 def high_water(records: list) -> datetime | None:
     """The newest last-update time among records (the source's high-water mark)."""
     return _newest(getattr(r, "updated_at", None) for r in records)

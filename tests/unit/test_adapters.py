@@ -1,0 +1,57 @@
+"""The adapter registry: one adapter per system account; the kept hook helpers and tables follow it."""
+import pytest
+
+from omnirecon import adapters
+from omnirecon import hooks as hooks_mod
+from omnirecon.adapters.walmart import WalmartAdapter
+from omnirecon.remediation import channels as channels_mod
+from omnirecon.remediation.plan import batch_method
+
+WALMART_RAW = {"inventories": [{"sku": "TEE", "nodes": [{"shipNode": "10001", "inputQty": {"amount": 4}}]}],
+               "items": [], "orders": []}
+
+
+@pytest.fixture
+def walmart_ca():
+    adapter = adapters.register(WalmartAdapter("walmart_ca", conn_id="omnirecon_walmart_ca"))
+    yield adapter
+    adapters.unregister("walmart_ca")
+
+
+def test_the_four_systems_and_their_connections():
+    assert adapters.systems() == ("erp", "shopify", "amazon", "walmart")
+    assert adapters.channels() == ("shopify", "amazon", "walmart")
+    assert hooks_mod.CONN_IDS == {"erp": "omnirecon_netsuite", "shopify": "omnirecon_shopify",
+                                  "amazon": "omnirecon_amazon", "walmart": "omnirecon_walmart"}
+    assert {a.system: a.pool for a in adapters.all_adapters()} == hooks_mod.CONN_IDS
+    with pytest.raises(ValueError, match="unknown system 'ebay'"):
+        adapters.get_adapter("ebay")
+
+
+def test_a_second_account_is_registered_once_and_everything_follows_it(walmart_ca):
+    assert adapters.get_adapter("walmart_ca") is walmart_ca and "walmart_ca" in adapters.channels()
+    assert hooks_mod.CONN_IDS["walmart_ca"] == channels_mod.CONN_IDS["walmart_ca"] == "omnirecon_walmart_ca"
+    assert walmart_ca.pool == "omnirecon_walmart_ca" and walmart_ca.hook_class() is hooks_mod.hook_class("walmart")
+    hook = hooks_mod.get_hook("walmart_ca")
+    assert hook.conn_id == "omnirecon_walmart_ca"
+    assert batch_method("walmart_ca", 3) == batch_method("walmart", 3) == ("put", 50)
+    with pytest.raises(ValueError, match="already registered"):
+        adapters.register(WalmartAdapter("walmart_ca"))
+
+
+def test_records_of_a_second_account_carry_its_name(walmart_ca):
+    mine, _ = walmart_ca.normalize("inventory", WALMART_RAW)
+    first, _ = adapters.get_adapter("walmart").normalize("inventory", WALMART_RAW)
+    assert [(r.system, r.sku, r.location, r.available) for r in mine] == [("walmart_ca", "TEE", "10001", 4)]
+    assert [(r.system, r.available) for r in first] == [("walmart", 4)]
+
+
+def test_the_erp_has_no_write_path():
+    erp = adapters.get_adapter("erp")
+    assert not erp.is_channel
+    with pytest.raises(ValueError, match="no write path"):
+        erp.write_path(None)
+    with pytest.raises(ValueError, match="no write path"):
+        channels_mod.default_hook("erp")
+    assert adapters.get_adapter("amazon").write_path(None) == ("patch", "per_sku")
+    assert adapters.get_adapter("shopify").write_path("set_quantities") == ("set_quantities", "batch")
