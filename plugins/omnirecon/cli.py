@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("subscribe", help="create or re-create the platforms' change-notification subscriptions")
     s.add_argument("--receiver-url", required=True, help="public base URL of `omnirecon receiver`")
-    s.add_argument("--sqs-queue-arn", default=None, help="Amazon notifications queue (not yet subscribed)")
+    s.add_argument("--sqs-queue-arn", default=None, help="ARN of the SQS queue Amazon delivers its notifications to (SP-API destination + subscriptions)")
     s.set_defaults(func=cmd_subscribe)
 
     s = sub.add_parser("up", help="Airflow UI (airflow standalone) with the project's DAGs and the sandbox")

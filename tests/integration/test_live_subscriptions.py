@@ -107,3 +107,29 @@ def test_ensure_all_reads_the_connections_and_a_second_run_creates_nothing(monke
         second = capsys.readouterr().out
         assert "created" not in second and second.count("kept") == len(SHOPIFY_TOPICS) + len(WALMART_TOPICS) + 1
         assert "netsuite-secret-0123" not in first + second and conns["omnirecon_walmart"]["password"] not in first
+
+
+def test_amazon_ensure_makes_one_destination_on_the_queue_is_idempotent_and_delivers_to_sqs(sqlite_ledger):
+    from omnirecon.live.sqs import SqsConsumer, sqs_client
+    from omnirecon.live.subscriptions import AMAZON_TOPICS, AmazonSubscriptions
+    with Sandbox(from_dict(scenario_doc(notifications={"amazon": {}})), time_scale=0.0005) as sb:
+        fields = sb.connections()["omnirecon_amazon"]
+        x = fields["extra"]
+        client = sqs_client(x["sqs_endpoint"], x["aws_region"], x["aws_access_key_id"], x["aws_secret_access_key"])
+        url = client.create_queue(QueueName="omnirecon-notifications")["QueueUrl"]
+        arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        subs = AmazonSubscriptions(hook_from_fields("amazon", fields))
+        first = subs.ensure(arn)
+        assert [(t, a) for t, _, a in first] == [("destination", "created")] + [(t, "created") for t in AMAZON_TOPICS]
+        second = subs.ensure(arn)
+        assert [(t, i, a) for t, i, a in second] == [(t, i, "kept") for t, i, _ in first]
+        sku = next(iter(sb.systems["amazon"].listings))
+        assert sb.systems["amazon"].set_listing_quantity(sku, 3)
+        inbox = Inbox(sqlite_ledger).start()
+        try:
+            consumer = SqsConsumer(client, url, inbox, wait_s=1)
+            wait_for(lambda: consumer.poll_once() >= 0 and any(
+                t == "LISTINGS_ITEM_MFN_QUANTITY_CHANGE" for t, _ in inbox_rows(sqlite_ledger, "amazon")),
+                timeout=20, what="the MFN quantity notification in the inbox through SQS")
+        finally:
+            inbox.stop()
