@@ -112,3 +112,34 @@ def test_a_channel_to_channel_hop_is_mapped_from_changes_the_erp_did_not_start()
     relay = hops[("shopify", "amazon")]
     assert relay["followed"] == 5 and relay["mechanism"] == "event" and relay["latency_s"]["p50"] == 10.0
     assert ("amazon", "shopify") not in hops
+
+
+def test_small_changes_never_carried_while_big_ones_are_is_an_erp_threshold():
+    mon = ChainMonitor(SETTINGS, erp_levels={("MUG", "WH-EAST"): 100})
+    level, t = 100, 0
+    for delta in (-1, -20, -2, -15, -1, -30, -2):
+        level += delta
+        mon.observe(Change("erp", "inventory", "MUG", at(t), level, "WH-EAST"))
+        if abs(delta) >= 10:   # the ERP's trigger fires only on 10 units or more
+            mon.observe(Change("shopify", "inventory", "MUG", at(t + 3), level, "gid://shopify/Location/1"))
+        t += 60
+    mon.tick(at(t + 60))
+    hop = next(h for h in mon.chain()["hops"] if h["to"] == "shopify")
+    assert hop["state"] == "broken" and hop["diagnosis"] == "L4_erp_config"
+
+
+def test_a_read_target_moved_by_its_own_sale_has_not_followed_the_erp():
+    shown = {"MUG": 9}
+    mon = ChainMonitor(SETTINGS, reader=lambda system, keys: {k: shown[k] for k in keys}, readable={"walmart"},
+                       erp_levels={("MUG", "WH-EAST"): 10})
+    mon.observe(Change("erp", "inventory", "MUG", at(0), 10, "WH-EAST"))   # a walmart order reaches the ERP later
+    mon.observe(Change("erp", "inventory", "MUG", at(1), 6, "WH-EAST"))
+    assert mon.tick(at(5)) == []                                           # first read: the baseline (9)
+    mon.observe(Change("walmart", "order", "po-1", at(7), "placed", skus=("MUG",), units=(2,)))
+    shown["MUG"] = 7                                                       # the sale, not the ERP's 5
+    assert mon.tick(at(10)) == []
+    [gap] = mon.tick(at(35))
+    assert (gap.hop, gap.expected, gap.observed, gap.action) == ("erp->walmart", 5, 7, "push")
+    shown["MUG"] = 5
+    mon.tick(at(40))
+    assert gap.corrected_at == at(40)

@@ -300,3 +300,14 @@ def detections(s, *, run_id: str | None = None, since: datetime | None = None) -
     if since is not None:
         q = q.where(m.TriggerDetection.detected_at >= since)
     return list(s.scalars(q.order_by(m.TriggerDetection.detected_at, m.TriggerDetection.id)))
+
+
+def erp_levels(s) -> dict[tuple[str, str], int]:
+    """{(ERP SKU, location): available} from the latest complete ERP inventory snapshot (the live path's
+    starting point for what each channel should show)."""
+    snap = latest_snapshot(s, "erp", "inventory")
+    if snap is None:
+        return {}
+    rows = s.execute(select(m.InventoryRow.sku, m.InventoryRow.location, m.InventoryRow.available)
+                     .where(m.InventoryRow.snapshot_id == snap.id))
+    return {(sku, loc): int(avail or 0) for sku, loc, avail in rows}

@@ -51,6 +51,9 @@ class Change:
     channel: str | None = None    # an order or fulfilment recorded in the ERP: the channel it belongs to
     skus: tuple = ()              # an order's ERP SKUs
     via: str = "notification"     # notification | read
+    units: tuple = ()             # an order's units per SKU (as skus)
+    before: object = None         # a read: the value the previous read saw, at `since`
+    since: datetime | None = None
 
 
 # -- notifications -> changes ----------------------------------------------------------------------------------
@@ -88,9 +91,11 @@ def changes_from(source: str, topic: str, body: str | bytes | dict, occurred_at=
                                   _int(doc["available"]), f"gid://shopify/Location/{doc.get('location_id')}"))
         elif topic in ("orders/create", "orders/fulfilled"):
             key = doc.get("admin_graphql_api_id") or str(doc.get("id"))
-            skus = tuple(erp_sku(l["sku"], "shopify") for l in doc.get("line_items") or [] if l.get("sku"))
+            lines = [l for l in doc.get("line_items") or [] if l.get("sku")]
+            skus = tuple(erp_sku(l["sku"], "shopify") for l in lines)
             if topic == "orders/create":
-                out.append(Change("shopify", "order", key, when(doc.get("created_at")), "placed", skus=skus))
+                out.append(Change("shopify", "order", key, when(doc.get("created_at")), "placed", skus=skus,
+                                  units=tuple(_int(l.get("quantity")) or 0 for l in lines)))
             else:
                 out.append(Change("shopify", "status", key, when(doc.get("updated_at")), "shipped", skus=skus))
     elif source == "amazon":
@@ -102,10 +107,11 @@ def changes_from(source: str, topic: str, body: str | bytes | dict, occurred_at=
             note = payload.get("OrderChangeNotification") or {}
             reason = (note.get("OrderChangeTrigger") or {}).get("ChangeReason", "")
             at = when((note.get("OrderChangeTrigger") or {}).get("TimeOfOrderChange"), doc.get("EventTime"))
-            skus = tuple(erp_sku(i["SellerSKU"], "amazon") for i in (note.get("Summary") or {}).get("OrderItems") or []
-                         if i.get("SellerSKU"))
+            lines = [i for i in (note.get("Summary") or {}).get("OrderItems") or [] if i.get("SellerSKU")]
+            skus = tuple(erp_sku(i["SellerSKU"], "amazon") for i in lines)
             if note.get("AmazonOrderId") and reason == "Order created":
-                out.append(Change("amazon", "order", note["AmazonOrderId"], at, "placed", skus=skus))
+                out.append(Change("amazon", "order", note["AmazonOrderId"], at, "placed", skus=skus,
+                                  units=tuple(_int(i.get("Quantity")) or 0 for i in lines)))
             elif note.get("AmazonOrderId") and reason == "Order shipped":
                 out.append(Change("amazon", "status", note["AmazonOrderId"], at, "shipped", skus=skus))
     elif source == "walmart":
@@ -116,8 +122,10 @@ def changes_from(source: str, topic: str, body: str | bytes | dict, occurred_at=
                 out.append(Change("walmart", "inventory", erp_sku(payload["sku"], "walmart"), at,
                                   _int(node.get("availToSellQty", 0)), node.get("shipNode")))
         elif topic == "PO_CREATED" and payload.get("purchaseOrderId"):
-            skus = tuple(erp_sku(l["sku"], "walmart") for l in payload.get("orderLines") or [] if l.get("sku"))
-            out.append(Change("walmart", "order", str(payload["purchaseOrderId"]), at, "placed", skus=skus))
+            lines = [l for l in payload.get("orderLines") or [] if l.get("sku")]
+            skus = tuple(erp_sku(l["sku"], "walmart") for l in lines)
+            out.append(Change("walmart", "order", str(payload["purchaseOrderId"]), at, "placed", skus=skus,
+                              units=tuple(_int((l.get("orderLineQuantity") or {}).get("amount")) or 0 for l in lines)))
     elif source == "erp":
         at = when(doc.get("timestamp"))
         record = doc.get("recordType")
@@ -149,20 +157,23 @@ def percentile(values: list[float], q: float) -> float | None:
 def infer_mechanism(latencies: list[float], resolution_s: float = NOTIFY_RESOLUTION_S,
                     carried_at: list[datetime] | None = None) -> tuple[str, float | None]:
     """(event | poll | unknown, poll period in seconds). An event carries each change after a near-constant delay
-    (spread within the measuring resolution); a poll carries it at its next wake, so delays spread from ~0 up to
-    the period: estimated from the largest delay (n+1)/n (uniform delays) and refined by the spacing of the
-    distinct instants the hop carried at (its wakes), which are multiples of the period."""
+    (spread within the measuring resolution); a poll carries it at its next wake, so delays spread evenly from ~0
+    up to the period: first estimated as twice the median delay (robust to a dropped change waiting several
+    periods), then refined by the spacing of the distinct instants the hop carried at (its wakes, multiples of
+    the period)."""
     if len(latencies) < MIN_CHANGES:
         return "unknown", None
     lo, hi, med = min(latencies), max(latencies), statistics.median(latencies)
     if hi - lo <= max(2 * resolution_s + 0.5, 0.25 * med):
         return "event", None
-    n = len(latencies)
-    period = hi * (n + 1) / n
+    period = max(2 * med, resolution_s)
     if carried_at:
-        wakes = sorted({round(t.timestamp() / max(resolution_s, 0.001)) for t in carried_at})
-        gaps = [(b - a) * max(resolution_s, 0.001) for a, b in zip(wakes, wakes[1:])]
-        near = [g for g in gaps if 0.6 * period <= g <= 1.6 * period]
+        step = max(resolution_s, 0.001)
+        wakes: list[float] = []
+        for t in sorted(c.timestamp() for c in carried_at):
+            if not wakes or t - wakes[-1] > 2 * step:     # one wake carries several changes
+                wakes.append(t)
+        near = [b - a for a, b in zip(wakes, wakes[1:]) if 0.6 * period <= b - a <= 1.6 * period]
         if len(near) >= 2:
             period = statistics.median(near)
     return "poll", round(period, 1)
@@ -176,6 +187,7 @@ class Follow:
     observed: object = None           # the target's value when it followed (inventory)
     expected: object = None           # what the source implies for the target
     moot: bool = False                # nothing to follow: the target already shows what the source came back to
+    delta: int = 0                    # how much the change moved what the target should show
 
     @property
     def latency(self) -> float | None:
@@ -230,9 +242,10 @@ class ChainMonitor:
 
     def __init__(self, settings, *, ledger=None, reader: Callable | None = None, readable: Iterable[str] = (),
                  item_skus: dict | None = None, resolution_s: float = 5.0, window_from: datetime | None = None,
-                 keep_s: float = 6 * 3600):
+                 keep_s: float = 6 * 3600, erp_levels: dict | None = None):
         self.settings, self.ledger, self.reader = settings, ledger, reader
         self.keep_s = float(keep_s)                      # changes older than this are forgotten (the ledger keeps the history)
+        self.erp_levels = dict(erp_levels or {})         # {(ERP SKU, location): available} before the first change
         self.readable = set(readable)                    # silent targets the reader can read
         self.sla = float(settings.get("propagation_sla_seconds", 60))
         self.item_skus = dict(item_skus or {})
@@ -254,6 +267,8 @@ class ChainMonitor:
                               for k, w in queries.latest_hop_windows(s).items()}
                 if not self.item_skus:
                     self.item_skus = queries.shopify_item_skus(s)
+                if not self.erp_levels:
+                    self.erp_levels = queries.erp_levels(s)
 
     # -- input ---------------------------------------------------------------------------------------------
     def _erp_sku(self, sku: str, channel: str) -> str:
@@ -305,25 +320,27 @@ class ChainMonitor:
 
     def _erp_sources(self, target: str) -> list[Follow]:
         """ERP inventory changes that change what `target` should show: at a location mapped to it, moving
-        max(0, sum over its mapped locations - safety stock)."""
+        max(0, sum over its mapped locations - safety stock) (other locations from the latest ERP snapshot)."""
         mapped = self._mapped_erp_locations(target)
-        avail: dict[tuple[str, str], int] = {}
+        avail: dict[str, dict[str, int]] = defaultdict(dict)
+        for (sku, loc), v in self.erp_levels.items():
+            if mapped is None or loc in mapped:
+                avail[sku][loc] = v
         last: dict[str, int | None] = {}
         out = []
         for c in self.changes.get(("erp", "inventory"), []):
             if mapped is not None and c.location not in mapped:
                 continue
-            avail[(c.key, c.location)] = c.value or 0
-            total = sum(v for (sku, _), v in avail.items() if sku == c.key)
-            try:
-                safety = self.settings.safety_stock(c.key, target)
-            except (AttributeError, KeyError):
-                safety = 0
-            expected = max(0, total - safety)
-            if c.key in last and last[c.key] == expected:
+            if c.key not in last:
+                last[c.key] = (max(0, sum(avail[c.key].values()) - self._safety(c.key, target))
+                               if avail.get(c.key) else None)
+            avail[c.key][c.location] = c.value or 0
+            expected = max(0, sum(avail[c.key].values()) - self._safety(c.key, target))
+            if last[c.key] == expected:
                 continue                                 # nothing for the target to follow
+            delta = expected - last[c.key] if last[c.key] is not None else 0
             last[c.key] = expected
-            out.append(Follow(c, expected=expected))
+            out.append(Follow(c, expected=expected, delta=delta))
         return out
 
     # -- reads of silent targets ----------------------------------------------------------------------------------
@@ -333,15 +350,16 @@ class ChainMonitor:
         for system, kind in SILENT:
             if system not in self.readable or not self.changes.get(("erp", "inventory")):
                 continue
-            pending = {}
+            hop = Hop("erp", system, "inventory", self._erp_sources(system), self.resolution_s)
+            targets = self._targets(system, "inventory")
+            self._follow(hop, targets)
+            self._settle(hop, targets)
             horizon = now - timedelta(hours=1)
-            for f in self._erp_sources(system):
-                if f.change.at >= horizon:
-                    pending[f.change.key] = f.expected
-            followed = self._followed_keys(system, pending)
-            keys = [k for k in pending if k not in followed and
-                    (now - self.last_read.get((system, k), (None, datetime.min.replace(tzinfo=now.tzinfo)))[1])
-                    .total_seconds() >= self.resolution_s * 0.999]
+            latest = {f.change.key: f for f in hop.follows if f.change.at >= horizon}
+            never = datetime.min.replace(tzinfo=now.tzinfo)
+            keys = [k for k, f in latest.items() if f.followed_at is None and not f.moot
+                    and (now - self.last_read.get((system, k), (None, never))[1]).total_seconds()
+                    >= self.resolution_s * 0.999]
             if not keys:
                 continue
             try:
@@ -352,34 +370,31 @@ class ChainMonitor:
             for key, value in values.items():
                 prev = self.last_read.get((system, key))
                 self.last_read[(system, key)] = (value, now)
-                if (prev is None and value == pending.get(key)) or (prev is not None and value != prev[0]):
-                    self.observe(Change(system, kind, key, now, value, via="read"))
-
-    def _followed_keys(self, system: str, pending: dict) -> set[str]:
-        """Keys whose latest pending source change the target has followed already (no read needed)."""
-        latest_src: dict[str, datetime] = {}
-        for f in self._erp_sources(system):
-            latest_src[f.change.key] = f.change.at
-        latest_dst: dict[str, datetime] = {}
-        for c in self.changes.get((system, "inventory"), []):
-            latest_dst[c.key] = c.at
-        return {k for k in pending if k in latest_dst and latest_dst[k] >= latest_src.get(k, latest_dst[k])}
+                if prev is not None and value != prev[0]:     # a first read is the baseline: when it changed is unknown
+                    self.observe(Change(system, kind, key, now, value, via="read",
+                                        before=prev[0] if prev else None, since=prev[1] if prev else None))
 
     # -- correlation ----------------------------------------------------------------------------------------------
-    def _own_sales(self, system: str) -> dict[str, list[datetime]]:
+    def _own_sales(self, system: str) -> dict[str, list[tuple[datetime, int]]]:
         sales = defaultdict(list)
         for c in self.changes.get((system, "order"), []):
-            for sku in c.skus:
-                sales[sku].append(c.at)
+            for i, sku in enumerate(c.skus):
+                sales[sku].append((c.at, c.units[i] if i < len(c.units) else 0))
         return sales
 
     def _targets(self, system: str, kind: str, channel: str | None = None) -> dict[str, list[Change]]:
-        """The target's changes by key, in time order; a channel's count moved by its own sale is not a follow."""
+        """The target's changes by key, in time order; a channel's count moved by its own sale is not a follow
+        (notified: at the sale's moment; read: by exactly the units sold since the previous read)."""
         by_key: dict[str, list[Change]] = defaultdict(list)
         if kind == "inventory":
             sales = self._own_sales(system)
             for c in self.changes.get((system, "inventory"), []):
-                if any(abs((c.at - t).total_seconds()) <= OWN_SALE_S for t in sales.get(c.key, ())):
+                own = sales.get(c.key, ())
+                if c.via == "read" and c.since is not None and isinstance(c.before, int):
+                    sold = sum(u for t, u in own if c.since < t <= c.at)
+                    if sold and c.value == c.before - sold:
+                        continue
+                elif any(abs((c.at - t).total_seconds()) <= OWN_SALE_S for t, _ in own):
                     continue
                 by_key[c.key].append(c)
         else:
@@ -388,14 +403,21 @@ class ChainMonitor:
                     by_key[c.key].append(c)
         return by_key
 
-    @staticmethod
-    def _follow(follows: list[Follow], targets: dict[str, list[Change]], slack_s: float = 0.0) -> None:
-        for f in follows:
+    def _follow(self, hop: "Hop", targets: dict[str, list[Change]], slack_s: float = 0.0) -> None:
+        """Each source change is followed by the target's first change of that key after it. A change seen by a
+        read may have happened before the source change (anywhere since the previous read): it follows this
+        source change only if it shows its value (or that value without the safety stock)."""
+        for f in hop.follows:
             rows = targets.get(f.change.key, [])
             start = f.change.at - timedelta(seconds=slack_s)
-            i = bisect_left([c.at for c in rows], start)
-            if i < len(rows):
-                f.followed_at, f.observed = rows[i].at, rows[i].value
+            for i in range(bisect_left([c.at for c in rows], start), len(rows)):
+                c = rows[i]
+                if (c.via == "read" and c.since is not None and c.since < f.change.at
+                        and isinstance(f.expected, int)
+                        and c.value not in (f.expected, f.expected + self._safety(f.change.key, hop.dst))):
+                    continue
+                f.followed_at, f.observed = c.at, c.value
+                break
 
     def _settle(self, hop: "Hop", targets: dict[str, list[Change]]) -> None:
         """A change is moot when the target already shows what the source implies at that moment, or when the
@@ -416,6 +438,8 @@ class ChainMonitor:
             nxt: Follow | None = None
             for f in reversed(follows):
                 value = shown(f.change.at)
+                if value is None and nxt is None and read and not any(t > f.change.at for t in times):
+                    value = read[0]            # not seen moving since: what a read shows now is what it showed then
                 if value is not None and value == f.expected:
                     f.moot = True
                 elif (nxt is not None and nxt.moot and (nxt.change.at - f.change.at).total_seconds() <= self.sla
@@ -467,7 +491,7 @@ class ChainMonitor:
                 hop = Hop("erp", dst, "inventory", self._erp_sources(dst),
                           self.resolution_s if (dst, "inventory") in SILENT else NOTIFY_RESOLUTION_S)
                 targets = self._targets(dst, "inventory")
-                self._follow(hop.follows, targets)
+                self._follow(hop, targets)
                 self._settle(hop, targets)
                 hops.append(hop)
         for src, dst in self._channel_pairs():
@@ -485,7 +509,7 @@ class ChainMonitor:
             hop = Hop(src, dst, "inventory", follows,
                       self.resolution_s if (dst, "inventory") in SILENT else NOTIFY_RESOLUTION_S)
             targets = self._targets(dst, "inventory")
-            self._follow(hop.follows, targets)
+            self._follow(hop, targets)
             self._settle(hop, targets)
             hops.append(hop)
         if ("erp", "order") in self.notifying:
@@ -493,13 +517,13 @@ class ChainMonitor:
                 orders = self.changes.get((src, "order"), [])
                 if orders:
                     hop = Hop(src, "erp", "orders", [Follow(c, expected="recorded") for c in orders])
-                    self._follow(hop.follows, self._targets("erp", "orders", src), slack_s=NOTIFY_RESOLUTION_S)
+                    self._follow(hop, self._targets("erp", "orders", src), slack_s=NOTIFY_RESOLUTION_S)
                     hops.append(hop)
         for dst in CHANNELS:
             shipped = [c for c in self.changes.get(("erp", "status"), []) if c.channel == dst]
             if shipped and (dst, "status") in self.notifying:
                 hop = Hop("erp", dst, "status", [Follow(c, expected="shipped") for c in shipped])
-                self._follow(hop.follows, self._targets(dst, "status"), slack_s=NOTIFY_RESOLUTION_S)
+                self._follow(hop, self._targets(dst, "status"), slack_s=NOTIFY_RESOLUTION_S)
                 hops.append(hop)
         return hops
 
@@ -564,33 +588,93 @@ class ChainMonitor:
         return read[0] if read else None
 
     # -- the hop's summary ------------------------------------------------------------------------------------
-    def _missed(self, hop: Hop, f: Follow, max_latency: float) -> bool:
-        return f.followed_at is None and (self.now - f.change.at).total_seconds() > max(self.sla, 2 * max_latency)
+    def _missed(self, hop: Hop, f: Follow, wait_s: float) -> bool:
+        return f.followed_at is None and (self.now - f.change.at).total_seconds() > wait_s
+
+    def _wait_s(self, hop: Hop, mechanism: str, period: float | None, latencies: list[float]) -> float:
+        """How long a change may stay unfollowed before it counts as missed: past the SLA and past what this
+        hop's own mechanism explains (a poll's period, an event's longest delay, with the resolution)."""
+        if mechanism == "poll" and period:
+            own = 1.5 * period
+        else:
+            own = 2 * max(latencies, default=0.0)
+        return max(self.sla, own + 2 * hop.resolution_s)
 
     def _diagnose(self, hop: Hop) -> str:
+        """The layer (domain.md) from the pattern of what the hop did not carry."""
         if hop.kind in ("orders", "status"):
-            return Diagnosis.L3_CONNECTOR
+            return Diagnosis.L3_CONNECTOR                  # the connector: suspended, filtered, credentials
+        follows = [f for f in hop.follows if not f.moot]
+        unfollowed = [f for f in follows if f.followed_at is None]
+        if not unfollowed:
+            return Diagnosis.L3_CONNECTOR                  # carried, late: a slow or stale sync
         if hop.src != "erp":
             return Diagnosis.L2_MARKETPLACE_LISTING if hop.dst in ("amazon", "walmart") else Diagnosis.L1_STOREFRONT_FEED
-        # the ERP changed: did any other channel follow the changes this hop missed? then the break is this
-        # hop's connector; if none did, the ERP's own trigger never fired
-        unfollowed = {(f.change.key, f.change.at) for f in hop.follows if f.followed_at is None and not f.moot}
-        if not unfollowed:
-            return Diagnosis.L3_CONNECTOR                  # followed, late: a slow or stale sync
+        if self._reads_other_location(hop, unfollowed):
+            return Diagnosis.LOCATION_MAPPING              # the channel shows another ERP location's count
+        alone, not_alone = self._carried_alone(follows)
+        first_miss = min(f.change.at for f in not_alone) if not_alone else None
+        carried_after = [f for f in alone if first_miss is not None and f.change.at > first_miss]
+        if carried_after:
+            if max(abs(f.delta) for f in not_alone) < min(abs(f.delta) for f in carried_after):
+                return Diagnosis.L4_ERP_CONFIG             # a quantity-delta threshold: small changes never fire
+            return Diagnosis.L3_CONNECTOR                  # intermittent: the connector drops changes
+        # stopped: if another channel followed the same ERP changes, the break is this hop's connector;
+        # if none did, the ERP's own trigger never fired
+        missed = {(f.change.key, f.change.at) for f in unfollowed}
         others = [h for h in self.hops if h.dst != hop.dst and h.src == "erp" and h.kind == "inventory"]
-        for h in others:
-            if any(f.followed_at is not None and (f.change.key, f.change.at) in unfollowed for f in h.follows):
-                return Diagnosis.L3_CONNECTOR
+        if any(f.followed_at is not None and (f.change.key, f.change.at) in missed for h in others for f in h.follows):
+            return Diagnosis.L3_CONNECTOR
         return Diagnosis.L4_ERP_CONFIG if others else Diagnosis.UNKNOWN
+
+    @staticmethod
+    def _carried_alone(follows: list[Follow]) -> tuple[list[Follow], list[Follow]]:
+        """(changes the target followed before the source's next change of that key, the others): an event hop
+        carries every change on its own; a change the target only reflected once a later one was carried (or
+        never) was not carried itself."""
+        nxt: dict[str, datetime] = {}
+        alone, other = [], []
+        for f in reversed(follows):
+            limit = nxt.get(f.change.key)
+            (alone if f.followed_at is not None and (limit is None or f.followed_at <= limit) else other).append(f)
+            nxt[f.change.key] = f.change.at
+        return alone[::-1], other[::-1]
+
+    def _reads_other_location(self, hop: Hop, unfollowed: list[Follow]) -> bool:
+        """The target's count equals what another (unmapped) ERP location would give it, for most changes it
+        did not follow."""
+        mapped = self._mapped_erp_locations(hop.dst) or set()
+        levels = self._erp_levels_now()
+        hits = 0
+        for f in unfollowed:
+            shown = self._last_value(hop.dst, "inventory", f.change.key)
+            if not isinstance(shown, int) or shown == f.expected:
+                continue
+            safety = self._safety(f.change.key, hop.dst)
+            if any(sku == f.change.key and loc not in mapped and max(0, avail - safety) == shown
+                   for (sku, loc), avail in levels.items()):
+                hits += 1
+        return hits and hits * 2 >= len(unfollowed)
+
+    def _erp_levels_now(self) -> dict[tuple[str, str], int]:
+        levels = dict(self.erp_levels)
+        for c in self.changes.get(("erp", "inventory"), []):
+            levels[(c.key, c.location)] = c.value or 0
+        return levels
+
+    def _safety(self, sku: str, channel: str) -> int:
+        try:
+            return int(self.settings.safety_stock(sku, channel))
+        except (AttributeError, KeyError, TypeError):
+            return 0
 
     def _summary(self, hop: Hop) -> dict:
         now = self.now
         hop = Hop(hop.src, hop.dst, hop.kind, [f for f in hop.follows if not f.moot], hop.resolution_s)
         lat = [f.latency for f in hop.follows if f.followed_at is not None]
-        max_lat = max(lat) if lat else 0.0
-        missed = [f for f in hop.follows if self._missed(hop, f, max_lat)]
         mechanism, period = infer_mechanism(lat, hop.resolution_s,
                                             [f.followed_at for f in hop.follows if f.followed_at is not None])
+        missed = [f for f in hop.follows if self._missed(hop, f, self._wait_s(hop, mechanism, period, lat))]
         p95 = percentile(lat, 0.95)
         if len(lat) + len(missed) < MIN_CHANGES:
             state = "unknown"
