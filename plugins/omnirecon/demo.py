@@ -69,11 +69,66 @@ class _Progress(threading.Thread):
                 _say(f"      ... still running ({time.monotonic() - self.stage_started:.0f}s)")
 
 
-def _dags_test(dag_id: str, conf: dict, env: dict, log_path: Path) -> int:
-    with open(log_path, "w") as log:
-        r = airflow_setup.run_airflow(["dags", "test", dag_id, "-c", json.dumps(conf)], env=env,
-                                      stdout=log, stderr=subprocess.STDOUT)
-    return r.returncode
+STAGE_MARK = "@@omnirecon-demo-stage"
+
+
+def _dags_test_stages(runs: list[tuple[str, dict]], env: dict, logs: Path):
+    """`airflow dags test` of each DAG in turn, in ONE Airflow process: Airflow's start-up (the CLI, the
+    in-process execution API, the DAG bag) and the task imports (pandas, GX) are paid once, not once per DAG.
+    Yields (dag_id, exit code) as each DAG run ends; each DAG's output goes to logs/<dag_id>.log."""
+    cmd = [sys.executable, "-c", "import sys, omnirecon.demo as d; sys.exit(d.dags_test_main(sys.argv[1]))",
+           json.dumps(runs)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace")
+    log = None
+    try:
+        for line in proc.stdout:
+            if line.startswith(STAGE_MARK):
+                _, what, dag_id, *rc = line.split()
+                if log:
+                    log.close()
+                    log = None
+                if what == "start":
+                    log = open(logs / f"{dag_id}.log", "w")
+                else:
+                    yield dag_id, int(rc[0])
+            elif log:
+                log.write(line)
+        proc.wait()
+    finally:
+        if log:
+            log.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def dags_test_main(runs_json: str) -> int:
+    """The child of _dags_test_stages: what `airflow dags test DAG -c CONF` does, for each (DAG, conf)."""
+    import traceback
+
+    from airflow import configuration  # noqa: F401  (first, as airflow/__main__.py does)
+    from airflow.cli import cli_parser
+    from airflow.configuration import write_default_airflow_configuration_if_needed
+
+    parser = cli_parser.get_parser()
+    write_default_airflow_configuration_if_needed()
+    for dag_id, conf in json.loads(runs_json):
+        print(f"{STAGE_MARK} start {dag_id}", flush=True)
+        try:
+            sys.argv = ["airflow", "dags", "test", dag_id, "-c", json.dumps(conf)]   # as DAG files see the CLI
+            args = parser.parse_args(sys.argv[1:])
+            args.func(args)
+            rc = 0
+        except SystemExit as e:   # "DagRun failed"
+            print(e, flush=True)
+            rc = e.code if isinstance(e.code, int) else 1
+        except Exception:
+            traceback.print_exc()
+            rc = 1
+        sys.stderr.flush()
+        print(f"{STAGE_MARK} end {dag_id} {rc}", flush=True)
+    return 0
 
 
 def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_all: bool = False,
@@ -115,19 +170,27 @@ def run_demo(*, scenario_path: str, out_dir: str, mode: str = "apply", approve_a
             "omnirecon_reconcile": {"mode": mode, "approve_all": approve_all},
             "omnirecon_daily_report": {"out_dir": str(out), "send": False},
         }
-        for i, (label, dag_id) in enumerate(STAGES, 1):
-            _say(f"[{i}/{len(STAGES)}] {label}: airflow dags test {dag_id}  (log: {out / 'logs' / (dag_id + '.log')})")
-            progress = _Progress(ledger, _max_snapshot_id(ledger))
-            progress.start()
-            ts = time.monotonic()
-            rc = _dags_test(dag_id, confs[dag_id], env, out / "logs" / f"{dag_id}.log")
-            progress.stop_flag.set()
-            progress.join()
-            _say(f"      {'done' if rc == 0 else f'finished with failed tasks (exit {rc})'} in {time.monotonic() - ts:.1f}s")
-            if dag_id == "omnirecon_reconcile" and _latest_run(ledger, "reconcile", first_snapshot) is None:
-                raise SystemExit(f"omnirecon demo: reconciliation did not run; see {out / 'logs' / (dag_id + '.log')}")
-            if dag_id == "omnirecon_daily_report" and not (out / "report.html").exists():
-                raise SystemExit(f"omnirecon demo: the report was not written; see {out / 'logs' / (dag_id + '.log')}")
+        stages = _dags_test_stages([(dag_id, confs[dag_id]) for _, dag_id in STAGES], env, out / "logs")
+        try:
+            for i, (label, dag_id) in enumerate(STAGES, 1):
+                _say(f"[{i}/{len(STAGES)}] {label}: airflow dags test {dag_id}  (log: {out / 'logs' / (dag_id + '.log')})")
+                progress = _Progress(ledger, _max_snapshot_id(ledger))
+                progress.start()
+                ts = time.monotonic()
+                ended, rc = next(stages, (None, None))
+                progress.stop_flag.set()
+                progress.join()
+                if ended != dag_id:
+                    raise SystemExit(f"omnirecon demo: Airflow stopped before {dag_id} ended; see {out / 'logs'}")
+                _say(f"      {'done' if rc == 0 else f'finished with failed tasks (exit {rc})'} in {time.monotonic() - ts:.1f}s")
+                if dag_id == "omnirecon_reconcile" and _latest_run(ledger, "reconcile", first_snapshot) is None:
+                    raise SystemExit(f"omnirecon demo: reconciliation did not run; see {out / 'logs' / (dag_id + '.log')}")
+                if dag_id == "omnirecon_daily_report" and not (out / "report.html").exists():
+                    raise SystemExit(f"omnirecon demo: the report was not written; see {out / 'logs' / (dag_id + '.log')}")
+            for _ in stages:   # let Airflow exit
+                pass
+        finally:
+            stages.close()   # stops Airflow if a stage check failed
     # leaving the block stopped the sandbox, which wrote sandbox_state.json
 
     reconcile_run = _latest_run(ledger, "reconcile", first_snapshot)
