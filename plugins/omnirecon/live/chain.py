@@ -258,6 +258,7 @@ class ChainMonitor:
         self.open_gaps: dict[tuple, tuple] = {}             # (hop, kind, key) -> detection key of the open gap
         self.known: dict[tuple[str, str, str], dict] = {}   # hops mapped before (ledger history)
         self.cursor = 0
+        self._safety_cache: dict[tuple[str, str], int] = {}
         self.now: datetime | None = None
         self.hops: list[Hop] = []
         if ledger is not None:
@@ -407,10 +408,11 @@ class ChainMonitor:
         """Each source change is followed by the target's first change of that key after it. A change seen by a
         read may have happened before the source change (anywhere since the previous read): it follows this
         source change only if it shows its value (or that value without the safety stock)."""
+        times = {k: [c.at for c in rows] for k, rows in targets.items()}
+        slack = timedelta(seconds=slack_s)
         for f in hop.follows:
             rows = targets.get(f.change.key, [])
-            start = f.change.at - timedelta(seconds=slack_s)
-            for i in range(bisect_left([c.at for c in rows], start), len(rows)):
+            for i in range(bisect_left(times.get(f.change.key, []), f.change.at - slack), len(rows)):
                 c = rows[i]
                 if (c.via == "read" and c.since is not None and c.since < f.change.at
                         and isinstance(f.expected, int)
@@ -465,18 +467,17 @@ class ChainMonitor:
                 if src == dst or (src, dst) in out or not self._observable(dst, "inventory"):
                     continue
                 targets = self._targets(dst, "inventory")
+                times = {k: [c.at for c in rows] for k, rows in targets.items()}
                 seen = 0
                 for c in self.changes.get((src, "inventory"), []):
-                    rows = [t for t in targets.get(c.key, []) if t.at >= c.at]
-                    if not rows:
+                    i = bisect_left(times.get(c.key, []), c.at)
+                    if i >= len(times.get(c.key, [])):
                         continue
+                    rows = targets[c.key][i:i + 1]
                     lo = c.at - timedelta(seconds=self.sla * 2)
                     if any(lo <= t <= rows[0].at for t in erp_times.get(c.key, ())):
                         continue                           # the ERP may have started both
-                    try:
-                        safety = self.settings.safety_stock(c.key, dst)
-                    except (AttributeError, KeyError):
-                        safety = 0
+                    safety = self._safety(c.key, dst)
                     if rows[0].value in (max(0, (c.value or 0) - safety), c.value):   # a relay writes what it read
                         seen += 1
                 if seen >= DISCOVER_AFTER:
@@ -501,10 +502,7 @@ class ChainMonitor:
                 if last.get(c.key, object()) == c.value:
                     continue
                 last[c.key] = c.value
-                try:
-                    safety = self.settings.safety_stock(c.key, dst)
-                except (AttributeError, KeyError):
-                    safety = 0
+                safety = self._safety(c.key, dst)
                 follows.append(Follow(c, expected=max(0, (c.value or 0) - safety)))
             hop = Hop(src, dst, "inventory", follows,
                       self.resolution_s if (dst, "inventory") in SILENT else NOTIFY_RESOLUTION_S)
@@ -663,10 +661,13 @@ class ChainMonitor:
         return levels
 
     def _safety(self, sku: str, channel: str) -> int:
-        try:
-            return int(self.settings.safety_stock(sku, channel))
-        except (AttributeError, KeyError, TypeError):
-            return 0
+        key = (sku, channel)
+        if key not in self._safety_cache:
+            try:
+                self._safety_cache[key] = int(self.settings.safety_stock(sku, channel))
+            except (AttributeError, KeyError, TypeError):
+                self._safety_cache[key] = 0
+        return self._safety_cache[key]
 
     def _summary(self, hop: Hop) -> dict:
         now = self.now
