@@ -23,6 +23,7 @@ DEFAULT_SETTINGS: dict = {
     "order_slas": {"ingest_minutes": 30, "ship_confirm_minutes": 240},
     "freshness_minutes": 15,
     "propagation_sla_seconds": 60,
+    "integration_fight_rounds": 3,
     "low_stock_days": 2,
     "approval_threshold_units": 50,
     "max_correction_fraction": 0.2,

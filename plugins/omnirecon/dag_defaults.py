@@ -10,6 +10,7 @@ from omnirecon.config import load_runtime
 SNAPSHOT_ASSETS = {s: f"omnirecon://snapshots/{s}" for s in systems()}
 FINDINGS_ASSET = "omnirecon://findings"
 PENDING_APPROVALS_ASSET = "omnirecon://corrections/pending_approval"
+INBOX_ASSET = "omnirecon://ledger/inbox"       # updated by the InboxTrigger's watcher: notifications to take
 
 
 def runtime_option(key: str):

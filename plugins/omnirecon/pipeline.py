@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from omnirecon.adapters import get_adapter, systems
-from omnirecon.config import load_settings, project_home, report_out_dir
+from omnirecon.config import load_settings, project_home, report_out_dir, reports_dir
 from omnirecon.ledger import get_ledger
 from omnirecon.timeutil import parse_ts, utcnow
 
@@ -286,3 +286,18 @@ def apply_decision_task(request: dict, response, **context) -> dict:
     pushed = [push_batch(ledger, settings, b) for b in
               (make_batches(ledger, request["run_id"], only_ids=approved) if approved else [])]
     return {"correction_id": request["correction_id"], "outcomes": outcomes, "pushed": pushed}
+
+
+def live_task(**context) -> dict:
+    """One change-driven run: the inbox's notifications -> trigger chain -> trigger_gap findings (+ push evidence)."""
+    from omnirecon.live.cycle import live_cycle, silent_target_reader
+
+    settings = run_settings(context)
+    ledger = get_ledger()
+    run_id = ledger_run_id(context)
+    ledger.begin_run(run_id, "live", mode=settings.mode)
+    reader, readable = silent_target_reader(settings)
+    result = live_cycle(ledger, settings, run_id=run_id, reader=reader, readable=readable,
+                        out_dir=reports_dir())
+    ledger.finish_run(run_id, "success", {k: result[k] for k in ("notifications", "findings", "hops", "broken")})
+    return result

@@ -1,0 +1,181 @@
+"""One change-driven run (the `omnirecon_live` DAG): take the inbox's new notifications, watch the trigger chain
+until the propagation deadlines they start have passed, persist the gaps as `trigger_gap` findings (with the push
+evidence the outbox needs where omnirecon may close the gap itself) and write `trigger_chain.json` and
+`detections.csv`. Planning and pushing are the ordinary remediation tasks that follow in the same DAG run.
+
+The ledger inbox is the durable record: notifications are marked processed only when the run has persisted what it
+found, so a failed or killed run leaves them to the next one (the InboxTrigger rings again for stale work).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import func, select, update
+
+from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
+from omnirecon.live.chain import ChainMonitor, walmart_reader
+from omnirecon.model.values import Action, Check
+from omnirecon.timeutil import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+TICK_S = 2.0                 # how often a run looks at the chain while deadlines are pending
+WINDOW_S = 6 * 3600          # notifications further back than this are not replayed into the monitor
+FIGHT_WINDOW = timedelta(hours=1)
+
+
+def pending_deadline(monitor: ChainMonitor, now: datetime) -> datetime | None:
+    """The earliest propagation deadline still ahead: a change not yet followed whose SLA has not yet run out."""
+    sla = timedelta(seconds=monitor.sla)
+    ahead = [f.change.at + sla for hop in monitor.hops for f in hop.follows
+             if f.followed_at is None and not f.moot and f.change.at + sla > now]
+    return min(ahead, default=None)
+
+
+def _claim(ledger) -> int:
+    """The newest unprocessed notification this run takes (0: none). Everything up to it is this run's."""
+    with ledger.session() as s:
+        return int(s.scalar(select(func.max(m.Notification.id)).where(
+            m.Notification.processed_at.is_(None), m.Notification.quarantined.is_(None))) or 0)
+
+
+def _mark_processed(ledger, up_to: int, at: datetime) -> int:
+    if not up_to:
+        return 0
+    with ledger.session() as s:
+        res = s.execute(update(m.Notification).where(m.Notification.id <= up_to, m.Notification.processed_at.is_(None),
+                                                     m.Notification.quarantined.is_(None)).values(processed_at=at))
+        return int(res.rowcount or 0)
+
+
+def _first_id_since(ledger, since: datetime) -> int:
+    with ledger.session() as s:
+        first = s.scalar(select(func.min(m.Notification.id)).where(m.Notification.received_at >= since))
+    return max(int(first or 0) - 1, 0)
+
+
+def push_evidence(ledger, settings, finding: dict) -> tuple[dict | None, str | None]:
+    """What the outbox needs to close an inventory gap on a channel (channel SKU, location, the write-back ref of
+    the latest complete inventory snapshot, from/to quantity) -> (push, None), or (None, why it cannot be pushed)."""
+    channel, sku = finding["channel"], finding["sku"]
+    try:
+        to_qty = int(finding["expected"])
+    except (TypeError, ValueError):
+        return None, "the source's implied quantity is unknown"
+    channel_sku, _units = settings.alias(sku, channel)
+    with ledger.session() as s:
+        snap = queries.latest_snapshot(s, channel, "inventory")
+        if snap is None:
+            return None, f"no complete {channel} inventory snapshot to take the write-back ids from"
+        rows = queries.inventory_rows(s, snap.id, channel_sku)
+        mapped = _mapped_channel_locations(settings, channel)
+        rows = [r for r in rows if r.location in mapped]
+        if len(rows) != 1:
+            return None, (f"{channel} shows {channel_sku} at {len(rows)} mapped locations; a gap over the sum "
+                          "cannot be split into per-location writes")
+        row = rows[0]
+        observed = finding.get("observed")
+        from_qty = int(observed) if observed not in (None, "") else int(row.available or 0)
+        return {"channel_sku": channel_sku, "channel_location": row.location, "ref": row.ref or {},
+                "snapshot_id": snap.id, "from_qty": from_qty, "to_qty": to_qty}, None
+
+
+def _mapped_channel_locations(settings, channel: str) -> dict[str, str]:
+    """{channel location id: ERP location} for the channel's mapped locations."""
+    key = "walmart_ship_node" if channel == "walmart" else channel
+    return {str(loc[key]): loc["erp"] for loc in settings.mapped_locations(channel)}
+
+
+def overwrites(ledger, channel: str, sku: str, since: datetime) -> list[dict]:
+    """omnirecon's verified live corrections of (channel, SKU) since a moment: each one the integration undid if
+    the gap came back."""
+    with ledger.session() as s:
+        rows = s.scalars(select(m.Correction).where(
+            m.Correction.channel == channel, m.Correction.sku == sku, m.Correction.status == "verified",
+            m.Correction.run_id.like("omnirecon_live/%"), m.Correction.verified_at >= since)
+            .order_by(m.Correction.id)).all()
+        return [{"run_id": c.run_id, "to_qty": c.to_qty, "verified_at": iso(c.verified_at)} for c in rows]
+
+
+def close_gaps(ledger, settings, findings: list[dict], now: datetime) -> list[dict]:
+    """Give each push gap its push evidence, or turn it into an alert with the reason: no safe write, or the
+    retailer's integration keeps overwriting omnirecon's corrections (its defect repeats: never fight it)."""
+    rounds = int(settings.get("integration_fight_rounds", 3))
+    for f in findings:
+        if f["action"] != Action.PUSH:
+            continue
+        undone = overwrites(ledger, f["channel"], f["sku"], now - FIGHT_WINDOW)
+        if len(undone) >= rounds:
+            hop = f["evidence"].get("hop")
+            f["action"] = Action.ALERT
+            f["detail"] += (f" omnirecon corrected it {len(undone)} times in the last hour and the integration "
+                            f"overwrote it again each time: not pushed again; fix hop {hop}.")
+            f["evidence"]["overwrites"] = undone
+            continue
+        push, why = push_evidence(ledger, settings, f)
+        if push is None:
+            f["action"] = Action.ALERT
+            f["detail"] += f" Not pushed: {why}."
+        else:
+            f["evidence"]["push"] = push
+            f["location"] = _mapped_channel_locations(settings, f["channel"]).get(push["channel_location"])
+    return findings
+
+
+def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None, readable=(),
+               out_dir: Path | None = None, now: Callable[[], datetime] = utcnow,
+               sleep: Callable[[float], None] = time.sleep, max_watch_s: float | None = None) -> dict:
+    """One live run -> a summary. `now`/`sleep` are the clock (tests drive them)."""
+    from omnirecon.checks.findings import persist
+    from omnirecon.report import exports
+
+    taken = _claim(ledger)
+    start = now()
+    monitor = ChainMonitor(settings, ledger=ledger, reader=reader, readable=readable)
+    monitor.cursor = _first_id_since(ledger, start - timedelta(seconds=WINDOW_S))
+    limit = start + timedelta(seconds=max_watch_s if max_watch_s is not None else monitor.sla + 15)
+    ticks = 0
+    while True:
+        t = now()
+        monitor.tick(t)
+        ticks += 1
+        due = pending_deadline(monitor, t)
+        if due is None or due > limit or t >= limit:
+            break
+        sleep(max(0.0, min(TICK_S, (due - t).total_seconds() + 0.5)))
+    t = now()
+    monitor.save(run_id, persist_findings=False)
+    findings = close_gaps(ledger, settings, monitor.findings(run_id), t)
+    persist(ledger, run_id, findings, t, lambda st: st.check == Check.TRIGGER_GAP, shard="live",
+            checks=(Check.TRIGGER_GAP,))
+    processed = _mark_processed(ledger, taken, t)
+    chain = monitor.chain()
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        exports.write_trigger_chain_json(chain, out_dir / "trigger_chain.json")
+        exports.write_detections_csv(ledger, out_dir / "detections.csv")
+    actions: dict[str, int] = {}
+    for f in findings:
+        actions[str(f["action"])] = actions.get(str(f["action"]), 0) + 1
+    log.info("live run %s: %d notification(s) taken, %d tick(s), %d trigger_gap finding(s) %s", run_id, processed,
+             ticks, len(findings), actions)
+    return {"run_id": run_id, "notifications": processed, "ticks": ticks, "findings": len(findings),
+            "actions": actions, "hops": len(chain["hops"]),
+            "broken": sum(h["state"] == "broken" for h in chain["hops"])}
+
+
+def silent_target_reader(settings):
+    """(reader, readable) for the targets that send no notification for a quantity change: Walmart, through its
+    adapter's hook and the retailer's account settings, if it is connected."""
+    from omnirecon.adapters import get_adapter
+    from omnirecon.connections import connection_exists
+    adapter = get_adapter("walmart")
+    if not connection_exists(adapter.conn_id):
+        return None, ()
+    hook = adapter.apply_account_settings(adapter.hook(), settings)
+    return walmart_reader(hook, settings), ("walmart",)

@@ -1,0 +1,150 @@
+"""One change-driven run (live/cycle.py, the `watch` task of omnirecon_live) on a living world on the manual sandbox
+clock: the platforms' notifications reach a real Receiver, the ERP -> Walmart hop is suspended, and the run (which
+waits on the clock until the propagation deadline passes) finds the gap as a trigger_gap finding with push evidence
+within the SLA + 15 s; the ordinary outbox then closes it through Walmart's API; a gap the integration keeps
+re-opening after omnirecon closed it is alerted, naming the hop, instead of pushed again."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from omnirecon.config import settings_from_dict
+from omnirecon.ledger import models as m
+from omnirecon.live.chain import walmart_reader
+from omnirecon.live.cycle import close_gaps, live_cycle
+from omnirecon.live.inbox import Inbox
+from omnirecon.live.receiver import Receiver
+from omnirecon.live.sources import NetSuiteSource, ShopifySource
+from omnirecon.live.subscriptions import NetSuiteDeployment, ShopifySubscriptions
+from omnirecon.model.values import Action, Check
+from omnirecon.remediation.plan import plan_corrections
+from omnirecon.remediation.push import push_batch
+from omnirecon.runner import hooks_from_connections
+from omnirecon.snapshot import snapshot_system
+from omnirecon_contract.scenario import from_dict
+from omnirecon_sandbox.clock import ManualClock
+from omnirecon_sandbox.core import Sandbox
+from tests.support.polling import wait_for
+from tests.support.world import world_doc
+
+SLA = 20
+SECRET = "live-cycle-secret-0123"
+START = 60                  # clock seconds the first snapshots may take (Shopify's bulk export runs on the clock)
+SUSPENDED_FROM, CHANGE_AT = START + 20, START + 30
+HOPS = [{"id": "erp-shopify", "from": "erp", "to": "shopify", "kind": "inventory", "mechanism": "event", "latency": "2s"},
+        {"id": "erp-walmart", "from": "erp", "to": "walmart", "kind": "inventory", "mechanism": "event", "latency": "2s"}]
+EVENTS = [{"at": f"+{t}s", "system": "erp", "kind": "adjust", "sku": "SKU-000", "location": "WH-EAST", "delta": -3}
+          for t in (START + 5, START + 10, START + 15, CHANGE_AT)]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    from omnirecon.ledger.db import Ledger
+    tmp = tmp_path_factory.mktemp("live")
+    ledger = Ledger(f"sqlite:///{tmp / 'ledger.db'}")
+    ledger.migrate()
+    doc = world_doc(skus=10, on_hand=50, integration={"hops": HOPS, "defects": [
+        {"hop": "erp-walmart", "kind": "suspended", "from": f"+{SUSPENDED_FROM}s"}]},
+        events=EVENTS, notifications={"shopify": {}, "erp": {}})
+    scenario = from_dict(doc)
+    clock = ManualClock(scenario.as_of)
+    settings = settings_from_dict(dict(doc["settings"], propagation_sla_seconds=SLA))
+    with Sandbox(scenario, clock=clock, options={"notify_timeout": 2.0}) as sb:
+        conns = sb.connections()
+        hooks = hooks_from_connections(conns)
+        ledger.begin_run("snapshot/1", "snapshot")
+        done = threading.Event()
+        ticker = threading.Thread(target=lambda: [sb.world.advance(1.0) for _ in iter(lambda: done.wait(0.02), True)])
+        ticker.start()
+        try:
+            for system, hook in hooks.items():             # the scheduled safety net's snapshots (write-back ids)
+                snapshot_system(system, ledger=ledger, run_id="snapshot/1", settings=settings, hook=hook,
+                                window_start=scenario.as_of - timedelta(days=1), window_end=scenario.as_of)
+        finally:
+            done.set()
+            ticker.join()
+        assert (clock.now() - scenario.as_of).total_seconds() < START, "snapshots ran into the world's events"
+        sources = {"shopify": ShopifySource(conns["omnirecon_shopify"]["extra"]["client_secret"]),
+                   "erp": NetSuiteSource(SECRET, max_skew=timedelta(hours=1))}
+        with Receiver(Inbox(ledger), sources) as rx:
+            ShopifySubscriptions(hooks["shopify"]).ensure(rx.url + "/notifications/shopify",
+                                                          topics=("INVENTORY_LEVELS_UPDATE",))
+            NetSuiteDeployment(hooks["erp"], SECRET).ensure(rx.url + "/notifications/erp")
+
+            def advance(seconds: float) -> None:       # the run's sleep: the world moves on, deliveries land
+                for _ in range(max(1, round(seconds))):
+                    sb.world.advance(1.0)
+                    wait_for(lambda: sb.notifications.outbox.pending() == 0, 20, "this second's deliveries")
+
+            advance(CHANGE_AT + 3 - (clock.now() - scenario.as_of).total_seconds())
+            ledger.begin_run("omnirecon_live/1", "live")
+            out = tmp / "out"
+            result = live_cycle(ledger, settings, run_id="omnirecon_live/1", out_dir=out, now=clock.now, sleep=advance,
+                                reader=walmart_reader(hooks["walmart"], settings), readable=("walmart",))
+            ended = clock.now()
+            plan = plan_corrections(ledger, settings, run_id="omnirecon_live/1", mode="apply", now=ended)
+            for batch in plan.batches:
+                push_batch(ledger, settings, batch, hook_factory=lambda channel: hooks[channel])
+            walmart = {i["sku"]: i["quantity"] for i in sb.state()["walmart"]["items"]}
+            writes = list(sb.world.writes)
+    return {"ledger": ledger, "settings": settings, "result": result, "plan": plan, "walmart": walmart,
+            "writes": writes, "as_of": scenario.as_of, "ended": ended, "out": out}
+
+
+def _gaps(ledger):
+    with ledger.session() as s:
+        return list(s.scalars(select(m.Finding).where(m.Finding.run_id == "omnirecon_live/1",
+                                                      m.Finding.check == Check.TRIGGER_GAP)))
+
+
+def test_the_suspended_hop_is_a_trigger_gap_with_push_evidence_within_the_sla(live):
+    gaps = _gaps(live["ledger"])
+    assert [(g.channel, g.sku, g.action) for g in gaps] == [("walmart", "SKU-000", "push")]
+    g = gaps[0]
+    assert g.detail.startswith("erp->walmart") and g.location == "WH-EAST"
+    # the ERP went 50 -> 38 by four adjustments; Walmart (safety stock 1) stopped following after the third
+    assert g.evidence["push"]["to_qty"] == 50 - 12 - 1 and g.evidence["push"]["from_qty"] == 50 - 9 - 1
+    assert g.evidence["push"]["channel_location"] == "10001"
+    detected = (live["ended"] - live["as_of"]).total_seconds()
+    assert CHANGE_AT + SLA <= detected <= CHANGE_AT + SLA + 15           # the run waited on the clock, then found it
+    assert live["result"]["notifications"] > 0 and live["result"]["broken"] == 1
+
+
+def test_no_gap_on_the_healthy_hop_and_the_outputs_are_written(live):
+    assert {g.channel for g in _gaps(live["ledger"])} == {"walmart"}
+    assert (live["out"] / "trigger_chain.json").exists() and (live["out"] / "detections.csv").exists()
+    with live["ledger"].session() as s:
+        assert not s.scalars(select(m.Notification).where(m.Notification.processed_at.is_(None))).all()
+
+
+def test_the_outbox_closes_the_gap_through_walmarts_api(live):
+    assert live["plan"].counts == {"planned": 1} or live["plan"].counts.get("verified") == 1
+    assert live["walmart"]["SKU-000"] == 50 - 12 - 1
+    assert [w for w in live["writes"] if w["system"] == "walmart" and w["by"] == "api"
+            and w["sku"] == "SKU-000"][-1]["value"] == 37
+    with live["ledger"].session() as s:
+        c = s.scalars(select(m.Correction).where(m.Correction.run_id == "omnirecon_live/1")).one()
+    assert (c.channel, c.status, c.from_qty, c.to_qty) == ("walmart", "verified", 40, 37)
+
+
+def test_a_gap_the_integration_keeps_reopening_is_alerted_not_pushed_again(live):
+    ledger, settings = live["ledger"], live["settings"]
+    for n in (2, 3):
+        ledger.begin_run(f"omnirecon_live/{n}", "live")
+    with ledger.session() as s:                          # two more rounds the integration undid
+        c = s.scalars(select(m.Correction).where(m.Correction.run_id == "omnirecon_live/1")).one()
+        for n in (2, 3):
+            s.add(m.Correction(idempotency_key=f"{n:064d}", run_id=f"omnirecon_live/{n}", channel="walmart",
+                               sku="SKU-000", channel_sku="SKU-000", location="WH-EAST", from_qty=40, to_qty=37,
+                               status="verified", verified_at=c.verified_at))
+    def gap():
+        return {"channel": "walmart", "sku": "SKU-000", "expected": "37", "observed": "40", "action": Action.PUSH,
+                "detail": "erp->walmart: ...", "evidence": {"hop": "erp->walmart"}}
+    [out] = close_gaps(ledger, settings, [gap()], c.verified_at + timedelta(minutes=1))
+    assert out["action"] == Action.ALERT and "push" not in out["evidence"]
+    assert len(out["evidence"]["overwrites"]) == 3 and "fix hop erp->walmart" in out["detail"]
+    [fresh] = close_gaps(ledger, settings, [gap()], c.verified_at + timedelta(hours=2))   # the rounds start again
+    assert fresh["action"] == Action.PUSH and fresh["evidence"]["push"]["to_qty"] == 37
