@@ -7,8 +7,9 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export OMNIRECON_HOME := $(CURDIR)
 STAMP := $(VENV)/.installed
 PORT ?= 8080
+DURATION ?= 5m
 
-.PHONY: install demo test up sandbox bench clean lock airflow-init
+.PHONY: install demo live test up sandbox bench clean lock airflow-init
 
 $(STAMP): requirements.lock pyproject.toml contract/pyproject.toml sandbox/pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned dependencies (requirements.lock)"
@@ -25,6 +26,10 @@ airflow-init: $(STAMP)
 
 demo: airflow-init
 	@$(BIN)/omnirecon demo --out demo-out
+
+# the living world in real time with omnirecon fully live; the Airflow UI on PORT while it runs
+live: airflow-init
+	@$(BIN)/omnirecon demo --live $(DURATION) --scenario include/scenarios/world.yaml --out live-out --port $(PORT)
 
 test: airflow-init
 	@scripts/system-packages.sh
@@ -43,4 +48,4 @@ lock:
 	@$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .airflow data/*.db demo-out
+	rm -rf $(VENV) .airflow data/*.db demo-out live-out

@@ -56,6 +56,11 @@ def cmd_sandbox(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    if args.live:
+        from omnirecon.config import project_home
+        from omnirecon.live_demo import run_live_demo
+        return run_live_demo(duration=args.live, out_dir=args.out, mode=args.mode, port=args.port,
+                             scenario_path=args.scenario or str(project_home() / "include" / "scenarios" / "world.yaml"))
     from omnirecon.demo import run_demo
     return run_demo(scenario_path=args.scenario or _default_scenario(), out_dir=args.out, mode=args.mode,
                     approve_all=args.approve_all, time_scale=args.time_scale)
@@ -106,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["apply", "dry-run"], default="apply")
     s.add_argument("--approve-all", action="store_true", help="approve corrections above the approval threshold")
     s.add_argument("--time-scale", type=float, default=0.01, help=argparse.SUPPRESS)
+    s.add_argument("--live", metavar="DURATION", default=None,
+                   help="run the living world in real time for DURATION (90s, 5m) with omnirecon fully live: "
+                        "subscriptions, receiver, Airflow scheduler and triggerer (default scenario: "
+                        "include/scenarios/world.yaml)")
+    s.add_argument("--port", type=int, default=None, help="with --live: the Airflow UI's port (default: a free one)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("receiver", help="the HTTP endpoint platforms deliver change notifications to")
