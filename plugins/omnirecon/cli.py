@@ -76,6 +76,11 @@ def cmd_receiver(args) -> int:
     return serve(host=args.host, port=args.port)
 
 
+def cmd_sqs_consumer(args) -> int:
+    from omnirecon.live.sqs import serve
+    return serve(args.queue_url)
+
+
 def cmd_subscribe(args) -> int:
     from omnirecon.live.subscriptions import ensure_all
     for system, topic, sub_id, action in ensure_all(args.receiver_url, args.sqs_queue_arn):
@@ -127,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--receiver-url", required=True, help="public base URL of `omnirecon receiver`")
     s.add_argument("--sqs-queue-arn", default=None, help="ARN of the SQS queue Amazon delivers its notifications to (SP-API destination + subscriptions)")
     s.set_defaults(func=cmd_subscribe)
+
+    s = sub.add_parser("sqs-consumer", help="move Amazon's notifications from their SQS queue into the ledger inbox")
+    s.add_argument("--queue-url", required=True, help="the SQS queue's URL")
+    s.set_defaults(func=cmd_sqs_consumer)
 
     s = sub.add_parser("up", help="Airflow UI (airflow standalone) with the project's DAGs and the sandbox")
     s.add_argument("--scenario", default=None)

@@ -78,3 +78,33 @@ def test_a_message_the_ledger_could_not_take_stays_queued_and_comes_back(queue, 
     assert [e for e, _ in stored(sqlite_ledger)] == ["n-3"]
     time.sleep(1.5)
     assert client.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
+
+
+def test_the_sqs_consumer_command_stores_the_queue_into_the_ledger_and_stops_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from omnirecon.ledger.db import Ledger
+    from tests.support.polling import wait_for
+    url_db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(url_db)
+    ledger.migrate()
+    with Sandbox(from_dict(scenario_doc(notifications={"amazon": {}}))) as sb:
+        fields = sb.connections()["omnirecon_amazon"]
+        x = fields["extra"]
+        client = sqs_client(x["sqs_endpoint"], x["aws_region"], x["aws_access_key_id"], x["aws_secret_access_key"])
+        url = client.create_queue(QueueName="omnirecon-notifications")["QueueUrl"]
+        client.send_message(QueueUrl=url, MessageBody=envelope(7))
+        env = dict(os.environ, OMNIRECON_LEDGER_URL=url_db, AIRFLOW_CONN_OMNIRECON_AMAZON=json.dumps(fields))
+        proc = subprocess.Popen([sys.executable, "-m", "omnirecon.cli", "sqs-consumer", "--queue-url", url], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_for(lambda: stored(ledger) == [("n-7", False)], timeout=60, what="the message in the ledger")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0, out
+        assert x["aws_secret_access_key"] not in out
+        assert client.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []

@@ -77,3 +77,27 @@ class SqsConsumer:
                 self.counts["errors"] += 1
                 log.error("SQS poll failed (%s: %s); retrying", type(e).__name__, e)
                 self.stop_flag.wait(5)
+
+
+def serve(queue_url: str, get_connection=None) -> int:
+    """Blocking: consume queue_url into the configured ledger's inbox until SIGINT/SIGTERM. The AWS endpoint,
+    region and keys come from the `omnirecon_amazon` connection's extra (`sqs_endpoint`, `aws_region`,
+    `aws_access_key_id`, `aws_secret_access_key`); without keys the AWS SDK's own chain (instance role) is used."""
+    import signal
+    from omnirecon.ledger import get_ledger
+    if get_connection is None:
+        from airflow.sdk import BaseHook
+        get_connection = BaseHook.get_connection
+    x = get_connection("omnirecon_amazon").extra_dejson or {}
+    client = sqs_client(x.get("sqs_endpoint"), x.get("aws_region", "us-east-1"), x.get("aws_access_key_id"),
+                        x.get("aws_secret_access_key"))
+    inbox = Inbox(get_ledger()).start()
+    consumer = SqsConsumer(client, queue_url, inbox)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: consumer.stop_flag.set())
+    print(f"omnirecon sqs-consumer: {queue_url} -> the ledger inbox", flush=True)
+    try:
+        consumer.run()   # returns after the long poll in progress once stopped
+    finally:
+        inbox.stop()
+    return 0
