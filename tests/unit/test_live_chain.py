@@ -143,3 +143,40 @@ def test_a_read_target_moved_by_its_own_sale_has_not_followed_the_erp():
     shown["MUG"] = 5
     mon.tick(at(40))
     assert gap.corrected_at == at(40)
+
+
+def test_a_channel_showing_an_unmapped_locations_count_is_a_location_mapping():
+    mon = ChainMonitor(SETTINGS, erp_levels={("MUG", "WH-EAST"): 40, ("MUG", "DROPSHIP"): 25})
+    mon.observe(Change("amazon", "inventory", "MUG", at(0), 23, "MFN"))     # 25 - safety 2: DROPSHIP's count
+    for i, level in enumerate((38, 35, 33, 30)):
+        mon.observe(Change("erp", "inventory", "MUG", at(10 + 20 * i), level, "WH-EAST"))
+        mon.observe(Change("shopify", "inventory", "MUG", at(13 + 20 * i), level, "gid://shopify/Location/1"))
+    mon.tick(at(200))
+    hops = {h["to"]: h for h in mon.chain()["hops"]}
+    assert hops["amazon"]["state"] == "broken" and hops["amazon"]["diagnosis"] == "location_mapping"
+    assert hops["shopify"]["state"] == "ok" and hops["shopify"]["diagnosis"] is None
+
+
+def test_the_hop_history_is_kept_in_the_ledger_and_its_state_since_carries_over(sqlite_ledger):
+    def window(start, follow):
+        mon = ChainMonitor(SETTINGS, ledger=sqlite_ledger)
+        for i in range(4):
+            mon.observe(Change("erp", "inventory", "MUG", at(start + 10 * i), 50 - start // 10 - i, "WH-EAST"))
+            if follow:
+                mon.observe(Change("shopify", "inventory", "MUG", at(start + 10 * i + 2), 50 - start // 10 - i,
+                                   "gid://shopify/Location/1"))
+        mon.tick(at(start + 120))
+        mon.save()
+        return mon.chain()["hops"][0]
+    assert window(0, True)["state"] == "ok"
+    first = window(200, False)
+    again = window(400, False)
+    assert first["state"] == again["state"] == "broken" and again["since"] == first["since"] == ts(200)
+    from omnirecon.ledger import queries
+    with sqlite_ledger.session() as s:
+        history = queries.hop_history(s, "erp", "shopify", "inventory")
+        detections = queries.detections(s)
+    assert [w.state for w in history] == ["ok", "broken", "broken"] and [w.followed for w in history] == [4, 0, 0]
+    # one gap per hop and SKU while it stays open: the later changes of a window join it
+    assert [(d.hop, d.sku, d.action) for d in detections] == [("erp->shopify", "MUG", "push")] * 2
+    assert [d.changed_at.replace(tzinfo=d.changed_at.tzinfo or T0.tzinfo) for d in detections] == [at(200), at(400)]

@@ -488,7 +488,8 @@ class ChainMonitor:
         hops: list[Hop] = []
         erp_seen = any(s == "erp" for s, _ in self.notifying)
         for dst in CHANNELS:
-            if erp_seen and self._observable(dst, "inventory"):
+            known = ("erp", dst, "inventory") in self.known and (dst, "inventory") not in SILENT   # quiet now
+            if erp_seen and (self._observable(dst, "inventory") or known):
                 hop = Hop("erp", dst, "inventory", self._erp_sources(dst),
                           self.resolution_s if (dst, "inventory") in SILENT else NOTIFY_RESOLUTION_S)
                 targets = self._targets(dst, "inventory")
