@@ -298,6 +298,20 @@ def live_task(**context) -> dict:
     ledger.begin_run(run_id, "live", mode=settings.mode)
     reader, readable = silent_target_reader(settings)
     result = live_cycle(ledger, settings, run_id=run_id, reader=reader, readable=readable,
-                        out_dir=reports_dir())
+                        out_dir=reports_dir(), resubscribe=_resubscriber())
     ledger.finish_run(run_id, "success", {k: result[k] for k in ("notifications", "findings", "hops", "broken")})
     return result
+
+
+def _resubscriber():
+    """Re-creates a silent platform's subscriptions when the receiver's public URL is known (env
+    OMNIRECON_RECEIVER_URL; Amazon with OMNIRECON_SQS_QUEUE_ARN), else None (the finding says to re-subscribe)."""
+    url = os.environ.get("OMNIRECON_RECEIVER_URL")
+    if not url:
+        return None
+
+    def resubscribe(system: str) -> str:
+        from omnirecon.live.subscriptions import ensure_all
+        rows = ensure_all(url, os.environ.get("OMNIRECON_SQS_QUEUE_ARN"))
+        return ", ".join(f"{topic} {action}" for sys, topic, _id, action in rows if sys == system) or "none"
+    return resubscribe

@@ -32,12 +32,14 @@ from tests.support.world import world_doc
 
 SLA = 20
 SECRET = "live-cycle-secret-0123"
-START = 60                  # clock seconds the first snapshots may take (Shopify's bulk export runs on the clock)
+START = 120                 # clock seconds the first snapshots may take (Shopify's bulk export runs on the clock)
 SUSPENDED_FROM, CHANGE_AT = START + 20, START + 30
 HOPS = [{"id": "erp-shopify", "from": "erp", "to": "shopify", "kind": "inventory", "mechanism": "event", "latency": "2s"},
         {"id": "erp-walmart", "from": "erp", "to": "walmart", "kind": "inventory", "mechanism": "event", "latency": "2s"}]
+QUIET_CHANGE_AT = CHANGE_AT + 60     # after Shopify's subscription is deleted: Shopify changes, says nothing
 EVENTS = [{"at": f"+{t}s", "system": "erp", "kind": "adjust", "sku": "SKU-000", "location": "WH-EAST", "delta": -3}
-          for t in (START + 5, START + 10, START + 15, CHANGE_AT)]
+          for t in (START + 5, START + 10, START + 15, CHANGE_AT)] + [
+    {"at": f"+{QUIET_CHANGE_AT}s", "system": "erp", "kind": "adjust", "sku": "SKU-001", "location": "WH-EAST", "delta": -2}]
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +56,22 @@ def live(tmp_path_factory):
     settings = settings_from_dict(dict(doc["settings"], propagation_sla_seconds=SLA))
     with Sandbox(scenario, clock=clock, options={"notify_timeout": 2.0}) as sb:
         conns = sb.connections()
-        hooks = hooks_from_connections(conns)
-        ledger.begin_run("snapshot/1", "snapshot")
-        done = threading.Event()
-        ticker = threading.Thread(target=lambda: [sb.world.advance(1.0) for _ in iter(lambda: done.wait(0.02), True)])
-        ticker.start()
-        try:
-            for system, hook in hooks.items():             # the scheduled safety net's snapshots (write-back ids)
-                snapshot_system(system, ledger=ledger, run_id="snapshot/1", settings=settings, hook=hook,
-                                window_start=scenario.as_of - timedelta(days=1), window_end=scenario.as_of)
-        finally:
-            done.set()
-            ticker.join()
+        hooks = hooks_from_connections(conns, time_scale=0.01)   # hook waits (bulk polls, pacing) in ms
+        def snapshot(run_id, systems):       # the scheduled safety net's snapshots, while the clock ticks on
+            ledger.begin_run(run_id, "snapshot")
+            done = threading.Event()
+            ticker = threading.Thread(target=lambda: [sb.world.advance(0.5)
+                                                      for _ in iter(lambda: done.wait(0.02), True)])
+            ticker.start()
+            try:
+                for system in systems:
+                    snapshot_system(system, ledger=ledger, run_id=run_id, settings=settings, hook=hooks[system],
+                                    window_start=scenario.as_of - timedelta(days=1), window_end=clock.now())
+            finally:
+                done.set()
+                ticker.join()
+
+        snapshot("snapshot/1", hooks)
         assert (clock.now() - scenario.as_of).total_seconds() < START, "snapshots ran into the world's events"
         sources = {"shopify": ShopifySource(conns["omnirecon_shopify"]["extra"]["client_secret"]),
                    "erp": NetSuiteSource(SECRET, max_skew=timedelta(hours=1))}
@@ -90,8 +96,9 @@ def live(tmp_path_factory):
                 push_batch(ledger, settings, batch, hook_factory=lambda channel: hooks[channel])
             walmart = {i["sku"]: i["quantity"] for i in sb.state()["walmart"]["items"]}
             writes = list(sb.world.writes)
-    return {"ledger": ledger, "settings": settings, "result": result, "plan": plan, "walmart": walmart,
-            "writes": writes, "as_of": scenario.as_of, "ended": ended, "out": out}
+            yield {"ledger": ledger, "settings": settings, "result": result, "plan": plan, "walmart": walmart,
+                   "writes": writes, "as_of": scenario.as_of, "ended": ended, "out": out, "clock": clock,
+                   "advance": advance, "snapshot": snapshot, "hooks": hooks, "receiver": rx}
 
 
 def _gaps(ledger):
@@ -109,7 +116,7 @@ def test_the_suspended_hop_is_a_trigger_gap_with_push_evidence_within_the_sla(li
     assert g.evidence["push"]["to_qty"] == 50 - 12 - 1 and g.evidence["push"]["from_qty"] == 50 - 9 - 1
     assert g.evidence["push"]["channel_location"] == "10001"
     detected = (live["ended"] - live["as_of"]).total_seconds()
-    assert CHANGE_AT + SLA <= detected <= CHANGE_AT + SLA + 15           # the run waited on the clock, then found it
+    assert CHANGE_AT + SLA - 1 <= detected <= CHANGE_AT + SLA + 15   # waited on the clock (timestamps: whole s)
     assert live["result"]["notifications"] > 0 and live["result"]["broken"] == 1
 
 
@@ -148,3 +155,30 @@ def test_a_gap_the_integration_keeps_reopening_is_alerted_not_pushed_again(live)
     assert len(out["evidence"]["overwrites"]) == 3 and "fix hop erp->walmart" in out["detail"]
     [fresh] = close_gaps(ledger, settings, [gap()], c.verified_at + timedelta(hours=2))   # the rounds start again
     assert fresh["action"] == Action.PUSH and fresh["evidence"]["push"]["to_qty"] == 37
+
+
+def test_a_platform_that_stopped_notifying_is_a_finding_and_is_subscribed_again(live):
+    """Shopify's subscription is deleted; the ERP changes and the integration carries it to Shopify, which says
+    nothing; the next snapshot shows the change: a freshness finding (L3_connector, alert) naming the last
+    notification, and the subscription created again through Shopify's API."""
+    ledger, settings, hooks, clock = live["ledger"], live["settings"], live["hooks"], live["clock"]
+    subs = ShopifySubscriptions(hooks["shopify"])
+    url = live["receiver"].url + "/notifications/shopify"
+    [(topic, sub_id)] = subs.existing(url, ("INVENTORY_LEVELS_UPDATE",)).items()
+    hooks["shopify"].graphql("mutation($id: ID!) { webhookSubscriptionDelete(id: $id) { deletedWebhookSubscriptionId"
+                             " userErrors { message } } }", {"id": sub_id}, operation="webhookSubscriptionDelete")
+    live["advance"](QUIET_CHANGE_AT + 5 - (clock.now() - live["as_of"]).total_seconds())
+    live["snapshot"]("snapshot/2", ("erp", "shopify"))
+    ledger.begin_run("omnirecon_live/9", "live")
+    made = []
+    result = live_cycle(ledger, settings, run_id="omnirecon_live/9", now=clock.now, sleep=live["advance"],
+                        max_watch_s=0, resubscribe=lambda system: made.extend(subs.ensure(url, (topic,))) or system)
+    assert result["silent"] == ["shopify"] and [a for _, _, a in made] == ["created"]
+    with ledger.session() as s:
+        f = s.scalars(select(m.Finding).where(m.Finding.run_id == "omnirecon_live/9",
+                                              m.Finding.check == Check.FRESHNESS)).one()
+        state = s.scalars(select(m.FindingState).where(m.FindingState.fingerprint == f.fingerprint)).one()
+    assert (f.channel, f.diagnosis, f.action) == ("shopify", "L3_connector", "alert") and state.status == "open"
+    assert f.evidence["changes_after"] >= 1 and f.evidence["examples"][0]["sku"] == "SKU-001"
+    assert "has sent no change notification since" in f.detail
+    assert subs.existing(url, (topic,))                      # subscribed again

@@ -30,6 +30,12 @@ def fingerprint(check: str, channel: str, sku, location, order_id) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def silence_fingerprint(system: str) -> str:
+    """The freshness finding of a platform whose change notifications stopped: owned by the live path (it alone
+    raises and resolves it), never by a reconcile run's freshness check."""
+    return fingerprint("freshness", system, None, None, "notifications")
+
+
 def _iso(v) -> str | None:
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
         return None

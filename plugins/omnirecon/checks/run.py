@@ -11,7 +11,7 @@ from datetime import datetime
 import pandas as pd
 
 from omnirecon.checks import compare
-from omnirecon.checks.findings import FindingBuilder, persist
+from omnirecon.checks.findings import FindingBuilder, persist, silence_fingerprint
 from omnirecon.checks.load import load_view
 from omnirecon.checks.scope import Scope
 from omnirecon.checks.suites import SuiteRunner
@@ -91,7 +91,11 @@ def reconcile(ledger, settings: Settings, *, run_id: str, now: datetime | None =
     checked_channels = set(channels) | {"erp"}
     unusable = set(cmp.unusable)
 
+    live_owned = {silence_fingerprint(c) for c in checked_channels}
+
     def in_scope(state) -> bool:
+        if state.fingerprint in live_owned:
+            return False
         if state.channel not in checked_channels or state.channel in unusable or "erp" in unusable and state.check != "freshness":
             return False
         return scope.owns(state.check, state.sku)

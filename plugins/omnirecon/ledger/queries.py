@@ -311,3 +311,21 @@ def erp_levels(s) -> dict[tuple[str, str], int]:
     rows = s.execute(select(m.InventoryRow.sku, m.InventoryRow.location, m.InventoryRow.available)
                      .where(m.InventoryRow.snapshot_id == snap.id))
     return {(sku, loc): int(avail or 0) for sku, loc, avail in rows}
+
+
+def last_notification_per_source(s) -> dict[str, datetime]:
+    """{source: when the newest change it notified happened, by its own clock}: which platforms notify, and
+    since when not (comparable with the platform's own updated_at in its snapshots)."""
+    rows = s.execute(select(m.Notification.source,
+                            func.max(func.coalesce(m.Notification.occurred_at, m.Notification.received_at)))
+                     .where(m.Notification.quarantined.is_(None)).group_by(m.Notification.source))
+    return {source: at for source, at in rows}
+
+
+def rows_changed_after(s, snapshot_id: int, after: datetime, sample: int = 5) -> tuple[int, list[m.InventoryRow]]:
+    """(how many, the newest few) inventory rows of a snapshot that the system itself says changed after a moment
+    (its own updated_at)."""
+    where = (m.InventoryRow.snapshot_id == snapshot_id, m.InventoryRow.updated_at > after)
+    count = s.scalar(select(func.count(m.InventoryRow.id)).where(*where)) or 0
+    rows = list(s.scalars(select(m.InventoryRow).where(*where).order_by(m.InventoryRow.updated_at.desc()).limit(sample)))
+    return int(count), rows

@@ -127,9 +127,64 @@ def close_gaps(ledger, settings, findings: list[dict], now: datetime) -> list[di
     return findings
 
 
+SILENT_INVENTORY = ("walmart",)      # sends no notification for a quantity change above zero: nothing to miss
+
+
+def _utc(at: datetime) -> datetime:
+    from datetime import timezone
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def silence_findings(ledger, settings, run_id: str, now: datetime, resubscribe: Callable | None = None) -> list[dict]:
+    """A platform that notified before and has gone quiet while its own latest snapshot shows changes after its
+    last notification (a deleted subscription, a delivery that stopped without a word): a `freshness` finding with
+    the evidence, and the subscriptions re-created (`resubscribe(system)`); the scheduled snapshots and reconcile
+    cover it meanwhile."""
+    from omnirecon.checks.findings import silence_fingerprint
+    from omnirecon.model.values import Diagnosis, Severity
+    grace = timedelta(seconds=float(settings.get("propagation_sla_seconds", 60)))
+    out = []
+    with ledger.session() as s:
+        last_seen = queries.last_notification_per_source(s)
+        for system, last in sorted(last_seen.items()):
+            last = _utc(last)
+            snap = queries.latest_snapshot(s, system, "inventory")
+            if system in SILENT_INVENTORY or snap is None:
+                continue
+            changed, sample = queries.rows_changed_after(s, snap.id, last + grace)
+            if not changed:
+                continue
+            examples = [{"sku": r.sku, "location": r.location, "available": r.available,
+                         "updated_at": iso(_utc(r.updated_at))} for r in sample]
+            out.append({"system": system, "last": last, "snapshot": snap, "changed": changed, "examples": examples})
+    findings = []
+    for q in out:
+        system, last = q["system"], q["last"]
+        resubscribed = None
+        if resubscribe is not None:
+            try:
+                resubscribed = resubscribe(system)
+            except Exception as e:        # noqa: BLE001 - the finding must still be raised, with why
+                resubscribed = f"re-subscribing failed: {e}"
+        detail = (f"{system} has sent no change notification since {iso(last)}, while its snapshot of "
+                  f"{iso(_utc(q['snapshot'].fetched_at))} shows {q['changed']} inventory change(s) after that "
+                  "(a deleted subscription or deliveries stopped without an error); "
+                  + (f"subscriptions ensured again ({resubscribed}); " if resubscribed else "")
+                  + "the scheduled snapshots and reconcile cover it meanwhile.")
+        findings.append({"run_id": run_id, "fingerprint": silence_fingerprint(system),
+                         "check": Check.FRESHNESS, "severity": Severity.WARNING, "channel": system, "sku": None,
+                         "location": None, "order_id": None, "expected": None, "observed": None, "delta": None,
+                         "diagnosis": Diagnosis.L3_CONNECTOR, "action": Action.ALERT, "detail": detail,
+                         "evidence": {"last_notification_at": iso(last), "snapshot_id": q["snapshot"].id,
+                                      "changes_after": q["changed"], "examples": q["examples"],
+                                      "resubscribed": resubscribed}})
+    return findings
+
+
 def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None, readable=(),
                out_dir: Path | None = None, now: Callable[[], datetime] = utcnow,
-               sleep: Callable[[float], None] = time.sleep, max_watch_s: float | None = None) -> dict:
+               sleep: Callable[[float], None] = time.sleep, max_watch_s: float | None = None,
+               resubscribe: Callable | None = None) -> dict:
     """One live run -> a summary. `now`/`sleep` are the clock (tests drive them)."""
     from omnirecon.checks.findings import persist
     from omnirecon.report import exports
@@ -151,8 +206,14 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     t = now()
     monitor.save(run_id, persist_findings=False)
     findings = close_gaps(ledger, settings, monitor.findings(run_id), t)
-    persist(ledger, run_id, findings, t, lambda st: st.check == Check.TRIGGER_GAP, shard="live",
-            checks=(Check.TRIGGER_GAP,))
+    silent = silence_findings(ledger, settings, run_id, t, resubscribe)
+    from omnirecon.adapters import systems
+    from omnirecon.checks.findings import silence_fingerprint
+    owned = {silence_fingerprint(system) for system in systems()}     # a platform heard again resolves its own
+    persist(ledger, run_id, findings + silent, t,
+            lambda st: st.check == Check.TRIGGER_GAP or st.fingerprint in owned, shard="live",
+            checks=(Check.TRIGGER_GAP, Check.FRESHNESS))
+    findings += silent
     processed = _mark_processed(ledger, taken, t)
     chain = monitor.chain()
     if out_dir is not None:
@@ -165,6 +226,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     log.info("live run %s: %d notification(s) taken, %d tick(s), %d trigger_gap finding(s) %s", run_id, processed,
              ticks, len(findings), actions)
     return {"run_id": run_id, "notifications": processed, "ticks": ticks, "findings": len(findings),
+            "silent": sorted(f["channel"] for f in silent),
             "actions": actions, "hops": len(chain["hops"]),
             "broken": sum(h["state"] == "broken" for h in chain["hops"])}
 
