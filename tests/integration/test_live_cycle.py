@@ -182,3 +182,10 @@ def test_a_platform_that_stopped_notifying_is_a_finding_and_is_subscribed_again(
     assert f.evidence["changes_after"] >= 1 and f.evidence["examples"][0]["sku"] == "SKU-001"
     assert "has sent no change notification since" in f.detail
     assert subs.existing(url, (topic,))                      # subscribed again
+
+
+def test_a_push_leaves_out_orders_the_erp_has_not_recorded_yet(live):
+    gap = {"channel": "walmart", "sku": "SKU-000", "expected": "37", "observed": "40", "action": Action.PUSH,
+           "detail": "erp->walmart: ...", "evidence": {"hop": "erp->walmart"}}
+    [out] = close_gaps(live["ledger"], live["settings"], [gap], live["ended"] + timedelta(hours=3), {"SKU-000": 4})
+    assert out["evidence"]["push"]["to_qty"] == 33 and out["evidence"]["unposted_units"] == 4

@@ -102,10 +102,26 @@ def overwrites(ledger, channel: str, sku: str, since: datetime) -> list[dict]:
         return [{"run_id": c.run_id, "to_qty": c.to_qty, "verified_at": iso(c.verified_at)} for c in rows]
 
 
-def close_gaps(ledger, settings, findings: list[dict], now: datetime) -> list[dict]:
+def unposted_units(monitor: ChainMonitor) -> dict[str, int]:
+    """ERP SKU -> units in channel orders the chain saw accepted that the ERP has not recorded yet (any channel)."""
+    out: dict[str, int] = {}
+    for hop in monitor.hops:
+        if hop.kind != "orders":
+            continue
+        for f in hop.follows:
+            if f.followed_at is None and not f.moot:
+                for sku, units in zip(f.change.skus, f.change.units):
+                    out[sku] = out.get(sku, 0) + int(units or 0)
+    return out
+
+
+def close_gaps(ledger, settings, findings: list[dict], now: datetime, unposted: dict[str, int] | None = None) -> list[dict]:
     """Give each push gap its push evidence, or turn it into an alert with the reason: no safe write, or the
-    retailer's integration keeps overwriting omnirecon's corrections (its defect repeats: never fight it)."""
+    retailer's integration keeps overwriting omnirecon's corrections (its defect repeats: never fight it).
+    The pushed quantity also leaves out the units of orders accepted on any channel that the ERP has not recorded
+    yet (`unposted`), so a correction never offers stock that is already sold."""
     rounds = int(settings.get("integration_fight_rounds", 3))
+    unposted = unposted or {}
     for f in findings:
         if f["action"] != Action.PUSH:
             continue
@@ -122,6 +138,10 @@ def close_gaps(ledger, settings, findings: list[dict], now: datetime) -> list[di
             f["action"] = Action.ALERT
             f["detail"] += f" Not pushed: {why}."
         else:
+            held = unposted.get(f["sku"], 0) // settings.alias(f["sku"], f["channel"])[1]
+            if held:
+                push["to_qty"] = max(0, push["to_qty"] - held)
+                f["evidence"]["unposted_units"] = held
             f["evidence"]["push"] = push
             f["location"] = _mapped_channel_locations(settings, f["channel"]).get(push["channel_location"])
     return findings
@@ -205,7 +225,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
         sleep(max(0.0, min(TICK_S, (due - t).total_seconds() + 0.5)))
     t = now()
     monitor.save(run_id, persist_findings=False)
-    findings = close_gaps(ledger, settings, monitor.findings(run_id), t)
+    findings = close_gaps(ledger, settings, monitor.findings(run_id), t, unposted_units(monitor))
     silent = silence_findings(ledger, settings, run_id, t, resubscribe)
     from omnirecon.adapters import systems
     from omnirecon.checks.findings import silence_fingerprint
