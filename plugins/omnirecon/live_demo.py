@@ -176,11 +176,13 @@ def _world(sandbox_url: str) -> dict:
         return {}
 
 
-def _detections(ledger) -> int:
+def _ledger_counts(ledger) -> tuple[int, int]:
+    """(notifications in the inbox, from the receiver and the SQS consumer; trigger gaps detected)."""
     from sqlalchemy import func, select
     from omnirecon.ledger import models as m
     with ledger.session() as s:
-        return int(s.scalar(select(func.count(m.TriggerDetection.id))) or 0)
+        return (int(s.scalar(select(func.count(m.Notification.id))) or 0),
+                int(s.scalar(select(func.count(m.TriggerDetection.id))) or 0))
 
 
 def run_live_demo(*, duration: str, scenario_path: str, out_dir: str, mode: str = "apply",
@@ -297,7 +299,7 @@ def _live(scenario_path: str, state, ledger, settings_file: Path, out: Path, mod
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         if time.monotonic() >= next_beat or time.monotonic() >= deadline:
             next_beat = time.monotonic() + HEARTBEAT_S
-            _heartbeat(api, ledger, sandbox_url, started, receiver)
+            _heartbeat(api, ledger, sandbox_url, started)
     _drain(api, drain_s)
     return started
 
@@ -324,15 +326,16 @@ def _drain(api: AirflowApi, timeout_s: float) -> None:
         _say(f"      still running after {timeout_s:.0f}s: {', '.join(pending)} (stopped; its notifications stay unprocessed)")
 
 
-def _heartbeat(api: AirflowApi, ledger, sandbox_url: str, started: datetime, receiver) -> None:
+def _heartbeat(api: AirflowApi, ledger, sandbox_url: str, started: datetime) -> None:
     live = api.runs("omnirecon_live")
     rec = api.runs("omnirecon_reconcile")
     world = _world(sandbox_url)
     oversold = sum(int(o.get("units", 0)) for o in world.get("oversells", []))
     elapsed = (datetime.now(timezone.utc) - started).total_seconds()
+    notifications, detections = _ledger_counts(ledger)
     _say(f"  [{elapsed:5.0f}s] live runs {sum(live.values())} ({', '.join(f'{k} {v}' for k, v in sorted(live.items())) or '-'})"
-         f", reconcile runs {sum(rec.values())}, notifications {receiver.counts.get('stored', 0)}"
-         f", detections {_detections(ledger)}, oversold units {oversold}")
+         f", reconcile runs {sum(rec.values())}, notifications {notifications}"
+         f", detections {detections}, oversold units {oversold}")
 
 
 # -- the outputs (outputs.md and world.md), over every run of the live period ------------------------------------
