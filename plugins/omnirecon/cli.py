@@ -57,6 +57,9 @@ def cmd_sandbox(args) -> int:
 
 def cmd_demo(args) -> int:
     if args.live:
+        if args.approve_all:
+            raise ConfigError("--approve-all does not apply to --live: corrections above the approval threshold wait "
+                              "for a person (unpause omnirecon_approvals in the Airflow UI to decide them)")
         from omnirecon.config import project_home
         from omnirecon.live_demo import run_live_demo
         return run_live_demo(duration=args.live, out_dir=args.out, mode=args.mode, port=args.port,

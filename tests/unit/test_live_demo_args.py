@@ -34,3 +34,8 @@ def test_live_connections_pace_in_real_time_and_give_netsuite_a_webhook_secret()
     assert a["omnirecon_netsuite"]["extra"]["account"] == "A" and len(a["omnirecon_netsuite"]["extra"]["webhook_secret"]) >= 16
     assert a["omnirecon_netsuite"]["extra"]["webhook_secret"] != b["omnirecon_netsuite"]["extra"]["webhook_secret"]
     assert "webhook_secret" not in sandbox["omnirecon_netsuite"]["extra"]      # the sandbox's own fields untouched
+
+
+def test_approve_all_is_refused_with_live(tmp_path, capsys):
+    assert main(["demo", "--live", "90s", "--approve-all", "--out", str(tmp_path / "out")]) == 2
+    assert "--approve-all" in capsys.readouterr().err
