@@ -157,13 +157,14 @@ def percentile(values: list[float], q: float) -> float | None:
 def infer_mechanism(latencies: list[float], resolution_s: float = NOTIFY_RESOLUTION_S,
                     carried_at: list[datetime] | None = None) -> tuple[str, float | None]:
     """(event | poll | unknown, poll period in seconds). An event carries each change after a near-constant delay
-    (spread within the measuring resolution); a poll carries it at its next wake, so delays spread evenly from ~0
+    (5th to 95th percentile within the measuring resolution); a poll carries it at its next wake, so delays spread evenly from ~0
     up to the period: first estimated as twice the median delay (robust to a dropped change waiting several
     periods), then refined by the spacing of the distinct instants the hop carried at (its wakes, multiples of
     the period)."""
     if len(latencies) < MIN_CHANGES:
         return "unknown", None
-    lo, hi, med = min(latencies), max(latencies), statistics.median(latencies)
+    med = statistics.median(latencies)
+    lo, hi = percentile(latencies, 0.05), percentile(latencies, 0.95)      # a stray attribution is not a spread
     if hi - lo <= max(2 * resolution_s + 0.5, 0.25 * med):
         return "event", None
     period = max(2 * med, resolution_s)
@@ -259,6 +260,7 @@ class ChainMonitor:
         self.known: dict[tuple[str, str, str], dict] = {}   # hops mapped before (ledger history)
         self.cursor = 0
         self._safety_cache: dict[tuple[str, str], int] = {}
+        self._latest: dict[str, tuple] = {}              # system -> (rows, last row, {key: latest value})
         self.now: datetime | None = None
         self.hops: list[Hop] = []
         if ledger is not None:
@@ -410,10 +412,14 @@ class ChainMonitor:
         source change only if it shows its value (or that value without the safety stock)."""
         times = {k: [c.at for c in rows] for k, rows in targets.items()}
         slack = timedelta(seconds=slack_s)
+        before: dict[str, object] = {}                  # the key's previous expected value
         for f in hop.follows:
             rows = targets.get(f.change.key, [])
+            prev, before[f.change.key] = before.get(f.change.key), f.expected
             for i in range(bisect_left(times.get(f.change.key, []), f.change.at - slack), len(rows)):
                 c = rows[i]
+                if prev is not None and c.value == prev != f.expected:
+                    continue                            # still carrying the change before this one
                 if (c.via == "read" and c.since is not None and c.since < f.change.at
                         and isinstance(f.expected, int)
                         and c.value not in (f.expected, f.expected + self._safety(f.change.key, hop.dst))):
@@ -462,24 +468,30 @@ class ChainMonitor:
         erp_times = defaultdict(list)
         for c in self.changes.get(("erp", "inventory"), []):
             erp_times[c.key].append(c.at)
+        cache: dict[str, tuple[dict, dict]] = {}
         for src in CHANNELS:
             for dst in CHANNELS:
                 if src == dst or (src, dst) in out or not self._observable(dst, "inventory"):
                     continue
-                targets = self._targets(dst, "inventory")
-                times = {k: [c.at for c in rows] for k, rows in targets.items()}
+                if dst not in cache:
+                    targets = self._targets(dst, "inventory")
+                    cache[dst] = targets, {k: [c.at for c in rows] for k, rows in targets.items()}
+                targets, times = cache[dst]
                 seen = 0
                 for c in self.changes.get((src, "inventory"), []):
                     i = bisect_left(times.get(c.key, []), c.at)
                     if i >= len(times.get(c.key, [])):
                         continue
-                    rows = targets[c.key][i:i + 1]
-                    lo = c.at - timedelta(seconds=self.sla * 2)
-                    if any(lo <= t <= rows[0].at for t in erp_times.get(c.key, ())):
+                    first = targets[c.key][i]
+                    erp = erp_times.get(c.key, [])
+                    j = bisect_left(erp, c.at - timedelta(seconds=self.sla * 2))
+                    if j < len(erp) and erp[j] <= first.at:
                         continue                           # the ERP may have started both
                     safety = self._safety(c.key, dst)
-                    if rows[0].value in (max(0, (c.value or 0) - safety), c.value):   # a relay writes what it read
+                    if first.value in (max(0, (c.value or 0) - safety), c.value):   # a relay writes what it read
                         seen += 1
+                        if seen >= DISCOVER_AFTER:
+                            break
                 if seen >= DISCOVER_AFTER:
                     out.append((src, dst))
         return out
@@ -580,9 +592,13 @@ class ChainMonitor:
     def _last_value(self, system: str, kind: str, key: str):
         if kind != "inventory":
             return None
-        rows = [c for c in self.changes.get((system, "inventory"), []) if c.key == key]
-        if rows:
-            return rows[-1].value
+        rows = self.changes.get((system, "inventory"), [])
+        cached = self._latest.get(system)
+        if cached is None or cached[0] != len(rows) or (rows and cached[1] is not rows[-1]):
+            latest = {c.key: c.value for c in rows}       # time order: the last one wins
+            cached = self._latest[system] = (len(rows), rows[-1] if rows else None, latest)
+        if key in cached[2]:
+            return cached[2][key]
         read = self.last_read.get((system, key))
         return read[0] if read else None
 
@@ -676,7 +692,8 @@ class ChainMonitor:
         lat = [f.latency for f in hop.follows if f.followed_at is not None]
         mechanism, period = infer_mechanism(lat, hop.resolution_s,
                                             [f.followed_at for f in hop.follows if f.followed_at is not None])
-        missed = [f for f in hop.follows if self._missed(hop, f, self._wait_s(hop, mechanism, period, lat))]
+        wait_s = self._wait_s(hop, mechanism, period, lat)
+        missed = [f for f in hop.follows if self._missed(hop, f, wait_s)]
         p95 = percentile(lat, 0.95)
         if len(lat) + len(missed) < MIN_CHANGES:
             state = "unknown"
