@@ -34,7 +34,7 @@ from omnirecon_contract import scenario
 LIVE_DAGS = ("omnirecon_live", "omnirecon_snapshot", "omnirecon_reconcile")
 SQS_QUEUE = "omnirecon-notifications"
 HEARTBEAT_S = 15.0
-DRAIN_EXTRA_S = 60.0       # + twice the propagation SLA: the longest wait for the live run in flight at the end
+DRAIN_EXTRA_S = 60.0       # + twice the propagation SLA: the longest wait for the runs in flight at the end
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -304,26 +304,30 @@ def _live(scenario_path: str, state, ledger, settings_file: Path, out: Path, mod
     return started
 
 
+DRAINED = ("omnirecon_live", "omnirecon_reconcile")
+
+
 def _drain(api: AirflowApi, timeout_s: float) -> None:
-    """Let the live runs in flight at the end of the period finish (they persist what they found and mark their
-    notifications processed), for at most timeout_s; runs the watcher starts meanwhile are left to the stop (their
-    notifications stay unprocessed in the ledger: nothing is lost)."""
+    """Let the live and reconcile runs in flight at the end of the period finish (they persist what they found,
+    push what they planned and mark their notifications processed), for at most timeout_s in all. Runs started
+    meanwhile are left to the stop: their notifications stay unprocessed in the ledger, nothing is lost."""
     try:
-        pending = api.active_runs("omnirecon_live")
+        pending = [(d, r) for d in DRAINED for r in api.active_runs(d)]
     except requests.RequestException:
         return
     if not pending:
         return
-    _say(f"[drain] waiting for {len(pending)} live run(s) in flight to finish (at most {timeout_s:.0f}s)")
+    _say(f"[drain] waiting for {len(pending)} run(s) in flight to finish (at most {timeout_s:.0f}s): "
+         + ", ".join(f"{d} {r}" for d, r in pending))
     deadline = time.monotonic() + timeout_s
     while pending and time.monotonic() < deadline and api.proc.poll() is None:
         time.sleep(3)
         try:
-            pending = [r for r in pending if not api.finished("omnirecon_live", r)]
+            pending = [(d, r) for d, r in pending if not api.finished(d, r)]
         except requests.RequestException:
             pass
     if pending:
-        _say(f"      still running after {timeout_s:.0f}s: {', '.join(pending)} (stopped; its notifications stay unprocessed)")
+        _say(f"      still running after {timeout_s:.0f}s, stopped: " + ", ".join(f"{d} {r}" for d, r in pending))
 
 
 def _heartbeat(api: AirflowApi, ledger, sandbox_url: str, started: datetime) -> None:
