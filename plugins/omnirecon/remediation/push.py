@@ -223,9 +223,14 @@ def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) 
                 unverified = False
                 c = todo[0]
                 try:
-                    if not _precheck(audit, c, adapter.read_one(hook, c)):
+                    current = adapter.read_one(hook, c)
+                    if c.external_id == WRITE_PENDING and current == c.from_qty:
+                        current = _settled_read(adapter, hook, c)   # an earlier write may still be queued
+                    if not _precheck(audit, c, current):
                         applied = c.status == "applied"
                     else:
+                        c.external_id = WRITE_PENDING   # durable before the call: a re-run knows it may have gone out
+                        s.commit()
                         applied = _write_one(adapter, hook, audit, c)
                 except Exception as e:
                     _set(audit, c, "failed", f"write call failed: {e}", operation="write")
@@ -234,6 +239,22 @@ def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) 
         if applied or unverified:
             _verify(ledger, adapter, [cid], hook)
     return pushed
+
+
+WRITE_PENDING = "write:pending"   # external_id of a row whose write call started but whose outcome is not recorded
+
+
+def _settled_read(adapter: SystemAdapter, hook, c: m.Correction):
+    """A row left by a killed worker in the middle of its write call: the write may have gone out and be queued
+    (Amazon applies an ACCEPTED patch after a delay). Read again on the read-back schedule until the target shows
+    or the schedule ends; only then is the old value proof that the call never landed."""
+    current = c.from_qty
+    for attempt in range(VERIFY_ATTEMPTS - 1):
+        time.sleep(VERIFY_DELAY_S * 2 ** attempt)
+        current = adapter.read_one(hook, c)
+        if current != c.from_qty:
+            break
+    return current
 
 
 def _write_one(adapter: SystemAdapter, hook, audit: _Audit, c: m.Correction) -> bool:
