@@ -26,6 +26,8 @@ def _describe(err: jsonschema.ValidationError) -> str:
     v, kw = err.validator, err.validator_value
     if v == "minimum":
         return f"must be {'an integer' if err.schema.get('type') == 'integer' else 'a number'} >= {kw}"
+    if v == "exclusiveMinimum":
+        return f"must be {'an integer' if err.schema.get('type') == 'integer' else 'a number'} > {kw}"
     if v == "maximum":
         return f"must be <= {kw}"
     if v == "type":

@@ -57,6 +57,7 @@ def test_as_of_now_moves_with_the_clock(demo_doc):
     (lambda d: d.__setitem__("faults", [{"system": "erp", "operation": "*", "kind": "http_status"}]),
      "faults[0]", "status"),
     (lambda d: d.__setitem__("name", "Bad Name"), "name", "must match"),
+    (lambda d: d["settings"].__setitem__("propagation_sla_seconds", 0), "settings.propagation_sla_seconds", "must be a number > 0"),
 ])
 def test_invalid_scenarios_name_the_bad_field(demo_doc, mutate, path, words):
     doc = copy.deepcopy(demo_doc)
@@ -65,6 +66,12 @@ def test_invalid_scenarios_name_the_bad_field(demo_doc, mutate, path, words):
         scenario.from_dict(doc)
     assert str(e.value).startswith(f"{path}:"), str(e.value)
     assert words in str(e.value)
+
+
+def test_a_scenario_sets_the_propagation_sla_as_scenario_md_shows(demo_doc):
+    doc = copy.deepcopy(demo_doc)
+    doc["settings"]["propagation_sla_seconds"] = 30
+    assert settings_from_dict(scenario.from_dict(doc).settings)["propagation_sla_seconds"] == 30
 
 
 def test_x_prefixed_keys_are_allowed(demo_doc):
