@@ -15,7 +15,7 @@ $(STAMP): requirements.lock pyproject.toml contract/pyproject.toml sandbox/pypro
 	@echo "==> creating $(VENV) and installing pinned dependencies (requirements.lock)"
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PY) -m venv --clear $(VENV)   # also mends an interrupted create
 	@$(BIN)/python -m pip install -q --upgrade pip uv
-	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock   # .pyc now: each process imports ~2x faster
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e ./contract -e ./sandbox -e .
 	@touch $(STAMP)
 

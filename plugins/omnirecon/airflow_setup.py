@@ -78,6 +78,9 @@ def parallelism(cpus: int | None = None) -> int:
     return max(4, min(32, 2 * (cpus or os.cpu_count() or 1)))
 
 
+PRELOAD = "omnirecon.checks.preload"
+
+
 def write_cfg() -> Path:
     home = airflow_home()
     (home / "plugins").mkdir(parents=True, exist_ok=True)
@@ -118,6 +121,10 @@ base_log_folder = {home}/logs
 
 [scheduler]
 enable_health_check = True
+# The LocalExecutor's workers start from a forkserver that imported the reconcile path once (pandas, GX), and
+# every task process is forked from a worker: no task pays those imports again (bench/README.md, fixed cost).
+mp_start_method = forkserver
+mp_forkserver_preload = {PRELOAD}
 """)
     return cfg
 

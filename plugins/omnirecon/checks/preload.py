@@ -12,3 +12,8 @@ import_gx()
 import omnirecon.checks.run  # noqa: E402,F401  (pandas, SQLAlchemy, the ledger, the checks)
 import great_expectations.core.run_identifier  # noqa: E402,F401  (imported inside SuiteRunner.run)
 import great_expectations.data_context.types.base  # noqa: E402,F401
+
+# what the DAG files import from Airflow (every task process parses its DAG file again)
+import airflow.sdk  # noqa: E402,F401
+import airflow.timetables.assets  # noqa: E402,F401
+import airflow.timetables.trigger  # noqa: E402,F401
