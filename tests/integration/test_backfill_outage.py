@@ -75,9 +75,12 @@ MISSING_IN_ERP = {("amazon", "111-0000101-0000001"), ("walmart", "1796200000302"
 def outage_doc(as_of: datetime) -> dict:
     """The demo retailer with its orders replaced by ones updated in the outage windows
     W1 = [-45m, -30m), W2 = [-30m, -15m), W3 = [-15m, 0) (some exactly on a window boundary), one before the outage,
-    and the ERP down from the start."""
-    doc = yaml.safe_load(DEMO.read_text())
-    doc["as_of"] = iso(as_of)
+    and the ERP down from the start. The order times are absolute (offsets from the outage's end) and the scenario's
+    as_of is `now`: the sandbox's clock is real time, as the platforms' is, so Amazon's "LastUpdatedBefore at least
+    2 minutes ago" means the same to the hook and to the sandbox (a fixed past as_of would start the sandbox's
+    clock minutes behind the hook's)."""
+    doc = _absolute(yaml.safe_load(DEMO.read_text()), as_of, _ORDER_TIMES)
+    doc["as_of"] = "now"
     doc["erp"]["sales_orders"] = [
         _so(9100, "shopify", "gid://shopify/Order/100", "B", "-2h", "-75m"),        # before the outage
         _so(9101, "shopify", "gid://shopify/Order/101", "B", "-50m", "-40m"),       # W1
@@ -93,7 +96,22 @@ def outage_doc(as_of: datetime) -> dict:
     doc["walmart"]["orders"] = [_walmart("1796200000201", "-40m", "-30m"),                     # W2, on its start
                                 _walmart("1796200000302", "-45m", "-5m")]                       # W3, not in ERP
     doc["faults"] = [{"system": "erp", "operation": "*", "kind": "down"}]
-    return doc
+    return _absolute(doc, as_of, _ORDER_TIMES)
+
+
+_ORDER_TIMES = {"created", "last_modified", "shipped_at", "created_at", "updated_at", "purchase_date",
+                "last_update_date", "order_date"}
+
+
+def _absolute(node, as_of: datetime, keys):
+    """Every relative time (`-50m`) under `keys` as an absolute UTC timestamp from `as_of`."""
+    if isinstance(node, dict):
+        return {k: (iso(parse_ts(v, as_of)) if k in keys and isinstance(v, str) and v[:1] in "+-" else
+                    _absolute(v, as_of, keys)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [iso(parse_ts(v, as_of)) if isinstance(v, str) and v[:1] in "+-" else _absolute(v, as_of, keys)
+                for v in node]
+    return node
 
 
 def sandbox_orders(state: dict) -> dict:
