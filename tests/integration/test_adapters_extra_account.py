@@ -2,6 +2,7 @@
 real sandbox over HTTP by the unchanged snapshot, plan and push code."""
 import pytest
 from sqlalchemy import select
+from tests.support.clock import ScaledClock
 from tests.support.remediation import RUN, add_finding, add_run, make_ledger
 from tests.support.sandbox_http import scenario_doc
 
@@ -10,7 +11,6 @@ from omnirecon.adapters.walmart import WalmartAdapter
 from omnirecon.config import settings_from_dict
 from omnirecon import hooks as hooks_mod
 from omnirecon.ledger import models as m
-from omnirecon.remediation import push as push_mod
 from omnirecon.remediation.plan import plan_corrections
 from omnirecon.remediation.push import push_batch
 from omnirecon.runner import hooks_from_connections
@@ -27,11 +27,6 @@ def walmart_ca():
     adapter = adapters.register(WalmartAdapter("walmart_ca", conn_id="omnirecon_walmart_ca"))
     yield adapter
     adapters.unregister("walmart_ca")
-
-
-@pytest.fixture(autouse=True)
-def _quick_verify(monkeypatch):
-    monkeypatch.setattr(push_mod, "VERIFY_DELAY_S", 0.1)
 
 
 def test_a_registered_second_account_lands_a_snapshot_and_pushes_a_correction(tmp_path, walmart_ca):
@@ -69,7 +64,8 @@ def test_a_registered_second_account_lands_a_snapshot_and_pushes_a_correction(tm
                     channel_location="10001", ref={"ship_node": "10001"})
         plan = plan_corrections(ledger, settings, run_id=RUN, mode="apply", channels=["walmart_ca"])
         assert [(b["channel"], b["method"], len(b["correction_ids"])) for b in plan.batches] == [("walmart_ca", "put", 1)]
-        out = push_batch(ledger, settings, plan.batches[0], hook_factory=lambda channel: hooks[channel])
+        out = push_batch(ledger, settings, plan.batches[0], hook_factory=lambda channel: hooks[channel],
+                         clock=ScaledClock(0.2))
         assert out["statuses"] == {"verified": 1}
 
         state = {(i["sku"], i["ship_node"]): i["quantity"] for i in sb.state()["walmart"]["items"]}

@@ -6,11 +6,11 @@ import uuid
 import psycopg2
 import pytest
 from sqlalchemy import select
+from tests.support.clock import FakeClock  # noqa: E402
 from tests.support.remediation import RUN, FakeAmazon, add_finding, add_run, fresh_snapshots, make_settings  # noqa: E402
 
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.ledger.db import Ledger  # noqa: E402
-from omnirecon.remediation import push as push_mod  # noqa: E402
 from omnirecon.remediation.plan import plan_corrections  # noqa: E402
 from omnirecon.remediation.push import push_batch  # noqa: E402
 
@@ -55,9 +55,8 @@ class SlowAmazon(FakeAmazon):
         return super().patch_quantity(sku, product_type, quantity)
 
 
-def test_concurrent_pushes_of_one_batch_write_once(ledger, monkeypatch):
+def test_concurrent_pushes_of_one_batch_write_once(ledger):
     pg_ledger = ledger
-    monkeypatch.setattr(push_mod, "VERIFY_DELAY_S", 0)
     add_run(pg_ledger)
     fresh_snapshots(pg_ledger, ["SKU-1", "SKU-2"])
     add_finding(pg_ledger, channel="amazon", sku="SKU-1", from_qty=8, to_qty=5)
@@ -66,12 +65,14 @@ def test_concurrent_pushes_of_one_batch_write_once(ledger, monkeypatch):
     assert plan_corrections(pg_ledger, settings, run_id=RUN, mode="apply").created == 0
     amazon = SlowAmazon({"SKU-1": 8})
     batch = plan.batches[0]
-    first = threading.Thread(target=push_batch, args=(pg_ledger, settings, batch), kwargs={"hook_factory": lambda c: amazon})
+    first = threading.Thread(target=push_batch, args=(pg_ledger, settings, batch),
+                             kwargs={"hook_factory": lambda c: amazon, "clock": FakeClock()})
     first.start()
     assert amazon.entered.wait(10)
     results = {}
     second = threading.Thread(target=lambda: results.update(push_batch(pg_ledger, settings, batch,
-                                                                       hook_factory=lambda c: amazon)))
+                                                                       hook_factory=lambda c: amazon,
+                                                                       clock=FakeClock())))
     second.start()                  # waits on the row lock held by the first pusher
     amazon.release.set()
     first.join(10)
@@ -109,8 +110,7 @@ def _write_elsewhere(ledger, correction_id: int) -> None:
         con.close()
 
 
-def test_the_ledger_stays_writable_while_a_push_call_is_in_flight(ledger, monkeypatch):
-    monkeypatch.setattr(push_mod, "VERIFY_DELAY_S", 0)
+def test_the_ledger_stays_writable_while_a_push_call_is_in_flight(ledger):
     add_run(ledger)
     fresh_snapshots(ledger, ["SKU-1", "SKU-2"])
     add_finding(ledger, channel="amazon", sku="SKU-1", from_qty=8, to_qty=5)
@@ -118,7 +118,7 @@ def test_the_ledger_stays_writable_while_a_push_call_is_in_flight(ledger, monkey
     plan = plan_corrections(ledger, settings, run_id=RUN, mode="apply")
     amazon = SlowAmazon({"SKU-1": 8})
     pusher = threading.Thread(target=push_batch, args=(ledger, settings, plan.batches[0]),
-                              kwargs={"hook_factory": lambda c: amazon})
+                              kwargs={"hook_factory": lambda c: amazon, "clock": FakeClock()})
     pusher.start()
     try:
         assert amazon.entered.wait(10)          # the channel holds its reply

@@ -21,7 +21,7 @@ from multiprocessing import forkserver
 import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import configure_mappers
-from tests.integration.test_remediation_sandbox import (SETTINGS, SKUS, TIME_SCALE, amazon_finding, channel_state,  # noqa: E402
+from tests.integration.test_remediation_sandbox import (QUICK, SETTINGS, SKUS, TIME_SCALE, amazon_finding, channel_state,  # noqa: E402
                                       scenario, shopify_finding, walmart_finding)
 from tests.support.remediation import RUN, add_finding, add_run, fresh_snapshots  # noqa: E402
 
@@ -90,7 +90,6 @@ class _KillSwitch:
 
 
 def _worker(ledger_url: str, conns: dict, batches: list[dict], crash_at, started) -> None:
-    push_mod.VERIFY_DELAY_S = push_mod.FEED_POLL_DELAY_S = 0.1
     ledger = Ledger(ledger_url)
     settings = settings_from_dict(SETTINGS, {"mode": "apply"})
     calls = itertools.count(1)
@@ -101,7 +100,7 @@ def _worker(ledger_url: str, conns: dict, batches: list[dict], crash_at, started
         return _KillSwitch(hook_from_fields(channel, fields), calls, crash_at)
     started.set()
     for batch in batches:
-        push_mod.push_batch(ledger, settings, batch, hook_factory=factory)
+        push_mod.push_batch(ledger, settings, batch, hook_factory=factory, clock=QUICK)
 
 
 def _run_worker(ledger, conns, batches, crash_at=None, kill_after_s=None) -> int:

@@ -3,13 +3,13 @@ compare-and-swap, drop_writes, approvals, feeds."""
 
 import pytest
 from sqlalchemy import select
+from tests.support.clock import ScaledClock  # noqa: E402
 from tests.support.remediation import RUN, add_finding, add_run, fresh_snapshots, make_ledger  # noqa: E402
 
 from omnirecon.config import settings_from_dict  # noqa: E402
 from omnirecon.hooks import hook_from_fields  # noqa: E402
 from omnirecon.ledger import models as m  # noqa: E402
 from omnirecon.remediation import plan as plan_mod  # noqa: E402
-from omnirecon.remediation import push as push_mod  # noqa: E402
 from omnirecon.remediation.alerts import collect_alerts  # noqa: E402
 from omnirecon.remediation.approvals import decide, pending_approvals  # noqa: E402
 from omnirecon.remediation.channels import CONN_IDS  # noqa: E402
@@ -20,6 +20,7 @@ from omnirecon_contract.scenario import from_dict  # noqa: E402
 
 LOC = "gid://shopify/Location/1001"
 TIME_SCALE = 0.05
+QUICK = ScaledClock(0.2)     # push's read-back and feed-poll waits, shortened like the sandbox's clock
 SKUS = ["SKU-A", "SKU-B", "SKU-C", "SKU-D"]
 SETTINGS = {
     "locations": [{"erp": "WH-EAST", "shopify": LOC, "walmart_ship_node": "10001", "amazon": "MFN"}],
@@ -61,12 +62,6 @@ def scenario(faults=()):
                               for sku in SKUS], "orders": []},
         "faults": list(faults),
     })
-
-
-@pytest.fixture(autouse=True)
-def _quick_polls(monkeypatch):
-    monkeypatch.setattr(push_mod, "VERIFY_DELAY_S", 0.1)
-    monkeypatch.setattr(push_mod, "FEED_POLL_DELAY_S", 0.1)
 
 
 def start(faults=()):
@@ -118,7 +113,7 @@ def channel_state(sb):
 
 
 def push_all(ledger, settings, batches, factory):
-    return [push_batch(ledger, settings, b, hook_factory=factory) for b in batches]
+    return [push_batch(ledger, settings, b, hook_factory=factory, clock=QUICK) for b in batches]
 
 
 def test_corrections_land_verify_and_a_second_push_writes_nothing(tmp_path):

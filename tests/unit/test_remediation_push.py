@@ -6,16 +6,12 @@ from omnirecon.ledger import models as m
 from omnirecon.remediation import push as push_mod
 from omnirecon.remediation.plan import plan_corrections
 from omnirecon.remediation.push import NOT_APPLIED, push_batch
+from tests.support.clock import FakeClock
 from tests.support.remediation import (RUN, FakeAmazon, FakeShopify, FakeWalmart, add_finding, add_run,
                                       fresh_snapshots, make_ledger, make_settings)
 
 SKUS = [f"SKU-{i}" for i in range(10)]
 LOC = "gid://shopify/Location/1001"
-
-
-@pytest.fixture(autouse=True)
-def _fast_verify(monkeypatch):
-    monkeypatch.setattr(push_mod, "VERIFY_DELAY_S", 0)
 
 
 def _plan(tmp_path, findings):
@@ -41,14 +37,14 @@ def test_shopify_push_is_verified_and_a_second_push_writes_nothing(tmp_path):
     ledger, settings, plan = _plan(tmp_path, [dict(sku="SKU-1", from_qty=8, to_qty=5),
                                               dict(sku="SKU-2", from_qty=0, to_qty=3)])
     shop = FakeShopify({(item("SKU-1"), LOC): 8, (item("SKU-2"), LOC): 0})
-    out = push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: shop)
+    out = push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: shop, clock=FakeClock())
     assert out["statuses"] == {"verified": 2} and out["pushed"] == 2
     assert shop.levels[(item("SKU-1"), LOC)] == 5 and shop.levels[(item("SKU-2"), LOC)] == 3
     call = shop.calls[0]
     assert {c["change_from"] for c in call["changes"]} == {8, 0} and len(call["key"]) == 64
     assert _status(ledger)["SKU-1"][:2] == ("verified", 1)
 
-    again = push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: shop)
+    again = push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: shop, clock=FakeClock())
     assert again["pushed"] == 0 and len(shop.calls) == 1
     with ledger.session() as s:
         ops = [a.operation for a in s.scalars(select(m.AuditLog).where(m.AuditLog.correction_id.is_not(None)))]
@@ -60,7 +56,7 @@ def test_shopify_stale_compare_skips_only_the_changed_row(tmp_path):
     ledger, settings, plan = _plan(tmp_path, [dict(sku="SKU-1", from_qty=8, to_qty=5),
                                               dict(sku="SKU-2", from_qty=4, to_qty=3)])
     shop = FakeShopify({(item("SKU-1"), LOC): 7, (item("SKU-2"), LOC): 4})   # SKU-1 sold one since the snapshot
-    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: shop)
+    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: shop, clock=FakeClock())
     st = _status(ledger)
     assert st["SKU-1"][0] == "skipped_changed" and "8 -> 7" in st["SKU-1"][2]
     assert st["SKU-2"][0] == "verified"
@@ -70,9 +66,11 @@ def test_shopify_stale_compare_skips_only_the_changed_row(tmp_path):
 def test_accepted_but_not_applied_write_fails_and_is_recorded_critical(tmp_path):
     ledger, settings, plan = _plan(tmp_path, [dict(sku="SKU-1", from_qty=8, to_qty=5)])
     shop = FakeShopify({(item("SKU-1"), LOC): 8}, drop_writes=True)
-    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: shop)
+    clock = FakeClock()
+    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: shop, clock=clock)
     status, _, detail = _status(ledger)["SKU-1"]
     assert status == "failed" and detail.startswith(NOT_APPLIED)
+    assert clock.sleeps == [0.5, 1, 2, 4, 8]          # read back on the backoff schedule, then concluded
     assert ledger.count(m.AuditLog, m.AuditLog.operation == "write_not_applied",
                         m.AuditLog.outcome == "critical") == 1
 
@@ -81,7 +79,7 @@ def test_amazon_rereads_before_writing_and_skips_a_moved_listing(tmp_path):
     ledger, settings, plan = _plan(tmp_path, [dict(channel="amazon", sku="SKU-1", from_qty=8, to_qty=5),
                                               dict(channel="amazon", sku="SKU-2", from_qty=6, to_qty=2)])
     amazon = FakeAmazon({"SKU-1": 8, "SKU-2": 9})
-    out = push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: amazon)
+    out = push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: amazon, clock=FakeClock())
     st = _status(ledger)
     assert st["SKU-1"][0] == "verified" and st["SKU-2"][0] == "skipped_changed"
     assert amazon.writes == [("SKU-1", "SHIRT", 5)] and out["pushed"] == 1
@@ -90,7 +88,7 @@ def test_amazon_rereads_before_writing_and_skips_a_moved_listing(tmp_path):
 def test_walmart_put_per_sku_is_verified(tmp_path):
     ledger, settings, plan = _plan(tmp_path, [dict(channel="walmart", sku="SKU-1", from_qty=3, to_qty=1)])
     walmart = FakeWalmart({("SKU-1", "10001"): 3})
-    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: walmart)
+    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: walmart, clock=FakeClock())
     assert _status(ledger)["SKU-1"][0] == "verified" and walmart.writes == [("SKU-1", "10001", 1)]
 
 
@@ -98,9 +96,9 @@ def test_crash_after_the_write_never_applies_twice(tmp_path):
     ledger, settings, plan = _plan(tmp_path, [dict(channel="amazon", sku="SKU-1", from_qty=8, to_qty=5)])
     amazon = FakeAmazon({"SKU-1": 8}, crash_after_write=True)
     with pytest.raises(KeyboardInterrupt):
-        push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: amazon)
+        push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: amazon, clock=FakeClock())
     assert _status(ledger)["SKU-1"][0] == "planned"          # the claim rolled back with the worker
-    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: amazon)
+    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: amazon, clock=FakeClock())
     status, _, detail = _status(ledger)["SKU-1"]
     assert status == "verified" and len(amazon.writes) == 1   # re-read found the target: no second write
 
@@ -112,7 +110,7 @@ def test_rows_not_planned_are_left_alone(tmp_path):
     with ledger.session() as s:
         pending = s.scalar(select(m.Correction.id).where(m.Correction.status == "pending_approval"))
     batch = dict(plan.batches[0], correction_ids=plan.batches[0]["correction_ids"] + [pending])
-    push_batch(ledger, settings, batch, hook_factory=lambda ch: shop)
+    push_batch(ledger, settings, batch, hook_factory=lambda ch: shop, clock=FakeClock())
     assert _status(ledger)["SKU-2"][0] == "pending_approval" and shop.levels[(item("SKU-2"), LOC)] == 200
 
 
@@ -143,18 +141,19 @@ def test_feed_errors_fail_their_rows_and_the_rest_verify(tmp_path):
     result = {"status": "DONE", "report": {"issues": [{"messageId": 2, "sku": "SKU-2", "code": "90220",
                                                        "severity": "ERROR", "message": "bad attribute"}]}}
     amazon = FeedAmazon({"SKU-1": 8, "SKU-2": 6}, result)
-    push_batch(ledger, settings, _feed_batch(plan), hook_factory=lambda ch: amazon)
+    push_batch(ledger, settings, _feed_batch(plan), hook_factory=lambda ch: amazon, clock=FakeClock())
     st = _status(ledger)
     assert st["SKU-1"][0] == "verified"
     assert st["SKU-2"][0] == "failed" and "90220: bad attribute" in st["SKU-2"][2]
     assert amazon.writes == [("feed", ["SKU-1", "SKU-2"])]
 
 
-def test_feed_still_processing_stays_applied_not_failed(tmp_path, monkeypatch):
-    monkeypatch.setattr(push_mod, "FEED_POLLS", 2)
-    monkeypatch.setattr(push_mod, "FEED_POLL_DELAY_S", 0)
+def test_feed_still_processing_stays_applied_not_failed(tmp_path):
     ledger, settings, plan = _plan(tmp_path, [dict(channel="amazon", sku="SKU-1", from_qty=8, to_qty=5)])
     amazon = FeedAmazon({"SKU-1": 8}, {"status": "IN_PROGRESS", "report": None})
-    push_batch(ledger, settings, _feed_batch(plan), hook_factory=lambda ch: amazon)
+    clock = FakeClock()
+    push_batch(ledger, settings, _feed_batch(plan), hook_factory=lambda ch: amazon, clock=clock)
     status, _, detail = _status(ledger)["SKU-1"]
     assert status == "applied" and "processing not confirmed" in detail
+    polls = push_mod.FEED_POLLS * [push_mod.FEED_POLL_DELAY_S]
+    assert clock.sleeps[:len(polls)] == polls                # polled the feed its full schedule first

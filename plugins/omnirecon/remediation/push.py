@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from contextlib import contextmanager
 from typing import Callable
 
@@ -33,7 +32,7 @@ from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
 from omnirecon.ledger.locks import claim_locks
 from omnirecon.remediation.channels import get_hook
-from omnirecon.timeutil import utcnow
+from omnirecon.timeutil import REAL_CLOCK, Clock, utcnow
 
 log = logging.getLogger(__name__)
 ACTOR = "omnirecon.remediation.push"
@@ -140,8 +139,9 @@ def batch_hook(channel: str, settings: Settings, factory: Callable[[str], object
 
 # -- entry point -----------------------------------------------------------------------------
 def push_batch(ledger: Ledger, settings: Settings, batch: dict, *,
-               hook_factory: Callable[[str], object] | None = None) -> dict:
-    """Push one batch from plan_corrections; returns counts per resulting status (JSON-serialisable)."""
+               hook_factory: Callable[[str], object] | None = None, clock: Clock = REAL_CLOCK) -> dict:
+    """Push one batch from plan_corrections; returns counts per resulting status (JSON-serialisable).
+    `clock`: the read-back and feed-poll waits go through it."""
     channel, ids = batch["channel"], [int(i) for i in batch["correction_ids"]]
     if settings.mode == "dry-run":
         log.info("dry-run: batch %s on %s not pushed", batch.get("batch"), channel)
@@ -149,7 +149,7 @@ def push_batch(ledger: Ledger, settings: Settings, batch: dict, *,
     adapter = get_adapter(channel)
     _, path = adapter.write_path(batch.get("method"))
     pusher = {"batch": _push_batches, "per_sku": _push_per_sku, "feed": _push_feed}[path]
-    pushed = pusher(ledger, adapter, ids, batch_hook(channel, settings, hook_factory))
+    pushed = pusher(ledger, adapter, ids, batch_hook(channel, settings, hook_factory), clock)
     with ledger.session() as s:
         statuses: dict[str, int] = {}
         for st in s.scalars(select(m.Correction.status).where(m.Correction.id.in_(ids))):
@@ -164,7 +164,7 @@ def _call_key(rows: list[m.Correction]) -> str:
     return hashlib.sha256("|".join(sorted(r.idempotency_key for r in rows)).encode()).hexdigest()
 
 
-def _push_batches(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) -> int:
+def _push_batches(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, clock: Clock) -> int:
     pushed = 0
     for i in range(0, len(ids), adapter.batch_call_size):
         chunk = ids[i:i + adapter.batch_call_size]
@@ -178,7 +178,7 @@ def _push_batches(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) 
                 _set(audit, c, "failed", "not written: the mutation failed twice for other rows")
             applied = [c.id for c in rows if c.status == "applied"]
             pushed += len(applied)
-        _verify(ledger, adapter, applied, hook)
+        _verify(ledger, adapter, applied, hook, clock)
     return pushed
 
 
@@ -211,7 +211,7 @@ def _precheck(audit: _Audit, c: m.Correction, current) -> bool:
     return False
 
 
-def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) -> int:
+def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, clock: Clock) -> int:
     pushed = 0
     for cid in ids:
         applied = False
@@ -225,7 +225,7 @@ def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) 
                 try:
                     current = adapter.read_one(hook, c)
                     if c.external_id == WRITE_PENDING and current == c.from_qty:
-                        current = _settled_read(adapter, hook, c)   # an earlier write may still be queued
+                        current = _settled_read(adapter, hook, c, clock)   # an earlier write may still be queued
                     if not _precheck(audit, c, current):
                         applied = c.status == "applied"
                     else:
@@ -237,20 +237,20 @@ def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) 
                     applied = False
         pushed += applied
         if applied or unverified:
-            _verify(ledger, adapter, [cid], hook)
+            _verify(ledger, adapter, [cid], hook, clock)
     return pushed
 
 
 WRITE_PENDING = "write:pending"   # external_id of a row whose write call started but whose outcome is not recorded
 
 
-def _settled_read(adapter: SystemAdapter, hook, c: m.Correction):
+def _settled_read(adapter: SystemAdapter, hook, c: m.Correction, clock: Clock):
     """A row left by a killed worker in the middle of its write call: the write may have gone out and be queued
     (Amazon applies an ACCEPTED patch after a delay). Read again on the read-back schedule until the target shows
     or the schedule ends; only then is the old value proof that the call never landed."""
     current = c.from_qty
     for attempt in range(VERIFY_ATTEMPTS - 1):
-        time.sleep(VERIFY_DELAY_S * 2 ** attempt)
+        clock.sleep(VERIFY_DELAY_S * 2 ** attempt)
         current = adapter.read_one(hook, c)
         if current != c.from_qty:
             break
@@ -268,7 +268,7 @@ def _write_one(adapter: SystemAdapter, hook, audit: _Audit, c: m.Correction) -> 
 FEED_PENDING = "feed:pending"     # external_id of rows whose feed submission started but has no feed id yet
 
 
-def _push_feed(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) -> int:
+def _push_feed(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, clock: Clock) -> int:
     """Rows are marked applied (external_id FEED_PENDING) and committed before the feed goes out, so a re-run
     after a kill never submits them again: it settles their feed, or, without a feed id (killed mid-submission,
     outcome unknown), verifies them without concluding failure."""
@@ -307,9 +307,9 @@ def _push_feed(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook) -> 
             if feed_id:
                 by_feed.setdefault(feed_id, []).extend(submitted)
         for feed_id, group in by_feed.items():
-            settled = bool(feed_id) and _settle_feed(ledger, adapter, feed_id, group, hook)
-            _verify(ledger, adapter, group, hook, conclusive=settled or not feed_id)
-        _verify(ledger, adapter, in_doubt, hook, conclusive=False)
+            settled = bool(feed_id) and _settle_feed(ledger, adapter, feed_id, group, hook, clock)
+            _verify(ledger, adapter, group, hook, clock, conclusive=settled or not feed_id)
+        _verify(ledger, adapter, in_doubt, hook, clock, conclusive=False)
     return pushed
 
 
@@ -343,7 +343,8 @@ def _feed_state(result: dict) -> str:
     return str(result.get("status") or result.get("processingStatus") or result.get("feedStatus") or "").upper()
 
 
-def _settle_feed(ledger: Ledger, adapter: SystemAdapter, feed_id: str, ids: list[int], hook) -> bool:
+def _settle_feed(ledger: Ledger, adapter: SystemAdapter, feed_id: str, ids: list[int], hook,
+                 clock: Clock) -> bool:
     """Wait for the feed to finish; rows it reports as errors become failed. False: outcome unknown."""
     channel = adapter.system
     result: dict = {}
@@ -355,7 +356,7 @@ def _settle_feed(ledger: Ledger, adapter: SystemAdapter, feed_id: str, ids: list
             return False
         if _feed_state(result) in FEED_FINAL:
             break
-        time.sleep(FEED_POLL_DELAY_S)
+        clock.sleep(FEED_POLL_DELAY_S)
     else:
         log.warning("%s feed %s still processing", channel, feed_id)
         return False
@@ -391,7 +392,8 @@ def _feed_errors(result: dict) -> dict[str, str]:
 
 
 # -- read-back ----------------------------------------------------------------------------------
-def _verify(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, conclusive: bool = True) -> None:
+def _verify(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, clock: Clock,
+            conclusive: bool = True) -> None:
     """applied -> verified when the channel shows the target; else failed (accepted but not applied).
     Not conclusive (a feed whose processing is unconfirmed): rows not yet at the target stay applied.
     Read, then read back with no transaction open, then record under a short one (rows still `applied` only)."""
@@ -428,7 +430,7 @@ def _verify(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, conclu
                 else:
                     pending.append(c.id)
         if pending:
-            time.sleep(VERIFY_DELAY_S * 2 ** attempt)
+            clock.sleep(VERIFY_DELAY_S * 2 ** attempt)
 
 
 def _escalate_finding(s, c: m.Correction, shown: int | None) -> None:
