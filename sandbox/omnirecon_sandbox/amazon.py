@@ -498,6 +498,10 @@ class AmazonSystem(BearerTokens, System):
         if sellerId != self.seller_id:
             return Response.json(_error("Unauthorized", "Access to requested resource is denied.",
                                         "The seller ID does not match the authorized selling partner."), 403)
+        foreign = [mk for mk in markets if mk != self.marketplace_id]
+        if foreign:   # the seller is not registered to sell there
+            return Response.json(_error("InvalidInput", f"Invalid marketplaceIds: seller {sellerId} does not sell "
+                                                        f"in {', '.join(foreign)}."), 400)
         return None
 
     def get_listing(self, call: Call, sellerId: str, sku: str) -> Response:
@@ -551,7 +555,7 @@ class AmazonSystem(BearerTokens, System):
                 self.queued_patches.append((due, sku, quantity))
             self.sb.notifications.later(self.sb.options.amazon_listing_seconds, self._settle_patches)
         if not preview:
-            self.sb.record_write(self.name, "patchListingsItem", sku, body, applied=apply)
+            self.sb.record_write(self.name, "patchListingsItem", sku, body, applied=apply, query=call.req.raw_query)
         return Response.json({"sku": sku, "status": status, "submissionId": submission, "issues": issues})
 
     def _settle_patches(self) -> None:

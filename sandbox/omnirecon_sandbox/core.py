@@ -157,10 +157,11 @@ class Sandbox:
         with self._writes_lock:
             return copy.deepcopy(self._writes)
 
-    def record_write(self, system: str, operation: str, key, body, applied: bool) -> None:
+    def record_write(self, system: str, operation: str, key, body, applied: bool, query: str | None = None) -> None:
+        """One state-changing request: `query` is its raw query string (which account/marketplace it named)."""
         with self._writes_lock:
             self._writes.append({"system": system, "operation": operation, "key": key, "body": body,
-                                 "at": iso(self.clock.now()), "applied": bool(applied)})
+                                 "query": query or "", "at": iso(self.clock.now()), "applied": bool(applied)})
 
 
 def serve(scenario_path: str, time_scale: float, endpoints_file: str | None, state_file: str | None = None) -> None:

@@ -322,7 +322,8 @@ class WalmartSystem(BearerTokens, System):
             return self._not_found(f"Inventory not found for sku {sku}")
         if call.apply:
             self.set_quantity(rows[0], amount)
-        self.sb.record_write(self.name, "updateInventoryForAnItem", f"{sku}@{rows[0]['ship_node']}", body, call.apply)
+        self.sb.record_write(self.name, "updateInventoryForAnItem", f"{sku}@{rows[0]['ship_node']}", body, call.apply,
+                             query=call.req.raw_query)
         return self._inventory_answer(call.req, sku, amount)
 
     def _grouped(self) -> list[tuple[str, list[dict]]]:

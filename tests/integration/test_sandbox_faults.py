@@ -122,4 +122,4 @@ def test_state_and_writes_endpoints_on_every_port():
             assert state["walmart"]["items"][0]["quantity"] == 2
             writes = requests.get(url + "/_sandbox/writes", timeout=10).json()
             assert [(w["system"], w["operation"], w["applied"]) for w in writes] == [("walmart", "updateInventoryForAnItem", True)]
-            assert set(writes[0]) == {"system", "operation", "key", "body", "at", "applied"}
+            assert set(writes[0]) == {"system", "operation", "key", "body", "query", "at", "applied"}
