@@ -267,6 +267,9 @@ def _live(scenario_path: str, state, ledger, settings_file: Path, out: Path, mod
         "OMNIRECON_SETTINGS": str(settings_file),
         "OMNIRECON_REPORTS_DIR": str(out),
         "OMNIRECON_MODE": mode,
+        # the live path re-subscribes a platform gone silent
+        "OMNIRECON_RECEIVER_URL": receiver.url,
+        **({"OMNIRECON_SQS_QUEUE_ARN": arn} if arn else {}),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
         # its own ports and logs, so this Airflow never meets another one on this machine
