@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from omnirecon.checks import diagnosis as dg
 from omnirecon.checks import expected as ex
@@ -15,8 +15,8 @@ from omnirecon.checks.compare import Comparison
 from omnirecon.checks.load import LedgerView, inventory_refs
 from omnirecon.checks.suites import Failure
 from omnirecon.config import Settings
+from omnirecon.ledger import finding_store
 from omnirecon.ledger import models as m
-from omnirecon.model.canonical import CHECKS
 from omnirecon.timeutil import iso
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -368,49 +368,5 @@ class FindingBuilder:
         return out
 
 
-# --- persistence + lifecycle ---------------------------------------------------------------
-def persist(ledger, run_id: str, findings: list[dict], now: datetime, scope, shard: str = "all",
-            checks=CHECKS) -> None:
-    """Replace this run's findings of one shard; open/refresh FindingState; resolve open states in scope not
-    seen now.
-
-    scope(state) -> bool says whether a state's entity was checked in this run (only those can resolve);
-    shard labels the task that checked them (checks/scope.py), checks are the checks it ran."""
-    fps = {f["fingerprint"] for f in findings}
-    with ledger.session() as s:
-        s.execute(delete(m.Finding).where(m.Finding.run_id == run_id, m.Finding.shard == shard))
-        states = {st.fingerprint: st for st in s.scalars(select(m.FindingState).where(
-            (m.FindingState.status == "open") & m.FindingState.check.in_(list(checks))
-            | m.FindingState.fingerprint.in_(list(fps)[:30000]))).all()}
-        if len(fps) > 30000:   # very large runs: fetch the rest in chunks
-            rest = list(fps)[30000:]
-            for i in range(0, len(rest), 30000):
-                states.update({st.fingerprint: st for st in s.scalars(select(m.FindingState).where(
-                    m.FindingState.fingerprint.in_(rest[i:i + 30000]))).all()})
-        new_states: dict[str, dict] = {}   # first seen now: inserted in bulk, not as ORM objects
-        for f in findings:
-            fp = f["fingerprint"]
-            st = states.get(fp)
-            if st is None:
-                f["lifecycle"] = "new"
-                row = new_states.setdefault(fp, dict(
-                    fingerprint=fp, check=f["check"], channel=f["channel"], sku=f["sku"] or None,
-                    order_id=f["order_id"] or None, status="open", first_seen_at=now, first_seen_run=run_id,
-                    last_seen_at=now, last_seen_run=run_id))
-                row["severity"] = f["severity"]
-                continue
-            if st.status == "resolved" and st.last_seen_run != run_id:
-                f["lifecycle"] = "new"
-                st.status, st.first_seen_at, st.first_seen_run, st.resolved_at = "open", now, run_id, None
-                st.resolved_notice_sent = False
-            else:
-                f["lifecycle"] = "new" if st.first_seen_run == run_id else "open"
-                st.status, st.resolved_at = "open", None
-            st.last_seen_at, st.last_seen_run, st.severity = now, run_id, f["severity"]
-        for st in states.values():
-            if st.status == "open" and st.fingerprint not in fps and scope(st):
-                st.status, st.resolved_at = "resolved", now
-        s.flush()
-        ledger.bulk_insert(s, m.FindingState, [dict(r, alerts_sent=0, resolved_notice_sent=False, resolved_at=None,
-                                                    last_alert_at=None) for r in new_states.values()])
-        ledger.bulk_insert(s, m.Finding, [dict(f, created_at=now, shard=shard) for f in findings])
+# --- persistence + lifecycle: the ledger's finding store owns the writes -------------------------
+persist = finding_store.persist_findings

@@ -12,7 +12,7 @@ from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import JSON, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -185,10 +185,10 @@ class Ledger:
             s.execute(update(m.Run).where(m.Run.id == run_id).values(status=status, finished_at=utcnow(), stats=stats))
 
     def keep_findings_of(self, run_id: str, shards: list[str]) -> int:
-        """Drop a run's findings found by shards other than these (the run was re-split); the number dropped."""
-        with self.session() as s:
-            return s.execute(delete(m.Finding).where(m.Finding.run_id == run_id,
-                                                     m.Finding.shard.not_in(shards))).rowcount or 0
+        """Drop a run's findings found by shards other than these (the run was re-split); the number dropped.
+        The write is the finding store's (ledger/finding_store.py)."""
+        from omnirecon.ledger.finding_store import keep_findings_of
+        return keep_findings_of(self, run_id, shards)
 
     # -- snapshots ---------------------------------------------------------------------
     def land_snapshot(self, *, run_id: str, system: str, kind: str, records: list, quarantined: list,

@@ -167,7 +167,8 @@ class ApiEvent(Base):
 
 
 class Finding(Base):
-    """One finding of one reconciliation run (what findings.csv exports)."""
+    """One finding of one reconciliation run (what findings.csv exports).
+    Written only by ledger/finding_store.py (persist, shard clean-up, escalation of an unapplied write)."""
     __tablename__ = "findings"
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
@@ -191,7 +192,8 @@ class Finding(Base):
 
 
 class FindingState(Base):
-    """A finding's life across runs, keyed by fingerprint: opened, still open, resolved; alerting state."""
+    """A finding's life across runs, keyed by fingerprint: opened, still open, resolved; alerting state.
+    Written only by ledger/finding_store.py (lifecycle from the checks, alert bookkeeping, escalation)."""
     __tablename__ = "finding_states"
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     check: Mapped[str] = mapped_column(Vocabulary(Check, 32))

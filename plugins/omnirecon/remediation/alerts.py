@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from omnirecon.config import Settings
 from omnirecon.links import run_link, run_url
+from omnirecon.ledger import finding_store
 from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
@@ -267,21 +268,9 @@ def _record(ledger: Ledger, digest: AlertDigest, transports, now: datetime) -> N
                               run_id=digest.run_id, sent_at=now, subject=item.title[:2000], recipients=recipients))
             if item.kind in ("guardrail", "write_failed"):
                 continue
-            state = s.get(m.FindingState, item.fingerprint)
-            if state is None:
-                state = m.FindingState(fingerprint=item.fingerprint, check=item.check or "", channel=item.channel,
-                                       sku=item.sku, order_id=item.order_id, status="open", severity=item.severity,
-                                       first_seen_at=now, first_seen_run=digest.run_id, last_seen_at=now,
-                                       last_seen_run=digest.run_id, alerts_sent=0, resolved_notice_sent=False)
-                s.add(state)
-            if item.kind == "resolved":
-                state.resolved_notice_sent = True
-                if state.status != "resolved":
-                    state.status, state.resolved_at = "resolved", now
-            else:
-                state.alerts_sent = (state.alerts_sent or 0) + 1
-                state.last_alert_at = now
-                state.resolved_notice_sent = False
+            finding_store.record_alert(s, fingerprint=item.fingerprint, kind=item.kind, check=item.check,
+                                       channel=item.channel, sku=item.sku, order_id=item.order_id,
+                                       severity=item.severity, run_id=digest.run_id, now=now)
 
 
 def send_alerts(ledger: Ledger, settings: Settings, *, run_id: str, dag_id: str | None = None,

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from omnirecon.adapters import SystemAdapter, get_adapter
 from omnirecon.config import Settings
+from omnirecon.ledger import finding_store
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
 from omnirecon.ledger.locks import claim_locks
@@ -426,23 +427,9 @@ def _verify(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, clock:
                                            target=f"{c.channel_sku}@{c.location}", correction_id=c.id,
                                            idempotency_key=c.idempotency_key, outcome="critical",
                                            detail=f"{NOT_APPLIED}: shows {now}, pushed {c.to_qty}"))
-                    _escalate_finding(s, c, now)
+                    finding_store.escalate_unapplied_write(s, run_id=c.run_id, fingerprint=c.fingerprint,
+                                                           to_qty=c.to_qty, shown=now)
                 else:
                     pending.append(c.id)
         if pending:
             clock.sleep(VERIFY_DELAY_S * 2 ** attempt)
-
-
-def _escalate_finding(s, c: m.Correction, shown: int | None) -> None:
-    """The finding behind an unapplied write becomes critical and an alert: the channel's write path is broken."""
-    finding = s.scalars(select(m.Finding).where(m.Finding.run_id == c.run_id,
-                                                m.Finding.fingerprint == c.fingerprint)).first()
-    if finding is None:
-        return
-    finding.severity, finding.action = "critical", "alert"
-    finding.observed = None if shown is None else str(shown)
-    finding.detail = (f"{finding.detail} The channel accepted the correction to {c.to_qty} but still shows "
-                      f"{shown}: its write path is not applying updates.")
-    state = s.get(m.FindingState, c.fingerprint)
-    if state is not None:
-        state.severity = "critical"
