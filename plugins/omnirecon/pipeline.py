@@ -183,27 +183,22 @@ def run_settings(context):
 
 
 def plan_task(reconciled: dict, **context) -> list[dict]:
-    from omnirecon.remediation.plan import plan_corrections
+    from omnirecon import cycle
 
-    settings = run_settings(context)
     params = context.get("params") or {}
-    plan = plan_corrections(get_ledger(), settings, run_id=reconciled["run_id"], mode=settings.mode,
-                            channels=params.get("channels") or None)
-    if params.get("approve_all"):
-        from omnirecon.remediation.approvals import approve_all
-        extra = approve_all(get_ledger(), settings, run_id=reconciled["run_id"], by=f"param approve_all ({context['run_id']})")
-        plan.batches.extend(extra)
-    return plan.batches
+    return cycle.plan(get_ledger(), run_settings(context), run_id=reconciled["run_id"],
+                      channels=params.get("channels") or None,
+                      approve_all_by=f"param approve_all ({context['run_id']})" if params.get("approve_all") else None)
 
 
 def push_task(batch: dict, **context) -> dict:
-    from omnirecon.remediation.push import push_batch
-    return push_batch(get_ledger(), run_settings(context), batch)
+    from omnirecon import cycle
+    return cycle.push(get_ledger(), run_settings(context), batch)
 
 
 def alert_task(reconciled: dict, **context) -> dict:
-    from omnirecon.remediation.alerts import send_alerts
-    return send_alerts(get_ledger(), load_settings(), run_id=reconciled["run_id"],
+    from omnirecon import cycle
+    return cycle.alert(get_ledger(), load_settings(), run_id=reconciled["run_id"],
                        dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"])
 
 

@@ -29,9 +29,8 @@ def run_cycle(ledger, settings: Settings, hooks: dict, *, run_id: str, mode: str
               window_start: datetime | None = None, window_end: datetime | None = None,
               approve_all: bool = False, alerts: bool = False, now: datetime | None = None) -> dict:
     """snapshot every system -> reconcile -> plan -> push -> (alerts). Returns a small summary."""
-    from omnirecon.checks.run import reconcile
-    from omnirecon.remediation.plan import correction_counts, plan_corrections
-    from omnirecon.remediation.push import push_batch
+    from omnirecon import cycle
+    from omnirecon.remediation.plan import correction_counts
 
     settings = dataclasses.replace(settings, runtime={**settings.runtime, "mode": mode})
     snap_run = f"{run_id}/snapshot"
@@ -42,19 +41,13 @@ def run_cycle(ledger, settings: Settings, hooks: dict, *, run_id: str, mode: str
         failed += [f"{system}.{k}" for k, v in results.items() if isinstance(v, SnapshotFailed)]
     ledger.finish_run(snap_run, "failed" if failed else "success", {"failed": failed})
 
-    ledger.begin_run(run_id, "reconcile", mode=mode)
-    result = reconcile(ledger, settings, run_id=run_id, now=now)
-    ledger.finish_run(run_id, "success", {"skus_checked": result.skus_checked, "findings": result.counts})
-    plan = plan_corrections(ledger, settings, run_id=run_id, mode=mode, now=now)
-    batches = list(plan.batches)
-    if approve_all:
-        from omnirecon.remediation.approvals import approve_all as approve
-        batches += approve(ledger, settings, run_id=run_id, by="runner approve_all")
+    result = cycle.reconcile_whole(ledger, settings, run_id=run_id, now=now)
+    batches = cycle.plan(ledger, settings, run_id=run_id, now=now,
+                         approve_all_by="runner approve_all" if approve_all else None)
     for batch in batches:
-        push_batch(ledger, settings, batch, hook_factory=lambda channel: hooks[channel])
+        cycle.push(ledger, settings, batch, hook_factory=lambda channel: hooks[channel])
     if alerts:
-        from omnirecon.remediation.alerts import send_alerts
-        send_alerts(ledger, settings, run_id=run_id)
+        cycle.alert(ledger, settings, run_id=run_id)
     return {"run_id": run_id, "failed_snapshots": failed, "findings": result.counts,
             "skus_checked": result.skus_checked, "corrections": correction_counts(ledger, run_id),
             "findings_rows": result.findings}

@@ -51,6 +51,7 @@ LAYERS = [
     {"snapshot", "checks"},
     {"report"},
     {"remediation", "ui", "live"},
+    {"cycle"},                             # plan -> push -> alert, shared by the Airflow tasks and the runner
     {"pipeline", "runner", "demo", "dag_defaults", "airflow_setup", "airflow_plugin", "provider"},
     {"live_demo"},                         # `demo --live`: on demo's clean state and Airflow start-up
     {"cli"},
