@@ -121,9 +121,10 @@ base_log_folder = {home}/logs
 
 [scheduler]
 enable_health_check = True
-# The LocalExecutor's workers start from a forkserver that imported the reconcile path once (pandas, GX), and
-# every task process is forked from a worker: no task pays those imports again (bench/README.md, fixed cost).
-mp_start_method = forkserver
+# With `mp_start_method = forkserver` (AIRFLOW__SCHEDULER__MP_START_METHOD) the LocalExecutor's workers start
+# from a forkserver that imported the reconcile path once (pandas, GX): tasks forked from them skip those imports
+# (bench/README.md, fixed cost). Not the default yet: under `omnirecon up` a zombie then shows in its
+# process tree (test_up_e2e).
 mp_forkserver_preload = {PRELOAD}
 """)
     return cfg
