@@ -177,8 +177,8 @@ class FaultAfterWrites:
         self._cond, self._local = threading.Condition(), threading.local()
         record = sb.record_write
 
-        def record_write(system, operation, key, body, applied):
-            record(system, operation, key, body, applied)
+        def record_write(system, operation, key, body, applied, **kw):
+            record(system, operation, key, body, applied, **kw)
             if applied and operation in CORRECTION_WRITES:
                 self._local.write = (system, operation, key)
         sb.record_write = record_write
