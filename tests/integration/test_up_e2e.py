@@ -165,15 +165,24 @@ def _running(p: psutil.Process) -> bool:
         return False
 
 
+def _cmdline(p: psutil.Process) -> list[str]:
+    """A process's command line; [] for one that already exited (a task process its executor worker has not reaped
+    yet is a zombie: finished, nothing left to stop)."""
+    try:
+        return p.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return []
+
+
 def test_sigterm_stops_every_process(up):
-    tree = psutil.Process(up.proc.pid).children(recursive=True)
-    omnirecon = [p for p in tree if "up" in p.cmdline() and any("omnirecon" in a for a in p.cmdline()[:2])]
-    assert len(omnirecon) == 1, [p.cmdline() for p in tree]
-    assert any("standalone" in p.cmdline() for p in tree)
+    tree = [p for p in psutil.Process(up.proc.pid).children(recursive=True) if _running(p)]
+    omnirecon = [p for p in tree if "up" in _cmdline(p) and any("omnirecon" in a for a in _cmdline(p)[:2])]
+    assert len(omnirecon) == 1, [_cmdline(p) for p in tree]
+    assert any("standalone" in _cmdline(p) for p in tree)
     omnirecon[0].send_signal(signal.SIGTERM)
     up.proc.wait(timeout=90)
     gone, alive = psutil.wait_procs(tree, timeout=30)
     alive = [p for p in alive if _running(p)]
-    assert not alive, [p.cmdline() for p in alive]
+    assert not alive, [_cmdline(p) for p in alive]
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{up.base}/api/v2/monitor/health", timeout=5)
