@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
-from omnirecon.live.chain import ChainMonitor, walmart_reader
+from omnirecon.live.chain import SILENT, ChainMonitor, walmart_reader
 from omnirecon.model.values import Action, Check
 from omnirecon.timeutil import iso, utcnow
 
@@ -87,7 +87,8 @@ def push_evidence(ledger, settings, finding: dict) -> tuple[dict | None, str | N
 
 def _mapped_channel_locations(settings, channel: str) -> dict[str, str]:
     """{channel location id: ERP location} for the channel's mapped locations."""
-    key = "walmart_ship_node" if channel == "walmart" else channel
+    from omnirecon.adapters import get_adapter
+    key = get_adapter(channel).location_key
     return {str(loc[key]): loc["erp"] for loc in settings.mapped_locations(channel)}
 
 
@@ -147,9 +148,6 @@ def close_gaps(ledger, settings, findings: list[dict], now: datetime, unposted: 
     return findings
 
 
-SILENT_INVENTORY = ("walmart",)      # sends no notification for a quantity change above zero: nothing to miss
-
-
 def _utc(at: datetime) -> datetime:
     from datetime import timezone
     return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
@@ -169,7 +167,7 @@ def silence_findings(ledger, settings, run_id: str, now: datetime, resubscribe: 
         for system, last in sorted(last_seen.items()):
             last = _utc(last)
             snap = queries.latest_snapshot(s, system, "inventory")
-            if system in SILENT_INVENTORY or snap is None:
+            if (system, "inventory") in SILENT or snap is None:   # SILENT: no notification to miss
                 continue
             changed, sample = queries.rows_changed_after(s, snap.id, last + grace)
             if not changed:
