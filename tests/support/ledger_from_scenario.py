@@ -157,7 +157,8 @@ def land_scenario(ledger, scenario: Scenario, run_id: str = "snapshot/test") -> 
                        overrides=_resolve_overrides(raw.get("x_snapshots", {}), scenario.as_of))
     for ev in raw.get("x_api_events", []):
         ledger.api_event(system=ev["system"], operation=ev["operation"], outcome=ev.get("outcome", "error"),
-                         status_code=ev.get("status_code"), message=ev.get("message"), run_id=run_id)
+                         status_code=ev.get("status_code"), message=ev.get("message"), run_id=run_id,
+                         at=parse_ts(ev.get("at", "now"), scenario.as_of))
     return snaps
 
 

@@ -259,10 +259,12 @@ class Ledger:
 
     # -- evidence / audit --------------------------------------------------------------
     def api_event(self, *, system: str, operation: str, outcome: str, status_code: int | None = None,
-                  message: str | None = None, run_id: str | None = None, snapshot_id: int | None = None) -> None:
+                  message: str | None = None, run_id: str | None = None, snapshot_id: int | None = None,
+                  at: datetime | None = None) -> None:
         with self.session() as s:
             s.add(m.ApiEvent(system=system, operation=operation, outcome=outcome, status_code=status_code,
-                             message=(message or "")[:2000], run_id=run_id, snapshot_id=snapshot_id))
+                             message=(message or "")[:2000], run_id=run_id, snapshot_id=snapshot_id,
+                             at=at or utcnow()))
 
     def audit(self, s: Session | None = None, **fields) -> None:
         if s is not None:
