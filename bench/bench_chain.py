@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from omnirecon.config import settings_from_dict  # noqa: E402
-from omnirecon.live.chain import Change, ChainMonitor  # noqa: E402
+from omnirecon.live.chain import ChainMonitor  # noqa: E402
+from omnirecon.model.change import Change  # noqa: E402
 
 SETTINGS = settings_from_dict({"locations": [{"erp": "WH", "shopify": "L1", "amazon": "MFN"}],
                                "channels": {"shopify": {}, "amazon": {"safety_stock": 2}},

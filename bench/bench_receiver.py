@@ -53,7 +53,7 @@ def one_run(ledger_url: str, n: int, clients: int) -> dict:
     from omnirecon.ledger import Ledger
     from omnirecon.live.inbox import Inbox
     from omnirecon.live.receiver import Receiver
-    from omnirecon.live.sources import ShopifySource
+    from omnirecon.adapters.shopify.notifications import ShopifySource
     ledger = Ledger(ledger_url)
     ledger.migrate()
     with Receiver(Inbox(ledger), {"shopify": ShopifySource(SECRET)}) as rec:

@@ -231,7 +231,7 @@ class Settings:
 
     @property
     def channels(self) -> list[str]:
-        return [c for c in ("shopify", "amazon", "walmart") if c in self.raw["channels"]]
+        return list(self.raw["channels"])
 
     def safety_stock(self, sku: str, channel: str) -> int:
         for o in self.raw["safety_stock_overrides"]:
@@ -258,10 +258,10 @@ class Settings:
                 return b["components"]
         return None
 
-    def mapped_locations(self, channel: str) -> list[dict]:
-        """Settings location entries exposed on a channel."""
-        key = {"shopify": "shopify", "amazon": "amazon", "walmart": "walmart_ship_node"}[channel]
-        return [l for l in self.raw["locations"] if l.get(key)]
+    def mapped_locations(self, location_key: str) -> list[dict]:
+        """Settings location entries exposed on a channel, by the key that names the channel's location (its
+        adapter's `location_key`: shopify, amazon, walmart_ship_node)."""
+        return [l for l in self.raw["locations"] if l.get(location_key)]
 
     @property
     def mode(self) -> str:

@@ -13,12 +13,14 @@ from sqlalchemy import select
 
 from omnirecon.config import settings_from_dict
 from omnirecon.ledger import models as m
-from omnirecon.live.chain import walmart_reader
+from omnirecon.adapters import get_adapter
 from omnirecon.live.cycle import close_gaps, live_cycle
 from omnirecon.live.inbox import Inbox
 from omnirecon.live.receiver import Receiver
-from omnirecon.live.sources import NetSuiteSource, ShopifySource
-from omnirecon.live.subscriptions import NetSuiteDeployment, ShopifySubscriptions
+from omnirecon.adapters.erp.notifications import NetSuiteSource
+from omnirecon.adapters.shopify.notifications import ShopifySource
+from omnirecon.adapters.erp.notifications import NetSuiteDeployment
+from omnirecon.adapters.shopify.notifications import ShopifySubscriptions
 from omnirecon.model.values import Action, Check
 from omnirecon.remediation.plan import plan_corrections
 from omnirecon.remediation.push import push_batch
@@ -89,7 +91,7 @@ def live(tmp_path_factory):
             ledger.begin_run("omnirecon_live/1", "live")
             out = tmp / "out"
             result = live_cycle(ledger, settings, run_id="omnirecon_live/1", out_dir=out, now=clock.now, sleep=advance,
-                                reader=walmart_reader(hooks["walmart"], settings), readable=("walmart",))
+                                reader=get_adapter("walmart").quantity_reader(hooks["walmart"], settings), readable=("walmart",))
             ended = clock.now()
             plan = plan_corrections(ledger, settings, run_id="omnirecon_live/1", mode="apply", now=ended)
             for batch in plan.batches:

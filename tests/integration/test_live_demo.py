@@ -15,7 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from omnirecon.live.subscriptions import AMAZON_TOPICS, SHOPIFY_TOPICS, WALMART_TOPICS
+from omnirecon.adapters.amazon.notifications import TOPICS as AMAZON_TOPICS
+from omnirecon.adapters.shopify.notifications import TOPICS as SHOPIFY_TOPICS
+from omnirecon.adapters.walmart.notifications import TOPICS as WALMART_TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "tests" / "scenarios" / "live" / "small-world.yaml"

@@ -7,9 +7,11 @@ from omnirecon.hooks import hook_from_fields
 from omnirecon.ledger import models as m
 from omnirecon.live.inbox import Inbox
 from omnirecon.live.receiver import Receiver
-from omnirecon.live.sources import ShopifySource, WalmartSource
-from omnirecon.live.subscriptions import (SHOPIFY_TOPICS, WALMART_TOPICS, NetSuiteDeployment, ShopifySubscriptions,
-                                          WalmartSubscriptions)
+from omnirecon.adapters.erp.notifications import NetSuiteDeployment
+from omnirecon.adapters.shopify.notifications import TOPICS as SHOPIFY_TOPICS
+from omnirecon.adapters.shopify.notifications import ShopifySource, ShopifySubscriptions
+from omnirecon.adapters.walmart.notifications import TOPICS as WALMART_TOPICS
+from omnirecon.adapters.walmart.notifications import WalmartSource, WalmartSubscriptions
 from omnirecon_contract.scenario import from_dict
 from omnirecon_sandbox import Sandbox
 from tests.support.polling import wait_for
@@ -111,7 +113,8 @@ def test_ensure_all_reads_the_connections_and_a_second_run_creates_nothing(monke
 
 def test_amazon_ensure_makes_one_destination_on_the_queue_is_idempotent_and_delivers_to_sqs(sqlite_ledger):
     from omnirecon.live.sqs import SqsConsumer, sqs_client
-    from omnirecon.live.subscriptions import AMAZON_TOPICS, AmazonSubscriptions
+    from omnirecon.adapters.amazon.notifications import TOPICS as AMAZON_TOPICS
+    from omnirecon.adapters.amazon.notifications import AmazonSubscriptions
     with Sandbox(from_dict(scenario_doc(notifications={"amazon": {}})), time_scale=0.0005) as sb:
         fields = sb.connections()["omnirecon_amazon"]
         x = fields["extra"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from omnirecon.live.sources import NetSuiteSource
+from omnirecon.adapters.erp.notifications import NetSuiteSource
 from omnirecon_contract.scenario import from_dict
 from omnirecon_sandbox import Sandbox
 from omnirecon_sandbox.notify.netsuite import sign

@@ -19,7 +19,8 @@ from omnirecon.ledger import Ledger
 from omnirecon.ledger import models as m
 from omnirecon.live.inbox import Inbox
 from omnirecon.live.receiver import MAX_BODY_BYTES, Receiver
-from omnirecon.live.sources import ShopifySource, WalmartSource
+from omnirecon.adapters.shopify.notifications import ShopifySource
+from omnirecon.adapters.walmart.notifications import WalmartSource
 
 SECRET = "shopify-app-secret"
 

@@ -14,7 +14,8 @@ import pytest
 import requests
 from botocore.config import Config
 
-from omnirecon.live.sources import ShopifySource, WalmartSource
+from omnirecon.adapters.shopify.notifications import ShopifySource
+from omnirecon.adapters.walmart.notifications import WalmartSource
 from omnirecon_contract.scenario import from_dict
 from omnirecon_sandbox import Sandbox
 from omnirecon_sandbox.amazon import reference_dir

@@ -16,12 +16,15 @@ from omnirecon.config import settings_from_dict
 from omnirecon.hooks import hook_from_fields
 from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
-from omnirecon.live.chain import ChainMonitor, walmart_reader
+from omnirecon.adapters import get_adapter
+from omnirecon.live.chain import ChainMonitor
 from omnirecon.live.inbox import Inbox
 from omnirecon.live.receiver import Receiver
-from omnirecon.live.sources import NetSuiteSource, ShopifySource
+from omnirecon.adapters.erp.notifications import NetSuiteSource
+from omnirecon.adapters.shopify.notifications import ShopifySource
 from omnirecon.live.sqs import SqsConsumer, sqs_client
-from omnirecon.live.subscriptions import NetSuiteDeployment, ShopifySubscriptions
+from omnirecon.adapters.erp.notifications import NetSuiteDeployment
+from omnirecon.adapters.shopify.notifications import ShopifySubscriptions
 from omnirecon.report import exports
 from omnirecon_contract.scenario import from_dict
 from omnirecon_sandbox.clock import ManualClock
@@ -94,7 +97,7 @@ def run(tmp_path_factory):
             items = {v["inventoryItem"]["id"].rsplit("/", 1)[-1]: v["sku"]
                      for v in shopify.fetch_variants(use_bulk=False)["variants"]}
             walmart = hook_from_fields("walmart", conns["omnirecon_walmart"])
-            monitor = ChainMonitor(settings, ledger=ledger, reader=walmart_reader(walmart, settings),
+            monitor = ChainMonitor(settings, ledger=ledger, reader=get_adapter("walmart").quantity_reader(walmart, settings),
                                    readable={"walmart"}, item_skus=items, resolution_s=5.0)
             found = []
             for second in range(1, int(HORIZON) + 1):

@@ -7,7 +7,8 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from omnirecon.config import settings_from_dict
-from omnirecon.live.chain import Change, ChainMonitor, changes_from, infer_mechanism, percentile
+from omnirecon.live.chain import ChainMonitor, changes_from, infer_mechanism, percentile
+from omnirecon.model.change import Change
 
 T0 = datetime(2026, 12, 3, 8, 0, tzinfo=timezone.utc)
 SETTINGS = settings_from_dict({

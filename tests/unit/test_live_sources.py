@@ -7,7 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from omnirecon.live.sources import NetSuiteSource, Rejected, ShopifySource, WalmartSource, sources_from_connections
+from omnirecon.adapters.erp.notifications import NetSuiteSource
+from omnirecon.adapters.shopify.notifications import ShopifySource
+from omnirecon.adapters.walmart.notifications import WalmartSource
+from omnirecon.live.sources import sources_from_connections
+from omnirecon.model.notification import Rejected
 from omnirecon.timeutil import iso, utcnow
 
 BODY = json.dumps({"inventory_item_id": 1, "location_id": 2, "available": 5}).encode()

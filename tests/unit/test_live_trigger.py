@@ -6,7 +6,8 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from omnirecon.ledger import models as m
-from omnirecon.live.inbox import Inbox, Incoming
+from omnirecon.live.inbox import Inbox
+from omnirecon.model.notification import Incoming
 from omnirecon.live.trigger import InboxTrigger
 from omnirecon.timeutil import utcnow
 

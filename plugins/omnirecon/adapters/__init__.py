@@ -12,7 +12,7 @@ from omnirecon.adapters.shopify import ShopifyAdapter
 from omnirecon.adapters.walmart import WalmartAdapter
 
 __all__ = ["SystemAdapter", "WriteResult", "all_adapters", "channels", "get_adapter", "register", "unregister",
-           "systems"]
+           "systems", "with_role"]
 
 _REGISTRY: dict[str, SystemAdapter] = {}
 
@@ -48,6 +48,11 @@ def systems() -> tuple[str, ...]:
 def channels() -> tuple[str, ...]:
     """The systems corrections can be written to (every one but the ERP)."""
     return tuple(a.system for a in _REGISTRY.values() if a.is_channel)
+
+
+def with_role(role: str) -> tuple[str, ...]:
+    """The channels of one role: `storefront` (the retailer's own shop) or `marketplace`."""
+    return tuple(a.system for a in _REGISTRY.values() if a.channel_role == role)
 
 
 for _adapter in (NetSuiteAdapter(), ShopifyAdapter(), AmazonAdapter(), WalmartAdapter()):

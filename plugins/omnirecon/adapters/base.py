@@ -14,6 +14,8 @@ import logging
 from datetime import datetime
 from typing import Any, Callable, ClassVar, NamedTuple
 
+from omnirecon.model.values import Diagnosis
+
 log = logging.getLogger(__name__)
 FIELD_NAMES = ("host", "login", "password", "extra", "port", "schema")
 
@@ -35,6 +37,8 @@ class SystemAdapter:
     location_key: ClassVar[str | None] = None        # the settings `locations` key naming this channel's location
     normalizers: ClassVar[dict[str, Callable[[dict], tuple[list, list]]]] = {}   # snapshot kind -> normaliser
     write_paths: ClassVar[dict[str, str]] = {}       # batch method -> push path (batch | per_sku | feed)
+    channel_role: ClassVar[str | None] = None        # storefront | marketplace (None: the ERP)
+    silent_kinds: ClassVar[frozenset[str]] = frozenset()   # change kinds it sends no notification for (read instead)
 
     def __init__(self, system: str | None = None, *, conn_id: str | None = None, pool: str | None = None):
         self.system = system or self.platform
@@ -98,6 +102,31 @@ class SystemAdapter:
     def _renamed(self, record):
         more = {"channel": self.system} if getattr(record, "channel", None) == self.platform else {}
         return dataclasses.replace(record, system=self.system, **more)
+
+    # -- notifications ---------------------------------------------------------------------
+    def notification_source(self, conn):
+        """The verifier of this system's deliveries to the receiver (`verify(raw, headers)`), from its Airflow
+        connection's secrets; None when it does not deliver to the receiver or the secret is not set."""
+        return None
+
+    def ensure_subscriptions(self, make_hook, conn, receiver_base_url: str,
+                             sqs_queue_arn: str | None = None) -> list[tuple[str, str, str]]:
+        """Create or keep this system's change-notification subscriptions -> (topic, id, created|kept|recreated)."""
+        return []
+
+    def notification_changes(self, topic: str, doc: dict, when: Callable, *, erp_sku: Callable[[str, str], str],
+                             item_skus: dict | None = None) -> list:
+        """What a stored notification says changed (model/change.py `Change`s; none for a topic not used)."""
+        return []
+
+    def quantity_reader(self, hook, settings) -> Callable[[str, list[str]], dict]:
+        """read(system, ERP SKUs) -> {SKU: quantity now}: how a change of a `silent_kinds` kind is followed."""
+        raise NotImplementedError(f"{self.system} notifies every change; it needs no reader")
+
+    @property
+    def listing_diagnosis(self) -> str:
+        """The layer a wrong quantity on this channel alone points at (shared/domain.md)."""
+        return Diagnosis.L1_STOREFRONT_FEED if self.channel_role == "storefront" else Diagnosis.L2_MARKETPLACE_LISTING
 
     # -- remediation ---------------------------------------------------------------------
     def push_block(self, settings, channel_location: str, erp_location: str | None) -> str | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from omnirecon.adapters import with_role
 from omnirecon.checks import expected as ex
 from omnirecon.checks.load import LedgerView
 from omnirecon.checks.scope import EVERYTHING, Scope
@@ -216,7 +217,7 @@ def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFram
         part = frame.loc[touched, ["channel", "channel_sku"]].reset_index().merge(special, on=["channel", "channel_sku"])
         frame.loc[part["index"].to_numpy(), ["state", "inventory_policy", "tracked"]] = \
             part[["state", "inventory_policy", "tracked"]].to_numpy()
-    frame["sells_past_zero"] = (frame["channel"] == "shopify") & (
+    frame["sells_past_zero"] = frame["channel"].isin(with_role("storefront")) & (
         ((frame["inventory_policy"] == "CONTINUE") & (frame["expected"] == 0)) | (frame["tracked"] == False))  # noqa: E712
     frame["location"] = frame["channel_location"]
     frame["row"] = np.arange(len(frame))

@@ -17,11 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from omnirecon.adapters import with_role
 from omnirecon.checks import expected as ex
 from omnirecon.checks.load import LedgerView
 from omnirecon.config import Settings
-
-MARKETPLACES = ("amazon", "walmart")
 
 
 def previous_erp_expected(view: LedgerView, settings: Settings, rows: pd.DataFrame) -> pd.Series:
@@ -68,20 +67,21 @@ def diagnose_drift(view: LedgerView, settings: Settings, drift: pd.DataFrame, ro
     now = pd.Timestamp(view.now)
     fresh = pd.Timedelta(minutes=settings["freshness_minutes"])
 
+    storefronts, marketplaces = with_role("storefront"), with_role("marketplace")
     same_skus = drift[drift["sku"].isin(rows["sku"].unique())]
     differs = same_skus["delta"].abs() > tol
     per_sku = pd.DataFrame({
         "n_present": same_skus.groupby("sku")["channel"].nunique(),
         "n_differing": same_skus[differs].groupby("sku")["channel"].nunique(),
-        "shopify_differs": same_skus[differs & (same_skus["channel"] == "shopify")].groupby("sku").size() > 0,
-        "shopify_present": same_skus[same_skus["channel"] == "shopify"].groupby("sku").size() > 0,
-        "n_marketplaces": same_skus[same_skus["channel"].isin(MARKETPLACES)].groupby("sku")["channel"].nunique(),
-        "n_marketplaces_zero": same_skus[same_skus["channel"].isin(MARKETPLACES) & (same_skus["observed"] == 0)
+        "storefront_differs": same_skus[differs & same_skus["channel"].isin(storefronts)].groupby("sku").size() > 0,
+        "storefront_present": same_skus[same_skus["channel"].isin(storefronts)].groupby("sku").size() > 0,
+        "n_marketplaces": same_skus[same_skus["channel"].isin(marketplaces)].groupby("sku")["channel"].nunique(),
+        "n_marketplaces_zero": same_skus[same_skus["channel"].isin(marketplaces) & (same_skus["observed"] == 0)
                                          & differs].groupby("sku")["channel"].nunique(),
     })
     for col in ("n_differing", "n_marketplaces", "n_marketplaces_zero"):
         per_sku[col] = per_sku[col].fillna(0).astype("int64")
-    for col in ("shopify_differs", "shopify_present"):
+    for col in ("storefront_differs", "storefront_present"):
         per_sku[col] = per_sku[col].astype("boolean").fillna(False).astype(bool)
     rows = rows.join(per_sku, on="sku")
     rows["previous_erp_values"] = previous_erp_expected(view, settings, rows)
@@ -97,18 +97,18 @@ def diagnose_drift(view: LedgerView, settings: Settings, drift: pd.DataFrame, ro
     # channel already shows (synced from that channel) while the ERP's ATP has not fallen by them yet
     others = rows["other_in_flight_units"] if "other_in_flight_units" in rows else 0
     in_flight = (~drifting & (rows["raw_delta"].abs() > tol)) | (drifting & (rows["delta"] < 0) & (-rows["delta"] <= others))
-    is_shopify = rows["channel"] == "shopify"
-    policy = is_shopify & ((rows["inventory_policy"] == "CONTINUE") | (rows["tracked"] == False))  # noqa: E712
-    listing_bad = rows["channel"].isin(MARKETPLACES) & rows["state"].notna() & ~rows["state"].isin(["active"])
-    lone_marketplace = rows["channel"].isin(MARKETPLACES) & (rows["n_differing"] == 1) & (rows["n_present"] >= 2)
+    is_storefront = rows["channel"].isin(storefronts)
+    policy = is_storefront & ((rows["inventory_policy"] == "CONTINUE") | (rows["tracked"] == False))  # noqa: E712
+    listing_bad = rows["channel"].isin(marketplaces) & rows["state"].notna() & ~rows["state"].isin(["active"])
+    lone_marketplace = rows["channel"].isin(marketplaces) & (rows["n_differing"] == 1) & (rows["n_present"] >= 2)
     all_differ = rows["n_differing"] >= rows["n_present"]
     threshold = (rows["expected_raw"] == 0) & (rows["observed"] > 0) & all_differ & (rows["shows_previous"] | rows["not_followed"])
-    storefront_right = (rows["shopify_present"] & ~rows["shopify_differs"] & (rows["n_marketplaces"] >= 2)
+    storefront_right = (rows["storefront_present"] & ~rows["storefront_differs"] & (rows["n_marketplaces"] >= 2)
                         & (rows["n_marketplaces_zero"] == rows["n_marketplaces"]) & (rows["observed"] == 0)
                         & (rows["expected"] > 0))
     rows["diagnosis"] = np.select(
         [in_flight, rows["other_location"].notna(), policy, lone_marketplace | listing_bad, threshold | storefront_right,
-         rows["shows_previous"] | rows["not_followed"], is_shopify],
+         rows["shows_previous"] | rows["not_followed"], is_storefront],
         ["in_flight", "location_mapping", "L1_storefront_feed", "L2_marketplace_listing", "L4_erp_config",
          "L3_connector", "L1_storefront_feed"], default="unknown")
     return rows

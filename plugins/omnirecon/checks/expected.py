@@ -12,17 +12,17 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from omnirecon.adapters import get_adapter
 from omnirecon.config import Settings
 
-LOCATION_KEY = {"shopify": "shopify", "amazon": "amazon", "walmart": "walmart_ship_node"}
 FBA = "FBA"
 OPEN_STATUSES = ("placed", "acknowledged", "partially_shipped")
 
 
 def location_map(settings: Settings, channels: list[str]) -> pd.DataFrame:
     """Rows (channel, erp_location, channel_location) from settings.locations."""
-    rows = [(ch, loc["erp"], str(loc[LOCATION_KEY[ch]]))
-            for ch in channels for loc in settings.mapped_locations(ch)]
+    keys = {ch: get_adapter(ch).location_key for ch in channels}
+    rows = [(ch, loc["erp"], str(loc[keys[ch]])) for ch in channels for loc in settings.mapped_locations(keys[ch])]
     return pd.DataFrame(rows, columns=["channel", "erp_location", "channel_location"])
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
+from omnirecon.adapters import get_adapter
 from omnirecon.checks import diagnosis as dg
 from omnirecon.checks import expected as ex
 from omnirecon.checks.compare import Comparison
@@ -272,7 +273,7 @@ class FindingBuilder:
         out = []
         for f in fails:
             for r in frame.iloc[f.rows].itertuples(index=False):
-                diag = "L1_storefront_feed" if r.channel == "shopify" else "L2_marketplace_listing"
+                diag = get_adapter(r.channel).listing_diagnosis
                 issues = r.issues if isinstance(r.issues, list) else []
                 detail = (f"{r.channel} listing {r.channel_sku} is {r.state} while the ERP has {int(r.erp_expected)} "
                           f"unit(s) to sell there" + (f" (issue {issues[0].get('code')}: {issues[0].get('message')})" if issues else "") + ".")

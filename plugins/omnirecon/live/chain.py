@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
+from omnirecon.adapters import all_adapters, channels, get_adapter
+from omnirecon.model.change import Change
 from omnirecon.model.values import Action, Check, Diagnosis, Severity
 from omnirecon.report.exports import detection_row
 from omnirecon.timeutil import iso, parse_ts, utcnow
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("shopify", "amazon", "walmart")
-SILENT = {("walmart", "inventory")}    # notifies only at zero: followed through reads of the target
 NOTIFY_RESOLUTION_S = 1.0              # the platforms' timestamps are to the second
 MIN_CHANGES = 3                        # fewer followed or missed changes: the hop's state is unknown
 OWN_SALE_S = 2.0                       # a channel's count moving this close to its own sale is that sale
@@ -39,37 +39,13 @@ DISCOVER_AFTER = 2                     # channel-only changes seen relayed (valu
 HOP_KINDS = ("inventory", "orders", "status")
 
 
-@dataclass(frozen=True)
-class Change:
-    """One change in one system, normalised: (system, SKU or order, value, changed_at)."""
-    system: str
-    kind: str                     # inventory | order | status
-    key: str                      # ERP SKU (inventory) or the channel's order id
-    at: datetime
-    value: object = None
-    location: str | None = None
-    channel: str | None = None    # an order or fulfilment recorded in the ERP: the channel it belongs to
-    skus: tuple = ()              # an order's ERP SKUs
-    via: str = "notification"     # notification | read
-    units: tuple = ()             # an order's units per SKU (as skus)
-    before: object = None         # a read: the value the previous read saw, at `since`
-    since: datetime | None = None
-
-
 # -- notifications -> changes ----------------------------------------------------------------------------------
-def _int(v):
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
-
-
 def changes_from(source: str, topic: str, body: str | bytes | dict, occurred_at=None, *,
                  item_skus: dict | None = None, erp_sku: Callable[[str, str], str] | None = None) -> list[Change]:
-    """A stored notification as changes (none for a topic the chain does not use). `item_skus` maps Shopify
-    inventory item ids (numeric) to SKUs; `erp_sku(channel_sku, channel)` resolves aliases."""
+    """A stored notification as changes, as the source's adapter reads it (none for a topic the chain does not
+    use). `item_skus` maps Shopify inventory item ids to SKUs; `erp_sku(channel_sku, channel)` resolves aliases.
+    A timestamp missing from the body falls back to when the notification says it happened."""
     doc = body if isinstance(body, dict) else json.loads(body)
-    erp_sku = erp_sku or (lambda sku, channel: sku)
     occurred = parse_ts(occurred_at) if occurred_at else None
 
     def when(*values):
@@ -82,67 +58,14 @@ def changes_from(source: str, topic: str, body: str | bytes | dict, occurred_at=
                 return t
         return occurred
 
-    out: list[Change] = []
-    if source == "shopify":
-        if topic == "inventory_levels/update":
-            sku = (item_skus or {}).get(str(doc.get("inventory_item_id")))
-            if sku is not None and doc.get("available") is not None:
-                out.append(Change("shopify", "inventory", erp_sku(sku, "shopify"), when(doc.get("updated_at")),
-                                  _int(doc["available"]), f"gid://shopify/Location/{doc.get('location_id')}"))
-        elif topic in ("orders/create", "orders/fulfilled"):
-            key = doc.get("admin_graphql_api_id") or str(doc.get("id"))
-            lines = [l for l in doc.get("line_items") or [] if l.get("sku")]
-            skus = tuple(erp_sku(l["sku"], "shopify") for l in lines)
-            if topic == "orders/create":
-                out.append(Change("shopify", "order", key, when(doc.get("created_at")), "placed", skus=skus,
-                                  units=tuple(_int(l.get("quantity")) or 0 for l in lines)))
-            else:
-                out.append(Change("shopify", "status", key, when(doc.get("updated_at")), "shipped", skus=skus))
-    elif source == "amazon":
-        payload = doc.get("Payload") or {}
-        if topic == "LISTINGS_ITEM_MFN_QUANTITY_CHANGE" and payload.get("Sku"):
-            out.append(Change("amazon", "inventory", erp_sku(payload["Sku"], "amazon"), when(doc.get("EventTime")),
-                              _int(payload.get("Quantity")), "MFN"))
-        elif topic == "ORDER_CHANGE":
-            note = payload.get("OrderChangeNotification") or {}
-            reason = (note.get("OrderChangeTrigger") or {}).get("ChangeReason", "")
-            at = when((note.get("OrderChangeTrigger") or {}).get("TimeOfOrderChange"), doc.get("EventTime"))
-            lines = [i for i in (note.get("Summary") or {}).get("OrderItems") or [] if i.get("SellerSKU")]
-            skus = tuple(erp_sku(i["SellerSKU"], "amazon") for i in lines)
-            if note.get("AmazonOrderId") and reason == "Order created":
-                out.append(Change("amazon", "order", note["AmazonOrderId"], at, "placed", skus=skus,
-                                  units=tuple(_int(i.get("Quantity")) or 0 for i in lines)))
-            elif note.get("AmazonOrderId") and reason == "Order shipped":
-                out.append(Change("amazon", "status", note["AmazonOrderId"], at, "shipped", skus=skus))
-    elif source == "walmart":
-        src, payload = doc.get("source") or {}, doc.get("payload") or {}
-        at = when(src.get("eventTime"))
-        if topic == "INVENTORY_OOS" and payload.get("sku"):
-            for node in payload.get("shipNodes") or [{}]:
-                out.append(Change("walmart", "inventory", erp_sku(payload["sku"], "walmart"), at,
-                                  _int(node.get("availToSellQty", 0)), node.get("shipNode")))
-        elif topic == "PO_CREATED" and payload.get("purchaseOrderId"):
-            lines = [l for l in payload.get("orderLines") or [] if l.get("sku")]
-            skus = tuple(erp_sku(l["sku"], "walmart") for l in lines)
-            out.append(Change("walmart", "order", str(payload["purchaseOrderId"]), at, "placed", skus=skus,
-                              units=tuple(_int((l.get("orderLineQuantity") or {}).get("amount")) or 0 for l in lines)))
-    elif source == "erp":
-        at = when(doc.get("timestamp"))
-        record = doc.get("recordType")
-        for item in doc.get("items") or []:
-            if item.get("item") and item.get("quantityAvailable") is not None:
-                out.append(Change("erp", "inventory", item["item"], at, _int(item["quantityAvailable"]),
-                                  item.get("location")))
-        so = doc.get("salesOrder") or {}
-        if so.get("otherRefNum"):
-            skus = tuple(l["item"] for l in so.get("lines") or [] if l.get("item"))
-            if record == "salesorder" and doc.get("type") == "create":
-                out.append(Change("erp", "order", str(so["otherRefNum"]), at, "recorded", channel=so.get("channel"),
-                                  skus=skus))
-            elif record == "itemfulfillment":
-                out.append(Change("erp", "status", str(so["otherRefNum"]), at, "shipped", channel=so.get("channel"),
-                                  skus=skus))
-    return [c for c in out if c.at is not None]
+    found = get_adapter(source).notification_changes(topic, doc, when, erp_sku=erp_sku or (lambda sku, ch: sku),
+                                                     item_skus=item_skus)
+    return [c for c in found if c.at is not None]
+
+
+def silent_kinds() -> set[tuple[str, str]]:
+    """(system, kind) pairs no notification reports (followed through reads of the target instead)."""
+    return {(a.system, kind) for a in all_adapters() for kind in a.silent_kinds}
 
 
 # -- statistics --------------------------------------------------------------------------------------------------
@@ -263,6 +186,8 @@ class ChainMonitor:
         self._latest: dict[str, tuple] = {}              # system -> (rows, last row, {key: latest value})
         self.now: datetime | None = None
         self.hops: list[Hop] = []
+        self.channels = channels()
+        self.silent = silent_kinds()
         if ledger is not None:
             from omnirecon.ledger import queries
             with ledger.session() as s:
@@ -317,7 +242,8 @@ class ChainMonitor:
     # -- the ERP's implied values ----------------------------------------------------------------------------
     def _mapped_erp_locations(self, channel: str) -> set[str] | None:
         try:
-            return {l["erp"] for l in self.settings.mapped_locations(channel) if l.get("erp")}
+            key = get_adapter(channel).location_key
+            return {l["erp"] for l in self.settings.mapped_locations(key) if l.get("erp")}
         except (AttributeError, KeyError):
             return None
 
@@ -350,7 +276,7 @@ class ChainMonitor:
     def _read_silent(self, now: datetime) -> None:
         if self.reader is None:
             return
-        for system, kind in SILENT:
+        for system, kind in self.silent:
             if system not in self.readable or not self.changes.get(("erp", "inventory")):
                 continue
             hop = Hop("erp", system, "inventory", self._erp_sources(system), self.resolution_s)
@@ -458,19 +384,19 @@ class ChainMonitor:
                 nxt = f
 
     def _observable(self, system: str, kind: str) -> bool:
-        if (system, kind) in SILENT:
+        if (system, kind) in self.silent:
             return system in self.readable and self.reader is not None
         return (system, kind) in self.notifying or any(s == system for s, _ in self.notifying)
 
     def _channel_pairs(self) -> list[tuple[str, str]]:
         """Channel->channel inventory hops: known from history, or seen carrying changes the ERP did not start."""
-        out = [(s, d) for (s, d, k) in self.known if k == "inventory" and s in CHANNELS and d in CHANNELS]
+        out = [(s, d) for (s, d, k) in self.known if k == "inventory" and s in self.channels and d in self.channels]
         erp_times = defaultdict(list)
         for c in self.changes.get(("erp", "inventory"), []):
             erp_times[c.key].append(c.at)
         cache: dict[str, tuple[dict, dict]] = {}
-        for src in CHANNELS:
-            for dst in CHANNELS:
+        for src in self.channels:
+            for dst in self.channels:
                 if src == dst or (src, dst) in out or not self._observable(dst, "inventory"):
                     continue
                 if dst not in cache:
@@ -499,11 +425,11 @@ class ChainMonitor:
     def _build(self) -> list[Hop]:
         hops: list[Hop] = []
         erp_seen = any(s == "erp" for s, _ in self.notifying)
-        for dst in CHANNELS:
-            known = ("erp", dst, "inventory") in self.known and (dst, "inventory") not in SILENT   # quiet now
+        for dst in self.channels:
+            known = ("erp", dst, "inventory") in self.known and (dst, "inventory") not in self.silent   # quiet now
             if erp_seen and (self._observable(dst, "inventory") or known):
                 hop = Hop("erp", dst, "inventory", self._erp_sources(dst),
-                          self.resolution_s if (dst, "inventory") in SILENT else NOTIFY_RESOLUTION_S)
+                          self.resolution_s if (dst, "inventory") in self.silent else NOTIFY_RESOLUTION_S)
                 targets = self._targets(dst, "inventory")
                 self._follow(hop, targets)
                 self._settle(hop, targets)
@@ -518,19 +444,19 @@ class ChainMonitor:
                 safety = self._safety(c.key, dst)
                 follows.append(Follow(c, expected=max(0, (c.value or 0) - safety)))
             hop = Hop(src, dst, "inventory", follows,
-                      self.resolution_s if (dst, "inventory") in SILENT else NOTIFY_RESOLUTION_S)
+                      self.resolution_s if (dst, "inventory") in self.silent else NOTIFY_RESOLUTION_S)
             targets = self._targets(dst, "inventory")
             self._follow(hop, targets)
             self._settle(hop, targets)
             hops.append(hop)
         if ("erp", "order") in self.notifying:
-            for src in CHANNELS:
+            for src in self.channels:
                 orders = self.changes.get((src, "order"), [])
                 if orders:
                     hop = Hop(src, "erp", "orders", [Follow(c, expected="recorded") for c in orders])
                     self._follow(hop, self._targets("erp", "orders", src), slack_s=NOTIFY_RESOLUTION_S)
                     hops.append(hop)
-        for dst in CHANNELS:
+        for dst in self.channels:
             shipped = [c for c in self.changes.get(("erp", "status"), []) if c.channel == dst]
             if shipped and (dst, "status") in self.notifying:
                 hop = Hop("erp", dst, "status", [Follow(c, expected="shipped") for c in shipped])
@@ -550,7 +476,7 @@ class ChainMonitor:
         self.hops = self._build()
         new = []
         for hop in self.hops:
-            action = Action.PUSH if hop.kind == "inventory" and hop.dst in CHANNELS else Action.ALERT
+            action = Action.PUSH if hop.kind == "inventory" and hop.dst in self.channels else Action.ALERT
             for f in hop.follows:
                 late = f.followed_at is None and (now - f.change.at).total_seconds() > self.sla
                 gap_key = (hop.name, hop.kind, f.change.key)
@@ -624,7 +550,7 @@ class ChainMonitor:
         if not unfollowed:
             return Diagnosis.L3_CONNECTOR                  # carried, late: a slow or stale sync
         if hop.src != "erp":
-            return Diagnosis.L2_MARKETPLACE_LISTING if hop.dst in ("amazon", "walmart") else Diagnosis.L1_STOREFRONT_FEED
+            return get_adapter(hop.dst).listing_diagnosis
         if self._reads_other_location(hop, unfollowed):
             return Diagnosis.LOCATION_MAPPING              # the channel shows another ERP location's count
         alone, not_alone = self._carried_alone(follows)
@@ -844,19 +770,3 @@ def _r(v):
 
 def _str(v):
     return None if v is None else str(v)
-
-
-def walmart_reader(hook, settings) -> Callable[[str, list[str]], dict]:
-    """A reader of Walmart's quantities through its hook (getInventory per SKU and mapped ship node, summed): the
-    target that sends no notification for a quantity change above zero."""
-    nodes = [l["walmart_ship_node"] for l in settings.mapped_locations("walmart")]
-
-    def read(system: str, keys: list[str]) -> dict:
-        out = {}
-        for key in keys:
-            sku, _ = settings.alias(key, "walmart")
-            values = [hook.read_inventory(sku, node) for node in nodes]
-            if any(v is not None for v in values):
-                out[key] = sum(v or 0 for v in values)
-        return out
-    return read

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
-from omnirecon.live.chain import SILENT, ChainMonitor, walmart_reader
+from omnirecon.live.chain import ChainMonitor, silent_kinds
 from omnirecon.model.values import Action, Check
 from omnirecon.timeutil import iso, utcnow
 
@@ -89,7 +89,7 @@ def _mapped_channel_locations(settings, channel: str) -> dict[str, str]:
     """{channel location id: ERP location} for the channel's mapped locations."""
     from omnirecon.adapters import get_adapter
     key = get_adapter(channel).location_key
-    return {str(loc[key]): loc["erp"] for loc in settings.mapped_locations(channel)}
+    return {str(loc[key]): loc["erp"] for loc in settings.mapped_locations(key)}
 
 
 def overwrites(ledger, channel: str, sku: str, since: datetime) -> list[dict]:
@@ -162,12 +162,13 @@ def silence_findings(ledger, settings, run_id: str, now: datetime, resubscribe: 
     from omnirecon.model.values import Diagnosis, Severity
     grace = timedelta(seconds=float(settings.get("propagation_sla_seconds", 60)))
     out = []
+    silent = silent_kinds()
     with ledger.session() as s:
         last_seen = queries.last_notification_per_source(s)
         for system, last in sorted(last_seen.items()):
             last = _utc(last)
             snap = queries.latest_snapshot(s, system, "inventory")
-            if (system, "inventory") in SILENT or snap is None:   # SILENT: no notification to miss
+            if (system, "inventory") in silent or snap is None:   # silent: no notification to miss
                 continue
             changed, sample = queries.rows_changed_after(s, snap.id, last + grace)
             if not changed:
@@ -250,12 +251,15 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
 
 
 def silent_target_reader(settings):
-    """(reader, readable) for the targets that send no notification for a quantity change: Walmart, through its
-    adapter's hook and the retailer's account settings, if it is connected."""
-    from omnirecon.adapters import get_adapter
+    """(reader, readable) for the connected targets that send no notification for some changes (their adapters'
+    `silent_kinds`: Walmart's quantities above zero), read through each adapter's hook and account settings."""
+    from omnirecon.adapters import all_adapters
     from omnirecon.connections import connection_exists
-    adapter = get_adapter("walmart")
-    if not connection_exists(adapter.conn_id):
+    readers = {}
+    for adapter in all_adapters():
+        if adapter.silent_kinds and connection_exists(adapter.conn_id):
+            hook = adapter.apply_account_settings(adapter.hook(), settings)
+            readers[adapter.system] = adapter.quantity_reader(hook, settings)
+    if not readers:
         return None, ()
-    hook = adapter.apply_account_settings(adapter.hook(), settings)
-    return walmart_reader(hook, settings), ("walmart",)
+    return (lambda system, keys: readers[system](system, keys)), tuple(readers)

@@ -11,27 +11,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
+from omnirecon.model.notification import Incoming
 from omnirecon.timeutil import utcnow
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A verified notification, ready to store."""
-    source: str
-    event_id: str
-    topic: str
-    body: bytes
-    occurred_at: datetime | None = None
-    headers: dict = field(default_factory=dict)
-    quarantined: str | None = None     # authentic but unusable (malformed): kept with the reason, never processed
 
 
 class InboxUnavailable(RuntimeError):

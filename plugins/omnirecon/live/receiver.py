@@ -15,7 +15,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from omnirecon.live.inbox import Inbox, InboxUnavailable
-from omnirecon.live.sources import Rejected
+from omnirecon.model.notification import Rejected
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 2 * 1024 * 1024

@@ -11,7 +11,8 @@ import logging
 import threading
 from collections import Counter
 
-from omnirecon.live.inbox import Inbox, Incoming
+from omnirecon.live.inbox import Inbox
+from omnirecon.model.notification import Incoming
 from omnirecon.timeutil import parse_ts
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,9 @@ import logging
 from datetime import datetime
 
 from omnirecon.adapters.base import SystemAdapter, ref_value
+from omnirecon.adapters.shopify import notifications as nt
 from omnirecon.model import normalize as nz
+from omnirecon.model.notification import ts
 
 log = logging.getLogger(__name__)
 QUANTITIES_PER_CALL = 250          # inventorySetQuantities
@@ -41,6 +43,22 @@ class ShopifyAdapter(SystemAdapter):
     normalizers = {"inventory": nz.shopify_inventory, "listings": nz.shopify_listings, "orders": nz.shopify_orders}
     write_paths = {"set_quantities": "batch"}
     batch_call_size = QUANTITIES_PER_CALL
+    channel_role = "storefront"
+
+    def notification_source(self, conn):
+        """Extra `client_secret` (the app's), and during a rotation `previous_client_secret` and
+        `client_secret_rotated_at` (ISO-8601): the old secret is accepted for an hour."""
+        x = (conn.extra_dejson or {}) if conn is not None else {}
+        if not x.get("client_secret"):
+            return None
+        return nt.ShopifySource(x["client_secret"], x.get("previous_client_secret"),
+                                ts(x.get("client_secret_rotated_at")), name=self.system)
+
+    def ensure_subscriptions(self, make_hook, conn, receiver_base_url: str, sqs_queue_arn: str | None = None):
+        return nt.ShopifySubscriptions(make_hook()).ensure(f"{receiver_base_url}/notifications/{self.system}")
+
+    def notification_changes(self, topic, doc, when, *, erp_sku, item_skus=None) -> list:
+        return nt.changes(self.system, topic, doc, when, erp_sku, item_skus)
 
     def fetch_catalog(self, hook) -> dict:
         return hook.fetch_variants()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from omnirecon.adapters.amazon import notifications as nt
 from omnirecon.adapters.base import SystemAdapter, WriteResult, ref_value
 from omnirecon.model import normalize as nz
 
@@ -24,6 +25,14 @@ class AmazonAdapter(SystemAdapter):
     normalizers = {"inventory": nz.amazon_inventory, "listings": nz.amazon_listings, "orders": nz.amazon_orders}
     write_paths = {"patch": "per_sku", "feed": "feed"}
     feed_max_items = FEED_MAX_MESSAGES
+    channel_role = "marketplace"
+
+    def ensure_subscriptions(self, make_hook, conn, receiver_base_url: str, sqs_queue_arn: str | None = None):
+        """SP-API delivers to an SQS queue (the sqs-consumer stores it), not to the receiver: needs its ARN."""
+        return nt.AmazonSubscriptions(make_hook()).ensure(sqs_queue_arn) if sqs_queue_arn else []
+
+    def notification_changes(self, topic, doc, when, *, erp_sku, item_skus=None) -> list:
+        return nt.changes(self.system, topic, doc, when, erp_sku)
 
     def fetch_catalog(self, hook) -> dict:
         return hook.fetch_listings()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from omnirecon.adapters.base import SystemAdapter, WriteResult, ref_value
+from omnirecon.adapters.walmart import notifications as nt
 from omnirecon.model import normalize as nz
 
 FEED_MAX_ITEMS = 10_000            # MP_INVENTORY feed
@@ -23,6 +24,32 @@ class WalmartAdapter(SystemAdapter):
     normalizers = {"inventory": nz.walmart_inventory, "listings": nz.walmart_listings, "orders": nz.walmart_orders}
     write_paths = {"put": "per_sku", "feed": "feed"}
     feed_max_items = FEED_MAX_ITEMS
+    channel_role = "marketplace"
+    silent_kinds = frozenset({"inventory"})     # INVENTORY_OOS only: a quantity above zero is read back
+
+    def notification_source(self, conn):
+        """password = the client secret; extra `webhook_auth_method` (HMAC | BASIC_AUTH), `webhook_auth_header`,
+        `webhook_user`, `webhook_password`, as given in the subscriptions' authDetails."""
+        if conn is None or not conn.password:
+            return None
+        x = conn.extra_dejson or {}
+        return nt.WalmartSource(conn.password, x.get("webhook_auth_method", "HMAC"),
+                                x.get("webhook_auth_header", "Authorization"), x.get("webhook_user"),
+                                x.get("webhook_password"), name=self.system)
+
+    def ensure_subscriptions(self, make_hook, conn, receiver_base_url: str, sqs_queue_arn: str | None = None):
+        if conn is None or not conn.password:
+            return []
+        header = (conn.extra_dejson or {}).get("webhook_auth_header", "Authorization")
+        subs = nt.WalmartSubscriptions(make_hook(), conn.password, header)
+        return subs.ensure(f"{receiver_base_url}/notifications/{self.system}")
+
+    def notification_changes(self, topic, doc, when, *, erp_sku, item_skus=None) -> list:
+        return nt.changes(self.system, topic, doc, when, erp_sku)
+
+    def quantity_reader(self, hook, settings):
+        nodes = [str(loc[self.location_key]) for loc in settings.mapped_locations(self.location_key)]
+        return nt.quantity_reader(self.system, hook, nodes, lambda sku: settings.alias(sku, self.system)[0])
 
     def fetch_catalog(self, hook) -> dict:
         return hook.fetch_inventory_snapshot()
