@@ -55,3 +55,42 @@ def test_the_erp_has_no_write_path():
         channels_mod.default_hook("erp")
     assert adapters.get_adapter("amazon").write_path(None) == ("patch", "per_sku")
     assert adapters.get_adapter("shopify").write_path("set_quantities") == ("set_quantities", "batch")
+
+
+def test_a_second_account_is_heard_under_its_own_name(walmart_ca):
+    """Its deliveries are verified at /notifications/walmart_ca with its own secret, read as its changes, and its
+    quantities are read back like the first account's (both notify only at zero)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from omnirecon.live.chain import changes_from, silent_kinds
+    from omnirecon.live.sources import sources_from_connections
+
+    class Conn:
+        def __init__(self, password=None, extra=None):
+            self.password, self.extra_dejson = password, extra or {}
+    conns = {"omnirecon_walmart": Conn("first-secret"), "omnirecon_walmart_ca": Conn("second-secret")}
+
+    def get(conn_id):
+        if conn_id not in conns:
+            raise AirflowNotFoundException(conn_id)
+        return conns[conn_id]
+    sources = sources_from_connections(get)
+    assert sorted(sources) == ["walmart", "walmart_ca"] and sources["walmart_ca"].name == "walmart_ca"
+    body = json.dumps({"source": {"eventType": "INVENTORY_OOS", "eventId": "e1", "eventTime": "2026-12-03T10:00:00Z"},
+                       "payload": {"sku": "TEE-CA", "shipNodes": [{"shipNode": "20001", "availToSellQty": 0}]}}).encode()
+    signed = {"Authorization": base64.b64encode(hmac.new(b"second-secret", body, hashlib.sha256).digest()).decode()}
+    note = sources["walmart_ca"].verify(body, signed)
+    assert (note.source, note.event_id, note.topic) == ("walmart_ca", "e1", "INVENTORY_OOS")
+    with pytest.raises(Exception, match="does not authenticate"):
+        sources["walmart"].verify(body, signed)          # the first account's secret does not sign it
+    (change,) = changes_from(note.source, note.topic, body, erp_sku=lambda sku, ch: {"TEE-CA": "TEE"}[sku])
+    assert (change.system, change.kind, change.key, change.value, change.location) == (
+        "walmart_ca", "inventory", "TEE", 0, "20001")
+    assert {("walmart", "inventory"), ("walmart_ca", "inventory")} <= silent_kinds()
+    assert walmart_ca.listing_diagnosis == "L2_marketplace_listing"
+    assert adapters.get_adapter("shopify").listing_diagnosis == "L1_storefront_feed"
