@@ -109,33 +109,17 @@ def snapshot_task(system: str, kinds: list[str], **context) -> dict:
             for k, v in results.items()}
 
 
-def _peak_rss_mb() -> float:
-    import resource
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)   # KiB on Linux
-
-
 def plan_shards_task(**context) -> list[dict]:
-    """Begin the reconcile run and split its per-SKU checks into SKU-hash shards (checks/scope.py), sized by
-    the ERP catalog: one mapped `reconcile_skus` task each. Every shard checks as of the same instant."""
-    from omnirecon.checks.load import catalog_size
-    from omnirecon.model.sharding import shard_count
+    """Begin the reconcile run and split its per-SKU checks into SKU-hash shards: one mapped `reconcile_skus` each."""
+    from omnirecon import cycle
 
     settings = load_settings()
     params = context.get("params") or {}
-    ledger = get_ledger()
-    run_id = ledger_run_id(context)
-    mode = params.get("mode") or settings.mode
-    ledger.begin_run(run_id, "reconcile", dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
-                     data_interval_start=context.get("data_interval_start"),
-                     data_interval_end=context.get("data_interval_end"), mode=mode, params=dict(params))
-    skus = catalog_size(ledger)
-    count = int(params.get("shards") or 0) or shard_count(skus, settings.runtime["reconcile_shard_skus"],
-                                                          settings.runtime["reconcile_max_shards"])
-    labels = [f"{i + 1}/{count}" for i in range(count)]
-    ledger.keep_findings_of(run_id, labels + ["global"])   # a re-planned run drops findings of an old split
-    now = utcnow().isoformat()
-    log.info("reconcile %s: %d ERP SKUs in %d shard(s)", run_id, skus, count)
-    return [{"run_id": run_id, "now": now, "shard": label} for label in labels]
+    return cycle.plan_shards(get_ledger(), settings, run_id=ledger_run_id(context), shards=params.get("shards") or 0,
+                             dag_id=context["dag"].dag_id, airflow_run_id=context["run_id"],
+                             data_interval_start=context.get("data_interval_start"),
+                             data_interval_end=context.get("data_interval_end"),
+                             mode=params.get("mode") or settings.mode, params=dict(params))
 
 
 def _reconcile_args(context) -> dict:
@@ -145,31 +129,13 @@ def _reconcile_args(context) -> dict:
 
 
 def reconcile_skus_task(shard: dict, **context) -> dict:
-    """The per-SKU checks of one shard, reading only that shard's rows; its findings replace its own."""
-    import time
-
-    from omnirecon.checks.run import reconcile
-    from omnirecon.model.sharding import Shard
-
-    t0 = time.monotonic()
-    result = reconcile(get_ledger(), load_settings(), run_id=shard["run_id"], now=parse_ts(shard["now"]),
-                       shard=Shard.parse(shard["shard"]), part="skus", data_docs=False, **_reconcile_args(context))
-    return {**result.summary(), "seconds": round(time.monotonic() - t0, 2), "peak_rss_mb": _peak_rss_mb()}
+    from omnirecon import cycle
+    return cycle.reconcile_shard(get_ledger(), load_settings(), shard, **_reconcile_args(context))
 
 
 def reconcile_task(shards: list[dict], shard_results, **context) -> dict:
-    """Freshness (with every shard's follow lag) and the order checks, then the run's totals."""
-    from omnirecon.checks.run import reconcile, run_totals
-
-    parts = list(shard_results)
-    run_id, now = shards[0]["run_id"], parse_ts(shards[0]["now"])
-    ledger = get_ledger()
-    result = reconcile(ledger, load_settings(), run_id=run_id, now=now, part="global",
-                       follow_lag=[row for part in parts for row in part["follow_lag"]], **_reconcile_args(context))
-    stats = {**run_totals(parts, result.summary()), "data_docs": result.data_docs, "peak_rss_mb": _peak_rss_mb(),
-             "shards": [{k: p[k] for k in ("shard", "skus_checked", "seconds", "peak_rss_mb")} for p in parts]}
-    ledger.finish_run(run_id, "success", stats)
-    return {"run_id": run_id, **stats}
+    from omnirecon import cycle
+    return cycle.reconcile_global(get_ledger(), load_settings(), shards, shard_results, **_reconcile_args(context))
 
 
 def run_settings(context):
@@ -265,22 +231,12 @@ def _responder(response) -> str | None:
 
 
 def apply_decision_task(request: dict, response, **context) -> dict:
-    """Record one correction's decision as soon as it is made (a default taken on timeout counts as a timeout),
-    then push it at once when approved: no decision waits for another."""
-    from omnirecon.remediation.approvals import apply_hitl_result
-    from omnirecon.remediation.plan import make_batches
-    from omnirecon.remediation.push import push_batch
+    """One correction's decision, recorded and (approved) pushed at once."""
+    from omnirecon import cycle
 
-    settings = run_settings(context)
-    ledger = get_ledger()
     by = _responder(response)
-    chosen = (response or {}).get("chosen_options") if by else None
-    outcomes = apply_hitl_result(ledger, [request["correction_id"]], chosen, by=by or "timeout",
-                                 timeout_default=settings.runtime["approval_timeout_default"], settings=settings)
-    approved = [o["correction_id"] for o in outcomes if o.get("status") == "planned"]
-    pushed = [push_batch(ledger, settings, b) for b in
-              (make_batches(ledger, request["run_id"], only_ids=approved) if approved else [])]
-    return {"correction_id": request["correction_id"], "outcomes": outcomes, "pushed": pushed}
+    return cycle.decide(get_ledger(), run_settings(context), run_id=request["run_id"],
+                        correction_id=request["correction_id"], chosen=(response or {}).get("chosen_options"), by=by)
 
 
 def live_task(**context) -> dict:
