@@ -55,8 +55,17 @@ def ts(value) -> datetime | None:
     """A timestamp in any form the platforms send, or None when absent or unreadable."""
     try:
         return parse_ts(value) if value else None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError, OSError):   # OverflowError, OSError: out of the platform's range
         return None
+
+
+def signature_matches(given: str | None, *expected: str) -> bool:
+    """Whether a signature header equals one of the expected values, in constant time. Headers arrive as any
+    latin-1 text: compared as bytes, a non-ASCII one is a mismatch (hmac.compare_digest raises on non-ASCII str)."""
+    if not given:
+        return False
+    got = given.strip().encode("utf-8", "surrogateescape")
+    return any(hmac.compare_digest(got, want.encode()) for want in expected)
 
 
 def b64_hmac(secret: str, raw: bytes) -> str:

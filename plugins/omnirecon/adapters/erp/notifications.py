@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from omnirecon.model.change import Change
-from omnirecon.model.notification import Incoming, Rejected, as_int, header, json_object, ts
+from omnirecon.model.notification import Incoming, Rejected, as_int, header, json_object, signature_matches, ts
 from omnirecon.timeutil import utcnow
 
 MAX_SKEW = timedelta(minutes=5)         # a SuiteScript delivery older than this is a replay
@@ -31,9 +31,9 @@ class NetSuiteSource:
         if not stamp or not given:
             raise Rejected(401, "missing X-Omnirecon-Timestamp or X-Omnirecon-Signature")
         want = "sha256=" + hmac.new(self.secret.encode(), stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(want, given.strip()):
+        if not signature_matches(given, want):
             raise Rejected(401, "X-Omnirecon-Signature does not match the body")
-        at = ts(int(stamp) * 1000) if stamp.strip().isdigit() else ts(stamp)
+        at = ts(int(stamp) * 1000) if stamp.strip().isascii() and stamp.strip().isdigit() else ts(stamp)
         if at is None or abs((now or utcnow()) - at) > self.max_skew:
             raise Rejected(401, "X-Omnirecon-Timestamp outside the allowed window (a replay?)")
         doc = json_object(raw)

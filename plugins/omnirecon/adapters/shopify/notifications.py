@@ -2,13 +2,13 @@
 delivery says changed."""
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
 from omnirecon.model.change import Change
-from omnirecon.model.notification import Incoming, Rejected, as_int, b64_hmac, header, json_object, ts
+from omnirecon.model.notification import (Incoming, Rejected, as_int, b64_hmac, header, json_object,
+                                          signature_matches, ts)
 from omnirecon.timeutil import utcnow
 
 ROTATION_GRACE = timedelta(hours=1)      # a rotated Shopify secret is still accepted this long
@@ -40,7 +40,7 @@ class ShopifySource:
         given = header(headers, "X-Shopify-Hmac-Sha256")
         if not given:
             raise Rejected(401, "missing X-Shopify-Hmac-Sha256")
-        if not any(hmac.compare_digest(b64_hmac(s, raw), given.strip()) for s in self.secrets(now or utcnow())):
+        if not signature_matches(given, *(b64_hmac(s, raw) for s in self.secrets(now or utcnow()))):
             raise Rejected(401, "X-Shopify-Hmac-Sha256 does not match the body")
         topic, webhook_id = header(headers, "X-Shopify-Topic"), header(headers, "X-Shopify-Webhook-Id")
         if not topic or not webhook_id:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Callable
 
 from omnirecon.model.change import Change
-from omnirecon.model.notification import Incoming, Rejected, as_int, header, json_object, ts
+from omnirecon.model.notification import Incoming, Rejected, as_int, header, json_object, signature_matches, ts
 
 TOPICS = ("INVENTORY_OOS", "OFFER_UNPUBLISHED", "OFFER_PUBLISHED", "PO_CREATED")
 RESOURCE = {"INVENTORY_OOS": "INVENTORY", "OFFER_UNPUBLISHED": "ITEM", "OFFER_PUBLISHED": "ITEM",
@@ -30,14 +30,13 @@ class WalmartSource:
     name: str = "walmart"
 
     def _authorised(self, raw: bytes, given: str) -> bool:
-        given = given.strip()
         if self.auth_method == "BASIC_AUTH":
             if not self.user or self.password is None:
                 return False
             token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-            return any(hmac.compare_digest(given, v) for v in (token, f"Basic {token}"))
+            return signature_matches(given, token, f"Basic {token}")
         digest = hmac.new(self.client_secret.encode(), raw, hashlib.sha256).digest()
-        return any(hmac.compare_digest(given, v) for v in (base64.b64encode(digest).decode(), digest.hex()))
+        return signature_matches(given, base64.b64encode(digest).decode(), digest.hex())
 
     def verify(self, raw: bytes, headers, now: datetime | None = None) -> Incoming:
         given = header(headers, self.auth_header)

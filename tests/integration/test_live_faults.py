@@ -1,0 +1,416 @@
+"""Faults on the live path (issue 15): the receiver, the triggerer and a worker killed mid-flow lose no
+notification and duplicate no correction; the receiver, fuzzed, accepts nothing unsigned and stays up.
+
+* receiver: a real `omnirecon receiver` process takes the sandbox's own signed deliveries (Shopify, Walmart, the
+  NetSuite SuiteScript) from a living world on the manual clock, and is SIGKILLed mid-stream three times while
+  forged deliveries are mixed in. The platforms retry what got no 2xx (Shopify, Walmart); after the restarts every
+  notification is in the ledger exactly once (by the platforms' event ids) and nothing forged is.
+* fuzz: bad signatures, malformed JSON, oversized and replayed bodies, wrong content types, missing headers,
+  random bytes on random paths, raw non-HTTP bytes: every request is answered, nothing unsigned is stored, the
+  process stays up and its counts add up (in = stored + duplicate + rejected).
+* worker: the live run (live_cycle, the `watch` task) SIGKILLed after it took the inbox (mid-watch, and after it
+  persisted its findings but before it marked them processed), and the push SIGKILLed with its write in flight
+  (the channel applied it, the worker never heard): the re-runs take every notification once, find the gap once,
+  and the channel's write log shows one write for the one correction.
+* triggerer: see test_inbox_trigger_* below.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import multiprocessing
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from omnirecon import airflow_setup
+from omnirecon.ledger import models as m
+from omnirecon.ledger.db import Ledger
+from omnirecon.live.receiver import MAX_BODY_BYTES
+from omnirecon.adapters.erp.notifications import NetSuiteDeployment
+from omnirecon.adapters.shopify.notifications import ShopifySubscriptions
+from omnirecon.adapters.walmart.notifications import WalmartSubscriptions
+from omnirecon.runner import hooks_from_connections
+from omnirecon_contract.scenario import from_dict
+from omnirecon_sandbox.clock import ManualClock
+from omnirecon_sandbox.core import Sandbox
+from tests.support.polling import free_port, wait_for
+from tests.support.world import world_doc
+
+pytestmark = pytest.mark.slow
+ERP_SECRET = "erp-webhook-secret-0123456789"
+
+
+# -- a real `omnirecon receiver` process --------------------------------------------------------------------------
+class ReceiverProcess:
+    """`omnirecon receiver` on a fixed port (the platforms' subscriptions name it), restartable after a SIGKILL."""
+
+    def __init__(self, ledger_url: str, connections: dict, log_path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, OMNIRECON_LEDGER_URL=ledger_url,
+                        **airflow_setup.connection_env(connections))
+        self.log_path, self.proc, self.starts = log_path, None, 0
+
+    def start(self) -> "ReceiverProcess":
+        self.starts += 1
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "omnirecon.cli", "receiver", "--host", "127.0.0.1",
+                                      "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for(self.health, 90, "the receiver answering /healthz", proc=self.proc)
+        return self
+
+    def health(self) -> dict | None:
+        try:
+            return requests.get(self.url + "/healthz", timeout=2).json()
+        except requests.RequestException:
+            return None
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait(30) == -signal.SIGKILL
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(60)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def shopify_headers(raw: bytes, secret: str, webhook_id: str, topic: str = "inventory_levels/update") -> dict:
+    return {"X-Shopify-Hmac-Sha256": base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode(),
+            "X-Shopify-Topic": topic, "X-Shopify-Webhook-Id": webhook_id,
+            "X-Shopify-Triggered-At": "2026-12-01T10:00:00Z", "Content-Type": "application/json"}
+
+
+def walmart_headers(raw: bytes, secret: str) -> dict:
+    return {"Authorization": base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode(),
+            "Content-Type": "application/json"}
+
+
+def netsuite_headers(raw: bytes, secret: str, stamp: int | None = None) -> dict:
+    ts = str(int(time.time()) if stamp is None else stamp)
+    sig = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    return {"X-Omnirecon-Timestamp": ts, "X-Omnirecon-Signature": sig, "Content-Type": "application/json"}
+
+
+def inbox(ledger) -> list[m.Notification]:
+    with ledger.session() as s:
+        return list(s.scalars(select(m.Notification).order_by(m.Notification.id)))
+
+
+def inbox_count(ledger) -> int:
+    with ledger.session() as s:
+        return int(s.scalar(select(func.count()).select_from(m.Notification)))
+
+
+# -- receiver: SIGKILLed mid-stream --------------------------------------------------------------------------------
+STREAM_S = 45                 # clock seconds of changes (the SuiteScript's timestamps stay within the 5-min window)
+KILL_AT = (10, 22, 34)        # the receiver is SIGKILLed right after these seconds' deliveries start landing
+SKUS = 6
+
+
+def stream_events() -> list[dict]:
+    """Every clock second: an ERP adjustment (a SuiteScript post) and a Shopify sale (orders/create and an
+    inventory_levels/update); every third second a Walmart order (PO_CREATED)."""
+    out = []
+    for t in range(1, STREAM_S + 1):
+        sku = f"SKU-{t % SKUS:03d}"
+        out.append({"at": f"+{t}s", "system": "erp", "kind": "adjust", "sku": sku, "location": "WH-EAST",
+                    "delta": -(1 + t % 3)})
+        out.append({"at": f"+{t}s", "system": "shopify", "kind": "order", "sku": sku, "quantity": 1})
+        if t % 3 == 0:
+            out.append({"at": f"+{t}s", "system": "walmart", "kind": "order", "sku": sku, "quantity": 1})
+    return out
+
+
+class DeliveryLog:
+    """Every delivery attempt the sandbox's platforms make: (system, the platform's event id, answered 2xx)."""
+
+    def __init__(self, outbox):
+        self.outbox, self.attempts, self.lock = outbox, [], threading.Lock()
+        post = outbox.post
+
+        def recording_post(d):
+            result = post(d)
+            with self.lock:
+                self.attempts.append((d.system, self.event_key(d), result[0]))
+            return result
+        outbox.post = recording_post
+
+    @staticmethod
+    def event_key(d) -> str:
+        if d.system == "shopify":
+            return d.headers["X-Shopify-Webhook-Id"]
+        if d.system == "walmart":
+            return json.loads(d.body)["source"]["eventId"]
+        return d.body.decode()           # the SuiteScript's message: one post per change, never retried
+
+    def keys(self, system: str, ok: bool | None = None) -> set[str]:
+        with self.lock:
+            return {k for s, k, good in self.attempts if s == system and (ok is None or good == ok)}
+
+    def failed(self, system: str) -> int:
+        with self.lock:
+            return sum(1 for s, _, good in self.attempts if s == system and not good)
+
+    def settled(self, clock) -> bool:
+        """Nothing due and unsent, nothing in flight (retries scheduled later may wait)."""
+        ob = self.outbox
+        with ob._cond:
+            return ob.inflight == 0 and not (ob._heap and ob._heap[0][0] <= clock.monotonic())
+
+
+class Forger(threading.Thread):
+    """Delivers forged notifications while the stream runs: wrong secrets, no signature, a real body under a
+    wrong HMAC. Each carries an id starting with `forged`: none may ever be stored."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.stop_flag, self.sent, self.answers = url, threading.Event(), 0, []
+
+    def run(self) -> None:
+        rng = random.Random(3)
+        while not self.stop_flag.is_set():
+            n = self.sent
+            raw = json.dumps({"inventory_item_id": n, "location_id": 1, "available": 999}).encode()
+            kind = n % 4
+            if kind == 0:
+                path, headers = "shopify", shopify_headers(raw, "not-the-secret", f"forged-{n}")
+            elif kind == 1:
+                path, headers = "shopify", {**shopify_headers(raw, "x", f"forged-{n}"), "X-Shopify-Hmac-Sha256": ""}
+            elif kind == 2:
+                raw = json.dumps({"source": {"eventType": "PO_CREATED", "eventId": f"forged-{n}",
+                                             "eventTime": "2026-12-01T10:00:00Z"}, "payload": {}}).encode()
+                path, headers = "walmart", walmart_headers(raw, "not-the-secret")
+            else:
+                raw = json.dumps({"recordType": "inventoryadjustment", "eventId": f"forged-{n}", "id": n}).encode()
+                path, headers = "erp", netsuite_headers(raw, "not-the-secret-either-0000")
+            try:
+                r = requests.post(f"{self.url}/notifications/{path}", data=raw, headers=headers, timeout=10)
+                self.answers.append(r.status_code)
+            except requests.RequestException:
+                self.answers.append(None)          # the receiver was down at that moment
+            self.sent += 1
+            self.stop_flag.wait(rng.uniform(0.005, 0.03))
+
+
+def test_a_receiver_killed_mid_stream_loses_no_notification_and_stores_none_twice(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    doc = world_doc(skus=SKUS, on_hand=500, events=stream_events(),
+                    notifications={"shopify": {}, "walmart": {}, "erp": {}})
+    scenario = from_dict(doc)
+    clock = ManualClock(scenario.as_of)
+    with Sandbox(scenario, clock=clock, options={"notify_timeout": 2.0}) as sb:
+        conns = sb.connections()
+        conns["omnirecon_netsuite"]["extra"] = {**conns["omnirecon_netsuite"]["extra"], "webhook_secret": ERP_SECRET}
+        rx = ReceiverProcess(ledger.url, conns, tmp_path / "receiver.log").start()
+        deliveries = DeliveryLog(sb.notifications.outbox)
+        forger = Forger(rx.url)
+        try:
+            hooks = hooks_from_connections(conns, time_scale=0.01)
+            ShopifySubscriptions(hooks["shopify"]).ensure(rx.url + "/notifications/shopify",
+                                                          topics=("INVENTORY_LEVELS_UPDATE", "ORDERS_CREATE"))
+            WalmartSubscriptions(hooks["walmart"], conns["omnirecon_walmart"]["password"]).ensure(
+                rx.url + "/notifications/walmart", topics=("PO_CREATED",))
+            NetSuiteDeployment(hooks["erp"], ERP_SECRET).ensure(rx.url + "/notifications/erp")
+            forger.start()
+
+            def second() -> None:
+                sb.world.advance(1.0)
+                wait_for(lambda: deliveries.settled(clock), 30, "this second's deliveries")
+
+            for t in range(1, STREAM_S + 1):
+                if t in KILL_AT:
+                    before = inbox_count(ledger)
+                    sb.world.advance(1.0)               # this second's burst goes out ...
+                    wait_for(lambda: inbox_count(ledger) > before, 30, "the burst landing")
+                    rx.kill()                           # ... and the receiver dies in the middle of it
+                    wait_for(lambda: deliveries.settled(clock), 30, "the burst failing")
+                    second()                            # a second of changes while it is down: all refused
+                    rx.start()
+                else:
+                    second()
+            for _ in range(STREAM_S + 120):             # the platforms' retries (first after 10 s / 30 s)
+                if not deliveries.keys("shopify", ok=False) - deliveries.keys("shopify", ok=True) and \
+                        not deliveries.keys("walmart", ok=False) - deliveries.keys("walmart", ok=True):
+                    break
+                second()
+        finally:
+            forger.stop_flag.set()
+            forger.join(30)
+            code = rx.stop()
+        assert code == 0, rx.log()[-3000:]
+        script_errors = len(sb.notifications.platforms["erp"].errors)
+
+    rows = inbox(ledger)
+    stored = {src: [n.event_id if src != "erp" else n.body for n in rows if n.source == src]
+              for src in ("shopify", "walmart", "erp")}
+    for src in ("shopify", "walmart"):
+        sent, ok = deliveries.keys(src), deliveries.keys(src, ok=True)
+        assert deliveries.failed(src) > 0, f"the kills never hit a {src} delivery"
+        assert sent == ok, f"{src}: the platform gave up on {len(sent - ok)} notification(s)"
+        assert sorted(stored[src]) == sorted(sent), src        # every one, each exactly once
+    # the SuiteScript posts once (N/https in afterSubmit has no retry): what failed is in its execution log;
+    # what was answered 2xx is stored, once; nothing else
+    erp_ok, erp_sent = deliveries.keys("erp", ok=True), deliveries.keys("erp")
+    assert len(stored["erp"]) == len(set(stored["erp"]))
+    assert erp_ok <= set(stored["erp"]) <= erp_sent
+    assert script_errors == deliveries.failed("erp")
+    assert all(n.quarantined is None for n in rows)
+    assert not [n for n in rows if n.event_id.startswith("forged") or "forged" in n.body]
+    assert forger.sent >= 50 and set(forger.answers) <= {401, None}, set(forger.answers)
+    assert rx.starts == len(KILL_AT) + 1
+
+
+# -- receiver: fuzzed -------------------------------------------------------------------------------------------
+FUZZ_SHOP, FUZZ_WM = "fuzz-shopify-secret", "fuzz-walmart-secret"
+FUZZ_CONNECTIONS = {"omnirecon_shopify": {"conn_type": "http", "extra": {"client_secret": FUZZ_SHOP}},
+                    "omnirecon_walmart": {"conn_type": "http", "password": FUZZ_WM},
+                    "omnirecon_netsuite": {"conn_type": "http", "extra": {"webhook_secret": ERP_SECRET}}}
+
+
+def raw_request(port: int, data: bytes, read: bool = True) -> bytes:
+    """Bytes on a socket as they are (no HTTP client tidying them) -> whatever the receiver answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        if not read:
+            return b""
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+        return out
+
+
+def status_of(answer: bytes) -> int | None:
+    """The status of an answer; a request line without a version gets an HTTP/0.9 answer: the error page alone."""
+    found = re.match(rb"HTTP/1\.[01] (\d{3}) ", answer) or re.search(rb"Error code: (\d{3})", answer)
+    return int(found.group(1)) if found else None
+
+
+def test_a_fuzzed_receiver_accepts_nothing_unsigned_answers_everything_and_stays_up(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    rx = ReceiverProcess(ledger.url, FUZZ_CONNECTIONS, tmp_path / "receiver.log").start()
+    url = rx.url + "/notifications/"
+    posts = 0
+
+    def post(path: str, raw: bytes, headers: dict) -> int:
+        nonlocal posts
+        posts += 1
+        return requests.post(url + path, data=raw, headers=headers, timeout=10).status_code
+
+    try:
+        shop = json.dumps({"inventory_item_id": 1, "location_id": 2, "available": 3}).encode()
+        wm = json.dumps({"source": {"eventType": "PO_CREATED", "eventId": "wm-1", "eventTime": "2026-12-01T10:00:00Z"},
+                         "payload": {"purchaseOrderId": "1"}}).encode()
+        ns = json.dumps({"recordType": "inventoryadjustment", "id": 7, "type": "create",
+                         "timestamp": "2026-12-01T10:00:00Z", "items": []}).encode()
+        old = int(time.time()) - 3600
+        valid_ns = netsuite_headers(ns, ERP_SECRET)
+        cases = [   # (what, path, body, headers, status, stored)
+            ("signed", "shopify", shop, shopify_headers(shop, FUZZ_SHOP, "wh-1"), 200, True),
+            ("replayed (same webhook id)", "shopify", shop, shopify_headers(shop, FUZZ_SHOP, "wh-1"), 200, False),
+            ("another app's secret", "shopify", shop, shopify_headers(shop, "another-app", "wh-2"), 401, False),
+            ("HMAC of another body", "shopify", shop + b" ", shopify_headers(shop, FUZZ_SHOP, "wh-3"), 401, False),
+            ("no HMAC header", "shopify", shop,
+             {k: v for k, v in shopify_headers(shop, FUZZ_SHOP, "wh-4").items() if "Hmac" not in k}, 401, False),
+            ("empty HMAC", "shopify", shop, {**shopify_headers(shop, FUZZ_SHOP, "wh-5"), "X-Shopify-Hmac-Sha256": ""},
+             401, False),
+            ("non-ASCII HMAC", "shopify", shop,
+             {**shopify_headers(shop, FUZZ_SHOP, "wh-6"), "X-Shopify-Hmac-Sha256": "\u00ff\u00fe=="}, 401, False),
+            ("signed, no topic", "shopify", shop,
+             {k: v for k, v in shopify_headers(shop, FUZZ_SHOP, "wh-7").items() if k != "X-Shopify-Topic"}, 400, False),
+            ("signed, not JSON", "shopify", b"{nope", shopify_headers(b"{nope", FUZZ_SHOP, "wh-8"), 400, False),
+            ("signed, a JSON array", "shopify", b"[1]", shopify_headers(b"[1]", FUZZ_SHOP, "wh-9"), 400, False),
+            ("signed, not UTF-8", "shopify", b"\xff\xfe", shopify_headers(b"\xff\xfe", FUZZ_SHOP, "wh-10"), 400, False),
+            ("text/plain, bad HMAC", "shopify", shop,
+             {**shopify_headers(shop, "x", "wh-11"), "Content-Type": "text/plain"}, 401, False),
+            ("text/plain, signed", "shopify", shop,
+             {**shopify_headers(shop, FUZZ_SHOP, "wh-12"), "Content-Type": "text/plain"}, 200, True),
+            ("walmart signed", "walmart", wm, walmart_headers(wm, FUZZ_WM), 200, True),
+            ("walmart replayed", "walmart", wm, walmart_headers(wm, FUZZ_WM), 200, False),
+            ("walmart wrong secret", "walmart", wm, walmart_headers(wm, "nope"), 401, False),
+            ("walmart basic auth instead of HMAC", "walmart", wm,
+             {"Authorization": "Basic " + base64.b64encode(b"user:" + FUZZ_WM.encode()).decode()}, 401, False),
+            ("walmart non-ASCII auth", "walmart", wm, {"Authorization": "\u00e9t\u00e9"}, 401, False),
+            ("walmart signed, no eventId", "walmart", b'{"source": {"eventType": "PO_CREATED"}}',
+             walmart_headers(b'{"source": {"eventType": "PO_CREATED"}}', FUZZ_WM), 400, False),
+            ("netsuite signed", "erp", ns, valid_ns, 200, True),
+            ("netsuite replayed as sent", "erp", ns, valid_ns, 200, False),
+            ("netsuite replayed an hour later", "erp", ns, netsuite_headers(ns, ERP_SECRET, old), 401, False),
+            ("netsuite wrong secret", "erp", ns, netsuite_headers(ns, "x" * 20), 401, False),
+            ("netsuite absurd timestamp, signed", "erp", ns, netsuite_headers(ns, ERP_SECRET, 10 ** 20), 401, False),
+            ("netsuite non-ASCII signature", "erp", ns, {**valid_ns, "X-Omnirecon-Signature": "sha256=\u00ff"}, 401,
+             False),
+            ("netsuite no timestamp", "erp", ns, {k: v for k, v in valid_ns.items() if "Timestamp" not in k}, 401, False),
+            ("no such source", "amazon", shop, shopify_headers(shop, FUZZ_SHOP, "wh-13"), 404, False),
+            ("no source at all", "", shop, shopify_headers(shop, FUZZ_SHOP, "wh-14"), 404, False),
+            ("oversized", "shopify", b"{" + b" " * MAX_BODY_BYTES + b"}",
+             shopify_headers(b"{}", FUZZ_SHOP, "wh-15"), 413, False),
+        ]
+        got = [(what, post(path, raw, headers)) for what, path, raw, headers, _, _ in cases]
+        assert got == [(what, status) for what, _, _, _, status, _ in cases]
+
+        # what no HTTP client would send
+        head = f"POST /notifications/shopify HTTP/1.1\r\nHost: x\r\n"
+        raw_cases = [
+            (f"{head}Content-Length: {10 ** 12}\r\n\r\n".encode(), 413, True),          # huge, body never sent
+            (f"{head}Content-Length: -5\r\n\r\n".encode(), 411, True),
+            (f"{head}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode(), 411, True),
+            (f"{head}Content-Length: 100\r\n\r\n{{\"a\": 1".encode(), 401, True),        # truncated, then closed
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(40)), 400, False),   # a TLS hello
+            (b"GARBAGE\r\n\r\n", 400, False),
+            (b"PUT /notifications/shopify HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 501, False),
+        ]
+        for data, want, counted in raw_cases:
+            assert status_of(raw_request(rx.port, data)) == want, data[:60]
+            posts += counted
+        raw_request(rx.port, b"POST /notifications/erp HTTP/1.1\r\n", read=False)   # a client that went away
+        posts += 1                                                 # (answered 411 to nobody: counted too)
+
+        rng = random.Random(11)
+        for i in range(150):                                       # random bytes, random headers, random paths
+            raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))
+            headers = {"X-Shopify-Hmac-Sha256": base64.b64encode(rng.randbytes(32)).decode(),
+                       "X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": f"fuzz-{i}",
+                       "Authorization": base64.b64encode(rng.randbytes(32)).decode(),
+                       "X-Omnirecon-Timestamp": str(int(time.time())), "X-Omnirecon-Signature": "sha256=" + rng.randbytes(32).hex(),
+                       "Content-Type": rng.choice(["application/json", "text/plain", "application/octet-stream"])}
+            headers = {k: v for k, v in headers.items() if rng.random() < 0.7}
+            status = post(rng.choice(["shopify", "walmart", "erp", "amazon", "", "shopify/x"]), raw, headers)
+            assert status in (400, 401, 404), (i, status)
+
+        health = rx.health()
+        assert rx.proc.poll() is None and health["ok"] is True
+        c = health["counts"]
+        rejected = sum(v for k, v in c.items() if k.startswith("rejected:"))
+        assert c["in"] == posts == c.get("stored", 0) + c.get("duplicate", 0) + rejected, c
+        assert (c["stored"], c["duplicate"]) == (4, 3)
+        assert post("shopify", shop, shopify_headers(shop, FUZZ_SHOP, "wh-after")) == 200   # still taking work
+    finally:
+        code = rx.stop()
+    assert code == 0, rx.log()[-3000:]
+    assert sorted((n.source, n.event_id) for n in inbox(ledger) if n.source != "erp") == [
+        ("shopify", "wh-1"), ("shopify", "wh-12"), ("shopify", "wh-after"), ("walmart", "wm-1")]
+    assert [n.body for n in inbox(ledger) if n.source == "erp"] == [ns.decode()]
+    assert FUZZ_SHOP not in rx.log() and ERP_SECRET not in rx.log()
