@@ -20,11 +20,14 @@ nothing new arriving is still found):
 
 1. `watch` — takes every unprocessed notification (several wake-ups folded into one run lose nothing), feeds the
    trigger-chain monitor (which also reads Walmart, which sends no notification for a quantity change above
-   zero), waits until the propagation deadlines of the changes it took have passed (`propagation_sla_seconds`,
-   at most SLA + 15 s), then persists each hop that did not follow as a `trigger_gap` finding, with the push
-   evidence where omnirecon may close the gap itself, and writes `trigger_chain.json` and `detections.csv` to
-   the reports folder. Notifications are marked processed only after that, so a failed run leaves them to the
-   next (the trigger rings again for work left unprocessed).
+   zero), waits for a propagation deadline (`propagation_sla_seconds`) only if it is a few seconds ahead and
+   stops as soon as it has gaps to close (a later deadline is the next run's: the trigger wakes it just before),
+   then persists each hop that did not follow as a `trigger_gap` finding, and each channel offering more than
+   the ERP can cover (a count moved above it, or stock sold elsewhere that the ERP has not recorded within the
+   SLA) as an `inventory_drift` finding, with the push evidence where omnirecon may close the gap itself, and
+   writes `trigger_chain.json` and `detections.csv` to the reports folder. Notifications are marked processed
+   only after that, so a failed run leaves them to the next (the trigger rings again for work left
+   unprocessed).
 2. `plan_corrections` / `push` / `alert` — the same outbox, guardrails, approvals, compare-and-swap or re-read
    and read-back as the scheduled reconcile. A gap the retailer's integration keeps re-opening after omnirecon
    closed it (`integration_fight_rounds` in an hour) is alerted, naming the hop, instead of pushed again.

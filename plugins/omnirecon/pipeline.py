@@ -250,7 +250,8 @@ def live_task(**context) -> dict:
     reader, readable = silent_target_reader(settings)
     result = live_cycle(ledger, settings, run_id=run_id, reader=reader, readable=readable,
                         out_dir=reports_dir(), resubscribe=_resubscriber())
-    ledger.finish_run(run_id, "success", {k: result[k] for k in ("notifications", "findings", "hops", "broken")})
+    ledger.finish_run(run_id, "success", {k: result[k] for k in ("notifications", "findings", "hops", "broken",
+                                                                 "next_deadline")})
     return result
 
 

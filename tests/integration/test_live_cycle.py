@@ -91,6 +91,7 @@ def live(tmp_path_factory):
             ledger.begin_run("omnirecon_live/1", "live")
             out = tmp / "out"
             result = live_cycle(ledger, settings, run_id="omnirecon_live/1", out_dir=out, now=clock.now, sleep=advance,
+                                wait_ahead_s=SLA,
                                 reader=get_adapter("walmart").quantity_reader(hooks["walmart"], settings), readable=("walmart",))
             ended = clock.now()
             plan = plan_corrections(ledger, settings, run_id="omnirecon_live/1", mode="apply", now=ended)

@@ -68,4 +68,16 @@ def test_processed_work_stops_ringing_and_stale_work_rings_again(sqlite_ledger, 
 
 def test_serializes_without_secrets():
     path, kwargs = InboxTrigger(poll_interval_s=2, stale_after_s=60).serialize()
-    assert path == "omnirecon.live.trigger.InboxTrigger" and kwargs == {"poll_interval_s": 2.0, "stale_after_s": 60.0}
+    assert path == "omnirecon.live.trigger.InboxTrigger" and kwargs == {"poll_interval_s": 2.0, "stale_after_s": 60.0,
+                                                                        "deadline_lead_s": 10.0}
+
+
+def test_rings_once_shortly_before_the_deadline_a_live_run_left_to_the_next(sqlite_ledger, monkeypatch):
+    from omnirecon.timeutil import iso
+    monkeypatch.setenv("OMNIRECON_LEDGER_URL", str(sqlite_ledger.engine.url))
+    due = utcnow() + timedelta(seconds=30)
+    sqlite_ledger.begin_run("omnirecon_live/1", "live")
+    sqlite_ledger.finish_run("omnirecon_live/1", "success", {"next_deadline": iso(due)})
+    assert asyncio.run(events(InboxTrigger(poll_interval_s=0.05, deadline_lead_s=10), 1, timeout=0.5)) == []
+    got = asyncio.run(events(InboxTrigger(poll_interval_s=0.05, deadline_lead_s=40), 2, timeout=1))
+    assert len(got) == 1 and got[0]["deadline"] == iso(due) and got[0]["pending"] == 0

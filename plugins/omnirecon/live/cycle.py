@@ -25,6 +25,8 @@ from omnirecon.timeutil import iso, utcnow
 log = logging.getLogger(__name__)
 
 TICK_S = 2.0                 # how often a run looks at the chain while deadlines are pending
+WAIT_AHEAD_S = 15.0          # a run waits for a propagation deadline at most this far ahead; later ones are the
+                             # next run's, which the InboxTrigger starts shortly before (trigger.DEADLINE_LEAD_S)
 WINDOW_S = 6 * 3600          # notifications further back than this are not replayed into the monitor
 FIGHT_WINDOW = timedelta(hours=1)
 
@@ -103,14 +105,15 @@ def overwrites(ledger, channel: str, sku: str, since: datetime) -> list[dict]:
         return [{"run_id": c.run_id, "to_qty": c.to_qty, "verified_at": iso(c.verified_at)} for c in rows]
 
 
-def unposted_units(monitor: ChainMonitor) -> dict[str, int]:
-    """ERP SKU -> units in channel orders the chain saw accepted that the ERP has not recorded yet (any channel)."""
+def unposted_units(monitor: ChainMonitor, placed_by: datetime | None = None) -> dict[str, int]:
+    """ERP SKU -> units in channel orders the chain saw accepted that the ERP has not recorded yet (any channel);
+    placed_by: only orders accepted at or before that moment."""
     out: dict[str, int] = {}
     for hop in monitor.hops:
         if hop.kind != "orders":
             continue
         for f in hop.follows:
-            if f.followed_at is None and not f.moot:
+            if f.followed_at is None and not f.moot and (placed_by is None or f.change.at <= placed_by):
                 for sku, units in zip(f.change.skus, f.change.units):
                     out[sku] = out.get(sku, 0) + int(units or 0)
     return out
@@ -146,6 +149,82 @@ def close_gaps(ledger, settings, findings: list[dict], now: datetime, unposted: 
             f["evidence"]["push"] = push
             f["location"] = _mapped_channel_locations(settings, f["channel"]).get(push["channel_location"])
     return findings
+
+
+def _to_current(monitor: ChainMonitor, findings: list[dict]) -> list[dict]:
+    """A gap is closed to what the ERP implies for the channel now (its latest change), not to the value of the
+    change that was detected late (a later one may still be within its SLA)."""
+    now = {(hop.dst, f.change.key): f.expected for hop in monitor.hops if hop.src == "erp" and hop.kind == "inventory"
+           for f in hop.follows}                           # time order: the latest wins
+    for f in findings:
+        current = now.get((f["channel"], f["sku"]))
+        if f["action"] == Action.PUSH and isinstance(current, int) and str(current) != f["expected"]:
+            f["evidence"]["detected_expected"] = f["expected"]
+            f["expected"] = str(current)
+            if f["observed"] not in (None, ""):
+                f["delta"] = int(f["observed"]) - current
+    return findings
+
+
+def exposures(settings, monitor: ChainMonitor, run_id: str, now: datetime,
+              skip: set[tuple[str, str]] = frozenset()) -> list[dict]:
+    """Channels offering more than the ERP can cover, found from the changes themselves, before any sale can
+    oversell them: a channel whose count moved above what the ERP implies (a manual edit, an app, a relay), or
+    that still shows stock sold on another channel whose order the ERP has not recorded within the SLA. What the
+    ERP implies is the contract formula over the ERP's levels as the chain last heard them, less those orders'
+    units. A channel still waiting for an ERP change to reach it is left to the trigger chain (its deadline), and
+    (channel, SKU) pairs in `skip` (already a trigger_gap push) are not raised twice. -> inventory_drift findings
+    (action push, the reconcile's fingerprint), not yet given their push evidence (close_gaps)."""
+    from omnirecon.adapters import get_adapter
+    from omnirecon.checks.findings import fingerprint
+    from omnirecon.model.values import Diagnosis, Severity
+    sla = timedelta(seconds=monitor.sla)
+    unposted = unposted_units(monitor, placed_by=now - sla)
+    levels = monitor._erp_levels_now()
+    erp_moved = {c.key: c.at for c in monitor.changes.get(("erp", "inventory"), [])}    # time order: last wins
+    out = []
+    for channel in monitor.channels:
+        if channel not in settings["channels"]:
+            continue
+        key = get_adapter(channel).location_key
+        locs = [l for l in settings.mapped_locations(key) if str(l.get(key, "")).upper() != "FBA"]
+        if len(locs) != 1:
+            continue                     # a count over several locations cannot be split into one write
+        erp_loc = locs[0]["erp"]
+        moved = {c.key: c.at for c in monitor.changes.get((channel, "inventory"), [])}
+        for sku in sorted(set(moved) | {k for k, v in unposted.items() if v}):
+            if (channel, sku) in skip or (sku, erp_loc) not in levels:
+                continue
+            shown = monitor._last_value(channel, "inventory", sku)
+            if not isinstance(shown, int):
+                continue
+            erp_at = erp_moved.get(sku)
+            if erp_at is not None and now - erp_at <= sla and (sku not in moved or moved[sku] < erp_at):
+                continue                 # an ERP change on its way to the channel: the trigger chain's
+            _channel_sku, units = settings.alias(sku, channel)
+            safety = int(settings.safety_stock(sku, channel))
+            held = unposted.get(sku, 0)
+            covered = max(0, levels[(sku, erp_loc)] - safety) // max(units, 1)
+            implied = max(0, levels[(sku, erp_loc)] - held - safety) // max(units, 1)
+            if shown <= implied:
+                continue
+            why = (f"orders for {held} unit(s) accepted more than {monitor.sla:g} s ago that the ERP has not "
+                   "recorded" if shown <= covered else f"{channel} moved to {shown} on its own")
+            out.append({"run_id": run_id, "fingerprint": fingerprint(Check.INVENTORY_DRIFT, channel, sku, erp_loc, None),
+                        "check": Check.INVENTORY_DRIFT, "severity": Severity.CRITICAL, "channel": channel,
+                        "sku": sku, "location": erp_loc, "order_id": None, "expected": str(implied),
+                        "observed": str(shown), "delta": shown - implied,
+                        "diagnosis": Diagnosis.L3_CONNECTOR if shown <= covered else Diagnosis.UNKNOWN,
+                        "action": Action.PUSH,
+                        "detail": (f"{channel} offers {shown} of SKU {sku} while the ERP implies {implied} "
+                                   f"({erp_loc} available {levels[(sku, erp_loc)]}, safety stock {safety}, "
+                                   f"{held} unit(s) sold elsewhere not yet in the ERP): {why}; a sale there "
+                                   "could oversell."),
+                        "evidence": {"hop": f"erp->{channel}", "live": "exposure",
+                                     "erp_available": levels[(sku, erp_loc)], "safety_stock": safety,
+                                     "unposted_units": held, "channel_changed_at": iso(moved[sku]) if sku in moved else None,
+                                     "erp_changed_at": iso(erp_at) if erp_at else None}})
+    return out
 
 
 def _utc(at: datetime) -> datetime:
@@ -203,8 +282,10 @@ def silence_findings(ledger, settings, run_id: str, now: datetime, resubscribe: 
 def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None, readable=(),
                out_dir: Path | None = None, now: Callable[[], datetime] = utcnow,
                sleep: Callable[[float], None] = time.sleep, max_watch_s: float | None = None,
-               resubscribe: Callable | None = None) -> dict:
-    """One live run -> a summary. `now`/`sleep` are the clock (tests drive them)."""
+               wait_ahead_s: float | None = None, resubscribe: Callable | None = None) -> dict:
+    """One live run -> a summary (with `next_deadline`: the earliest propagation deadline still ahead, which the
+    InboxTrigger wakes the next run for). The run waits only for deadlines within `wait_ahead_s` and stops as soon
+    as it has gaps to close. `now`/`sleep` are the clock (tests drive them)."""
     from omnirecon.checks.findings import persist
     from omnirecon.report import exports
 
@@ -212,19 +293,24 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     start = now()
     monitor = ChainMonitor(settings, ledger=ledger, reader=reader, readable=readable)
     monitor.cursor = _first_id_since(ledger, start - timedelta(seconds=WINDOW_S))
-    limit = start + timedelta(seconds=max_watch_s if max_watch_s is not None else monitor.sla + 15)
+    ahead = timedelta(seconds=WAIT_AHEAD_S if wait_ahead_s is None else wait_ahead_s)
+    limit = start + (timedelta(seconds=max_watch_s) if max_watch_s is not None else ahead)
     ticks = 0
     while True:
         t = now()
         monitor.tick(t)
         ticks += 1
         due = pending_deadline(monitor, t)
-        if due is None or due > limit or t >= limit:
+        # a deadline further ahead is left to the next run (the trigger wakes it just before); a channel offering
+        # stock the ERP cannot cover is closed now, by this run's push tasks
+        if due is None or due > t + ahead or t >= limit or exposures(settings, monitor, run_id, t):
             break
         sleep(max(0.0, min(TICK_S, (due - t).total_seconds() + 0.5)))
     t = now()
     monitor.save(run_id, persist_findings=False)
-    findings = close_gaps(ledger, settings, monitor.findings(run_id), t, unposted_units(monitor))
+    findings = close_gaps(ledger, settings, _to_current(monitor, monitor.findings(run_id)), t, unposted_units(monitor))
+    pushed = {(f["channel"], f["sku"]) for f in findings if f["action"] == Action.PUSH}
+    findings += close_gaps(ledger, settings, exposures(settings, monitor, run_id, t, skip=pushed), t)
     silent = silence_findings(ledger, settings, run_id, t, resubscribe)
     from omnirecon.adapters import systems
     from omnirecon.checks.findings import silence_fingerprint
@@ -235,6 +321,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     findings += silent
     processed = _mark_processed(ledger, taken, t)
     chain = monitor.chain()
+    next_due = pending_deadline(monitor, t)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         exports.write_trigger_chain_json(chain, out_dir / "trigger_chain.json")
@@ -245,7 +332,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     log.info("live run %s: %d notification(s) taken, %d tick(s), %d trigger_gap finding(s) %s", run_id, processed,
              ticks, len(findings), actions)
     return {"run_id": run_id, "notifications": processed, "ticks": ticks, "findings": len(findings),
-            "silent": sorted(f["channel"] for f in silent),
+            "silent": sorted(f["channel"] for f in silent), "next_deadline": iso(next_due) if next_due else None,
             "actions": actions, "hops": len(chain["hops"]),
             "broken": sum(h["state"] == "broken" for h in chain["hops"])}
 

@@ -6,6 +6,10 @@ a live run takes *every* unprocessed notification (several wake-ups folded into 
 triggerer rings again for whatever is still unprocessed, and work left unprocessed for `stale_after_s` (a wake-up
 lost while the DAG was paused, a failed run) rings again. One trigger per deployment polls the inbox; the
 query is an index range scan on `processed_at`.
+
+It also rings for time passing: a live run records the earliest propagation deadline still ahead of it
+(`next_deadline` in its stats) and leaves it to the next run instead of waiting for it; the trigger rings
+`deadline_lead_s` before that deadline, so that run is already running when the deadline passes.
 """
 from __future__ import annotations
 
@@ -14,6 +18,21 @@ import time
 from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+
+DEADLINE_LEAD_S = 10.0     # a run takes a few seconds to start: woken this long before the deadline it is for
+
+
+def next_deadline(ledger):
+    """The propagation deadline the latest finished live run left to the next one (None: none)."""
+    from sqlalchemy import select
+    from omnirecon.ledger import models as m
+    from omnirecon.timeutil import parse_ts
+    with ledger.session() as s:
+        stats = s.scalar(select(m.Run.stats).where(m.Run.kind == "live", m.Run.status == "success")
+                         .order_by(m.Run.finished_at.desc()).limit(1))
+    due = (stats or {}).get("next_deadline")
+    return parse_ts(due) if due else None
 
 
 def pending(ledger) -> tuple[int, int, float | None]:
@@ -34,23 +53,33 @@ def pending(ledger) -> tuple[int, int, float | None]:
 
 
 class InboxTrigger(BaseEventTrigger):
-    def __init__(self, poll_interval_s: float = 1.0, stale_after_s: float = 120.0, **kwargs):
+    def __init__(self, poll_interval_s: float = 1.0, stale_after_s: float = 120.0,
+                 deadline_lead_s: float = DEADLINE_LEAD_S, **kwargs):
         super().__init__(**kwargs)
         self.poll_interval_s, self.stale_after_s = float(poll_interval_s), float(stale_after_s)
+        self.deadline_lead_s = float(deadline_lead_s)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
-                {"poll_interval_s": self.poll_interval_s, "stale_after_s": self.stale_after_s})
+                {"poll_interval_s": self.poll_interval_s, "stale_after_s": self.stale_after_s,
+                 "deadline_lead_s": self.deadline_lead_s})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from omnirecon.ledger import get_ledger
+        from omnirecon.timeutil import iso, utcnow
         ledger = await asyncio.to_thread(get_ledger)
-        rung_for, rung_at = 0, 0.0
+        rung_for, rung_at, rung_due = 0, 0.0, None
         while True:
             newest, count, age = await asyncio.to_thread(pending, ledger)
+            due = await asyncio.to_thread(next_deadline, ledger)
             now = time.monotonic()
             stale = count and age is not None and age >= self.stale_after_s and now - rung_at >= self.stale_after_s
+            soon = due is not None and (due - utcnow()).total_seconds() <= self.deadline_lead_s
             if count and (newest > rung_for or stale):
                 rung_for, rung_at = newest, now
+                rung_due = due if soon else rung_due          # the run this wakes sees that deadline too
                 yield TriggerEvent({"newest_id": newest, "pending": count, "oldest_age_s": round(age or 0.0, 3)})
+            elif soon and due != rung_due:
+                rung_due = due
+                yield TriggerEvent({"deadline": iso(due), "pending": count})
             await asyncio.sleep(self.poll_interval_s)
