@@ -189,3 +189,22 @@ def _migrate(env: dict, out) -> None:
 def connection_env(connections: dict) -> dict:
     """AIRFLOW_CONN_<ID> variables (JSON form) for connections given as dicts."""
     return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(fields) for cid, fields in connections.items()}
+
+
+def wait_for_service(what: str, ready, proc: subprocess.Popen, timeout_s: float, interval_s: float = 2.0) -> str | None:
+    """Poll `ready()` until it holds (a connection error counts as not yet) -> None; or why it never did: the
+    process it waits on exited, or the time ran out. The caller raises its own error with its own log."""
+    import time
+
+    import requests
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"exited ({proc.returncode}) waiting for {what}"
+        try:
+            if ready():
+                return None
+        except requests.RequestException:
+            pass
+        time.sleep(interval_s)
+    return f"timed out waiting for {what}"

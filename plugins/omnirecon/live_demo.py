@@ -107,21 +107,10 @@ class AirflowApi:
         self.session = requests.Session()
         self.login: dict = {}
 
-    def _alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise SystemExit(f"omnirecon demo: airflow standalone exited ({self.proc.returncode}); see {self.log}")
-
     def wait(self, what: str, ready, timeout_s: float = 600) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self._alive()
-            try:
-                if ready():
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(2)
-        raise SystemExit(f"omnirecon demo: timed out waiting for {what}; see {self.log}")
+        why = airflow_setup.wait_for_service(what, ready, self.proc, timeout_s)
+        if why:
+            raise SystemExit(f"omnirecon demo: airflow standalone {why}; see {self.log}")
 
     def start(self, pw_file: Path) -> None:
         self.wait("the generated admin password", pw_file.exists)

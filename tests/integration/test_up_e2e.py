@@ -35,17 +35,9 @@ class Up:
         return self.log.read_text(errors="replace")[-6000:]
 
     def wait(self, what: str, ready, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"`make up` exited ({self.proc.returncode}) waiting for {what}\n{self.logs()}")
-            try:
-                if ready():
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(2)
-        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+        why = airflow_setup.wait_for_service(what, ready, self.proc, timeout)
+        if why:
+            raise AssertionError(f"`make up` {why}\n{self.logs()}")
 
     def api(self, method: str, path: str, **kw) -> requests.Response:
         """One REST call; a 5xx (SQLite metadata busy on a loaded machine) is retried, as the UI's user would."""
