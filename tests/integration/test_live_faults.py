@@ -414,3 +414,191 @@ def test_a_fuzzed_receiver_accepts_nothing_unsigned_answers_everything_and_stays
         ("shopify", "wh-1"), ("shopify", "wh-12"), ("shopify", "wh-after"), ("walmart", "wm-1")]
     assert [n.body for n in inbox(ledger) if n.source == "erp"] == [ns.decode()]
     assert FUZZ_SHOP not in rx.log() and ERP_SECRET not in rx.log()
+
+
+# -- worker: the live run and its push SIGKILLed mid-flow ---------------------------------------------------------
+W_SLA = 20
+W_START = 120                 # clock seconds the first snapshots may take
+W_CHANGE_AT = W_START + 30    # the ERP change the suspended ERP -> Walmart hop never carries
+W_HOPS = [{"id": "erp-shopify", "from": "erp", "to": "shopify", "kind": "inventory", "mechanism": "event", "latency": "2s"},
+          {"id": "erp-walmart", "from": "erp", "to": "walmart", "kind": "inventory", "mechanism": "event", "latency": "2s"}]
+W_EVENTS = [{"at": f"+{t}s", "system": "erp", "kind": "adjust", "sku": "SKU-000", "location": "WH-EAST", "delta": -3}
+            for t in (W_START + 5, W_START + 10, W_START + 15, W_CHANGE_AT)]
+NS_SECRET = "live-faults-secret-0123"
+_SPAWN = multiprocessing.get_context("spawn")     # a clean interpreter: no sandbox threads or locks forked along
+
+
+def _live_worker(ledger_url: str, conns: dict, settings_doc: dict, run_id: str, at, die_in: str) -> None:
+    """Child: the `watch` task's live_cycle on a frozen clock, SIGKILLed at `die_in`: `watch` (its first wait, after
+    it took the inbox and read the chain) or `mark` (after it persisted its findings, before it marks the
+    notifications processed)."""
+    from omnirecon.adapters import get_adapter
+    from omnirecon.config import settings_from_dict
+    from omnirecon.live import cycle
+
+    def die(*_a, **_k):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if die_in == "mark":
+        cycle._mark_processed = die
+    settings = settings_from_dict(settings_doc, {"mode": "apply"})
+    hooks = hooks_from_connections(conns, time_scale=0.01)
+    cycle.live_cycle(Ledger(ledger_url), settings, run_id=run_id, now=lambda: at, sleep=die,
+                     reader=get_adapter("walmart").quantity_reader(hooks["walmart"], settings), readable=("walmart",))
+
+
+def _push_worker(ledger_url: str, conns: dict, settings_doc: dict, batch: dict) -> None:
+    """Child: one push task (the sandbox SIGKILLs it once Walmart has applied its write)."""
+    from omnirecon.config import settings_from_dict
+    from omnirecon.remediation.push import push_batch
+    from tests.support.clock import ScaledClock
+    hooks = hooks_from_connections(conns, time_scale=0.01)
+    push_batch(Ledger(ledger_url), settings_from_dict(settings_doc, {"mode": "apply"}), batch,
+               hook_factory=lambda channel: hooks[channel], clock=ScaledClock(0.05))
+
+
+def _run_child(target, *args) -> int:
+    proc = _SPAWN.Process(target=target, args=args)
+    proc.start()
+    proc.join(180)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail(f"{target.__name__} hung")
+    return proc.exitcode
+
+
+def _unprocessed(ledger) -> int:
+    with ledger.session() as s:
+        return int(s.scalar(select(func.count()).select_from(m.Notification)
+                            .where(m.Notification.processed_at.is_(None))))
+
+
+def _gaps(ledger, run_id: str) -> list[m.Finding]:
+    from omnirecon.model.values import Check
+    with ledger.session() as s:
+        return list(s.scalars(select(m.Finding).where(m.Finding.run_id == run_id,
+                                                      m.Finding.check == Check.TRIGGER_GAP)))
+
+
+def test_a_live_run_and_its_push_killed_mid_flow_take_every_notification_once_and_write_once(tmp_path):
+    from omnirecon.adapters import get_adapter
+    from omnirecon.adapters.erp.notifications import NetSuiteSource
+    from omnirecon.adapters.shopify.notifications import ShopifySource
+    from omnirecon.config import settings_from_dict
+    from omnirecon.live.cycle import live_cycle
+    from omnirecon.live.inbox import Inbox
+    from omnirecon.live.receiver import Receiver
+    from omnirecon.remediation.plan import plan_corrections
+    from omnirecon.remediation.push import push_batch
+    from omnirecon.snapshot import snapshot_system
+    from tests.support.clock import ScaledClock
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    doc = world_doc(skus=10, on_hand=50, integration={"hops": W_HOPS, "defects": [
+        {"hop": "erp-walmart", "kind": "suspended", "from": f"+{W_START + 20}s"}]},
+        events=W_EVENTS, notifications={"shopify": {}, "erp": {}})
+    scenario = from_dict(doc)
+    clock = ManualClock(scenario.as_of)
+    settings_doc = dict(doc["settings"], propagation_sla_seconds=W_SLA)
+    settings = settings_from_dict(settings_doc, {"mode": "apply"})
+    with Sandbox(scenario, clock=clock, options={"notify_timeout": 2.0}) as sb:
+        conns = sb.connections()
+        hooks = hooks_from_connections(conns, time_scale=0.01)
+        ledger.begin_run("snapshot/1", "snapshot")          # the safety net's baseline, while the clock ticks on
+        done = threading.Event()
+        ticker = threading.Thread(target=lambda: [sb.world.advance(0.5) for _ in iter(lambda: done.wait(0.02), True)])
+        ticker.start()
+        try:
+            for system in hooks:
+                snapshot_system(system, ledger=ledger, run_id="snapshot/1", settings=settings, hook=hooks[system],
+                                window_start=scenario.as_of - timedelta(days=1), window_end=clock.now())
+        finally:
+            done.set()
+            ticker.join()
+        assert (clock.now() - scenario.as_of).total_seconds() < W_START, "snapshots ran into the world's events"
+
+        sources = {"shopify": ShopifySource(conns["omnirecon_shopify"]["extra"]["client_secret"]),
+                   "erp": NetSuiteSource(NS_SECRET, max_skew=timedelta(hours=1))}
+        with Receiver(Inbox(ledger), sources) as rx:
+            ShopifySubscriptions(hooks["shopify"]).ensure(rx.url + "/notifications/shopify",
+                                                          topics=("INVENTORY_LEVELS_UPDATE",))
+            NetSuiteDeployment(hooks["erp"], NS_SECRET).ensure(rx.url + "/notifications/erp")
+
+            def advance(seconds: float) -> None:
+                for _ in range(max(1, round(seconds))):
+                    sb.world.advance(1.0)
+                    wait_for(lambda: sb.notifications.outbox.pending() == 0, 20, "this second's deliveries")
+
+            def elapsed() -> float:
+                return (clock.now() - scenario.as_of).total_seconds()
+
+            advance(W_CHANGE_AT + 3 - elapsed())
+            total = inbox_count(ledger)
+            assert total >= 8 and _unprocessed(ledger) == total      # ERP and Shopify notifications, none taken
+            run = "omnirecon_live/1"
+            ledger.begin_run(run, "live")
+
+            # 1. killed mid-watch, after it took the inbox: nothing marked, nothing persisted
+            assert _run_child(_live_worker, ledger.url, conns, settings_doc, run, clock.now(), "watch") == -signal.SIGKILL
+            assert _unprocessed(ledger) == total and _gaps(ledger, run) == []
+
+            # 2. the retry, killed after persisting its findings, before marking the notifications processed
+            advance(W_CHANGE_AT + W_SLA + 2 - elapsed())
+            assert _run_child(_live_worker, ledger.url, conns, settings_doc, run, clock.now(), "mark") == -signal.SIGKILL
+            assert _unprocessed(ledger) == total and len(_gaps(ledger, run)) == 1
+
+            # 3. the next retry completes: every notification taken once, the gap found once
+            reader = get_adapter("walmart").quantity_reader(hooks["walmart"], settings)
+            first = live_cycle(ledger, settings, run_id=run, now=clock.now, sleep=advance, reader=reader,
+                               readable=("walmart",))
+            assert first["notifications"] == total and _unprocessed(ledger) == 0
+            [gap] = _gaps(ledger, run)
+            assert (gap.channel, gap.sku, gap.action) == ("walmart", "SKU-000", "push")
+            with ledger.session() as s:
+                detections = list(s.scalars(select(m.TriggerDetection).where(m.TriggerDetection.sku == "SKU-000")))
+            assert [d.hop for d in detections] == ["erp->walmart"]
+
+            # 4. the push, killed with its write in flight: Walmart applied it, the worker never heard
+            plan = plan_corrections(ledger, settings, run_id=run, mode="apply", now=clock.now())
+            assert plan.counts == {"planned": 1}
+            [batch] = plan.batches
+            armed = {"pid": None}
+            record = sb.record_write
+
+            def record_write(system, operation, key, body, applied, **kw):
+                record(system, operation, key, body, applied, **kw)
+                if applied and system == "walmart" and armed["pid"]:
+                    os.kill(armed["pid"], signal.SIGKILL)       # before the answer leaves the channel
+            sb.record_write = record_write
+            proc = _SPAWN.Process(target=_push_worker, args=(ledger.url, conns, settings_doc, batch))
+            proc.start()
+            armed["pid"] = proc.pid
+            proc.join(180)
+            armed["pid"] = None
+            assert proc.exitcode == -signal.SIGKILL
+            with ledger.session() as s:
+                c = s.scalars(select(m.Correction)).one()
+            assert c.status != "verified" and {i["sku"]: i["quantity"] for i in sb.state()["walmart"]["items"]
+                                               }["SKU-000"] == c.to_qty == 50 - 12 - 1
+
+            # 5. the next change-driven run comes before the push's retry: it must not push the gap again
+            ledger.begin_run("omnirecon_live/2", "live")
+            advance(5)
+            second = live_cycle(ledger, settings, run_id="omnirecon_live/2", now=clock.now, sleep=advance,
+                                reader=reader, readable=("walmart",))
+            again = plan_corrections(ledger, settings, run_id="omnirecon_live/2", mode="apply", now=clock.now())
+            assert second["findings"] == 0 and again.counts == {}     # Walmart reads as followed: no new gap
+            # 6. the push's retry (Airflow retries the task): it re-reads, finds its target there, verifies
+            for b in [batch] + again.batches:
+                push_batch(ledger, settings, b, hook_factory=lambda channel: hooks[channel], clock=ScaledClock(0.05))
+            writes = [w for w in sb.world.writes if w["system"] == "walmart" and w["by"] == "api"]
+            received = [w for w in sb.writes() if w["system"] == "walmart" and w["applied"]]
+    assert [(w["sku"], w["value"]) for w in writes] == [("SKU-000", 37)]     # one correction, one write
+    assert len(received) == 1
+    with ledger.session() as s:
+        first_c = s.scalars(select(m.Correction).where(m.Correction.run_id == run)).one()
+        others = list(s.scalars(select(m.Correction).where(m.Correction.run_id != run)))
+    assert (first_c.status, first_c.to_qty) == ("verified", 37)
+    assert all(o.status != "verified" or "already at target" in (o.detail or "") for o in others), \
+        [(o.status, o.detail) for o in others]
+    assert _unprocessed(ledger) == 0 and first["notifications"] + second["notifications"] == inbox_count(ledger)
