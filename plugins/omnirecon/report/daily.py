@@ -16,7 +16,7 @@ from omnirecon.links import run_link
 from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
-from omnirecon.report import exports, mail
+from omnirecon.report import chain, exports, mail
 from omnirecon.report.templating import render
 from omnirecon.timeutil import iso, parse_ts, utcnow
 
@@ -26,6 +26,7 @@ TREND_DAYS = 14
 TOP_OFFENDERS = 10
 CHANGES_LISTED = 20
 CHART_CID = "trend-chart"
+CHAIN_CID = "trigger-chain"
 ORDER_CHECKS = ("order_missing", "order_status_mismatch", "order_sequence")
 
 
@@ -39,6 +40,7 @@ class ReportContent:
     subject: str = ""
     report_date: str = ""
     html_standalone: str = ""  # report.html: the same page with the chart as a data: URI
+    chain_png: bytes | None = None   # the trigger chain's picture (None: no hop mapped yet)
 
     def write_html(self, path) -> Path:
         path = Path(path)
@@ -251,24 +253,31 @@ def build_report(ledger: Ledger, settings: Settings, *, report_date: date, run_i
         if run is not None and "run" not in links:
             links["run"] = run_link(settings, run, rid)
         run_started = iso(parse_ts(run.started_at)) if run else None
+        hops = chain.chain_hops(s)
 
     summary = {"report_date": report_date.isoformat(), "run_id": rid, "run_started_at": run_started, **headline,
                "changes": {k: changes[k] for k in ("previous_report", "new", "resolved", "still_open")},
-               "per_channel": channels}
+               "per_channel": channels, "trigger_chain": chain.summary(hops)}
     chart = render_chart(trend)
+    chain_png = chain.render_chain_png(hops)
     subject = (f"[omnirecon] Daily drift report {report_date.isoformat()}: "
                f"{headline['skus_in_disagreement']} SKU(s) drifting, {headline['oversell_units']} units oversell "
                f"exposure")
     ctx = dict(r=summary, h=headline, changes=changes, offenders=[_finding_view(f) for f in offenders],
-               per_channel=channels, trend=trend, links=links, subject=subject, generated_at=iso(utcnow()))
-    html = render("daily_report.html.j2", chart_src=f"cid:{CHART_CID}", **ctx)
+               per_channel=channels, trend=trend, links=links, subject=subject, generated_at=iso(utcnow()),
+               hops=hops)
+    html = render("daily_report.html.j2", chart_src=f"cid:{CHART_CID}",
+                  chain_src=f"cid:{CHAIN_CID}" if chain_png else None, **ctx)
     standalone = render("daily_report.html.j2",
-                        chart_src="data:image/png;base64," + base64.b64encode(chart).decode("ascii"), **ctx)
+                        chart_src="data:image/png;base64," + base64.b64encode(chart).decode("ascii"),
+                        chain_src=("data:image/png;base64," + base64.b64encode(chain_png).decode("ascii"))
+                        if chain_png else None, **ctx)
     text = render("daily_report.txt.j2", **ctx)
     csv_data = exports.csv_bytes([exports.finding_row(f) for f in findings], exports.FINDINGS_COLUMNS)
     _upsert_report(ledger, report_date.isoformat(), rid, summary, status="generated")
     return ReportContent(html=html, text=text, chart_png=chart, findings_csv=csv_data, summary=summary,
-                         subject=subject, report_date=report_date.isoformat(), html_standalone=standalone)
+                         subject=subject, report_date=report_date.isoformat(), html_standalone=standalone,
+                         chain_png=chain_png)
 
 
 def _upsert_report(ledger: Ledger, report_date: str, run_id: str | None, summary: dict, *, status: str,
@@ -292,7 +301,8 @@ def send_report(content: ReportContent, recipients: list[str], conn_id: str = "s
     if not recipients:
         raise ValueError("send_report: no recipients (set runtime report_recipients)")
     msg = mail.build_message(subject=content.subject, to=recipients, text=content.text, html=content.html,
-                             inline_images={CHART_CID: content.chart_png},
+                             inline_images={CHART_CID: content.chart_png,
+                                            **({CHAIN_CID: content.chain_png} if content.chain_png else {})},
                              attachments=[(f"findings-{content.report_date}.csv", content.findings_csv, "text/csv")])
     try:
         mail.send_message(msg, recipients, conn_id=conn_id)
@@ -337,6 +347,9 @@ def produce_daily_report(ledger: Ledger, settings: Settings, *, report_date, out
     (out / "findings.csv").write_bytes(content.findings_csv)
     (out / "trend.png").write_bytes(content.chart_png)
     files += [out / "findings.csv", out / "trend.png"]
+    if content.chain_png:
+        (out / "trigger_chain.png").write_bytes(content.chain_png)
+        files.append(out / "trigger_chain.png")
     recipients = list(settings.runtime.get("report_recipients") or [])
     sent = False
     if send and recipients:

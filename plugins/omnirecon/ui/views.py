@@ -2,6 +2,7 @@
 findings with diagnosis and evidence, pending approvals, last snapshot age per system, the latest report."""
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -11,6 +12,7 @@ from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
 from omnirecon.model.values import severity_rank
+from omnirecon.report import chain
 from omnirecon.report.daily import per_channel, sells_past_zero
 from omnirecon.timeutil import iso, parse_ts, utcnow
 
@@ -101,7 +103,11 @@ def overview(ledger: Ledger, settings: Settings, now: datetime | None = None) ->
                   "href": run_href(run, run.id) if run else None}
         report = queries.latest_report(s)
         report_row = {"report_date": report.report_date, "status": report.status} if report else None
-        return {"now": iso(now), "latest_run": latest, "drift": per_channel(findings, corrections),
+        hops = chain.chain_hops(s)
+        picture = chain.render_chain_png(hops)
+        return {"hops": hops, "hop_history": chain.hop_history(s, now), "chain_summary": chain.summary(hops),
+                "chain_src": "data:image/png;base64," + base64.b64encode(picture).decode("ascii") if picture else None,
+                "now": iso(now), "latest_run": latest, "drift": per_channel(findings, corrections),
                 "open_findings": open_findings, "open_total": open_total, "max_findings": MAX_FINDINGS,
                 "approvals": _pending_approvals(s), "snapshots": _snapshot_ages(s, settings, now),
                 "freshness_minutes": int(settings["freshness_minutes"]), "report": report_row,
