@@ -80,6 +80,9 @@ def cmd_receiver(args) -> int:
 
 
 def cmd_sqs_consumer(args) -> int:
+    if not args.queue_url.strip():
+        print("omnirecon sqs-consumer: --queue-url is empty (set OMNIRECON_SQS_QUEUE_URL)", file=sys.stderr)
+        return 2
     from omnirecon.live.sqs import serve
     return serve(args.queue_url)
 

@@ -21,7 +21,7 @@ AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-proce
 KEYS = {"AIRFLOW_FERNET_KEY": "x" * 43 + "=", "AIRFLOW_JWT_SECRET": "jwt", "AIRFLOW_API_SECRET_KEY": "api"}
 
 
-def _config(env_file: dict | None):
+def _config(env_file: dict | None, profile: str = "trial"):
     exe = shutil.which("docker-compose")
     if exe is None:
         msg = "docker-compose is not installed: apt-get install docker-compose (scripts/system-packages.sh does it)"
@@ -29,7 +29,7 @@ def _config(env_file: dict | None):
             pytest.fail(msg)
         pytest.skip(msg)
     env = {k: v for k, v in os.environ.items() if k not in KEYS}
-    return subprocess.run([exe, "-f", str(COMPOSE), "--profile", "trial", "config"], capture_output=True, text=True,
+    return subprocess.run([exe, "-f", str(COMPOSE), "--profile", profile, "config"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60, env={**env, **(env_file or {})})
 
 
@@ -92,3 +92,38 @@ def test_no_channel_secret_in_the_file():
     for key in ("AIRFLOW_CONN_OMNIRECON_SHOPIFY", "AIRFLOW_CONN_OMNIRECON_AMAZON", "AIRFLOW_CONN_OMNIRECON_WALMART",
                 "AIRFLOW_CONN_OMNIRECON_NETSUITE"):
         assert env[key].startswith("${"), f"{key} must come from the environment"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key twice in one mapping (PyYAML, and so Compose v1, keeps the last one silently)."""
+
+
+def _no_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":     # `<<: *anchor`: merged, not a key of its own
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        assert key not in seen, f"{COMPOSE.name} line {key_node.start_mark.line + 1}: {key!r} given twice"
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def test_no_key_is_given_twice():
+    yaml.load(COMPOSE.read_text(), Loader=_UniqueKeyLoader)
+
+
+def test_each_service_runs_its_own_command(rendered):
+    services = rendered["services"]
+    assert services["airflow-apiserver"]["command"] in ("api-server", ["api-server"])
+    assert services["receiver"]["command"] == ["python", "-m", "omnirecon.cli", "receiver", "--host", "0.0.0.0",
+                                               "--port", "8099"]
+    assert "healthcheck" in services["receiver"]
+    assert services["receiver"]["environment"]["OMNIRECON_RECEIVER_URL"] == ""
+    amazon = _config({**KEYS, "OMNIRECON_SQS_QUEUE_URL": "http://sqs.local/q"}, profile="amazon")
+    assert amazon.returncode == 0, amazon.stderr
+    consumer = yaml.safe_load(amazon.stdout)["services"]["sqs-consumer"]
+    assert consumer["command"][2:] == ["omnirecon.cli", "sqs-consumer", "--queue-url", "http://sqs.local/q"]

@@ -89,7 +89,8 @@ def serve(queue_url: str, get_connection=None) -> int:
     if get_connection is None:
         from airflow.sdk import BaseHook
         get_connection = BaseHook.get_connection
-    x = get_connection("omnirecon_amazon").extra_dejson or {}
+    from omnirecon.adapters import get_adapter
+    x = get_connection(get_adapter("amazon").conn_id).extra_dejson or {}
     client = sqs_client(x.get("sqs_endpoint"), x.get("aws_region", "us-east-1"), x.get("aws_access_key_id"),
                         x.get("aws_secret_access_key"))
     inbox = Inbox(get_ledger()).start()
