@@ -12,7 +12,10 @@ notification and duplicate no correction; the receiver, fuzzed, accepts nothing 
   persisted its findings but before it marked them processed), and the push SIGKILLed with its write in flight
   (the channel applied it, the worker never heard): the re-runs take every notification once, find the gap once,
   and the channel's write log shows one write for the one correction.
-* triggerer: see test_inbox_trigger_* below.
+* triggerer: a real `airflow triggerer` runs the omnirecon_live DAG's AssetWatcher(InboxTrigger) (registered by
+  `airflow dags reserialize` in a metadata DB of its own) and is SIGKILLed with its whole process group after it
+  rang for a notification no run took yet; notifications land while it is down; the restarted triggerer takes the
+  trigger over and rings for all of them, and the live runs the rings stand for take each notification once.
 """
 from __future__ import annotations
 
@@ -602,3 +605,105 @@ def test_a_live_run_and_its_push_killed_mid_flow_take_every_notification_once_an
     assert all(o.status != "verified" or "already at target" in (o.detail or "") for o in others), \
         [(o.status, o.detail) for o in others]
     assert _unprocessed(ledger) == 0 and first["notifications"] + second["notifications"] == inbox_count(ledger)
+
+
+# -- triggerer: a real `airflow triggerer` SIGKILLed ---------------------------------------------------------------
+class Triggerer:
+    """`airflow triggerer` in a process group of its own (it starts a trigger runner and a log server under it)."""
+
+    def __init__(self, env: dict, log_path):
+        self.env, self.log_path, self.proc = env, log_path, None
+
+    def start(self) -> "Triggerer":
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen([airflow_setup.airflow_bin(), "triggerer"], env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill(self, sig=signal.SIGKILL) -> int:
+        try:
+            os.killpg(self.proc.pid, sig)       # the group this test started, by its id
+        except ProcessLookupError:
+            pass
+        return self.proc.wait(60)
+
+
+def _asset_events(db_path) -> list[dict]:
+    import sqlite3
+    con = sqlite3.connect(db_path, timeout=30)
+    try:
+        rows = con.execute("SELECT extra FROM asset_event ORDER BY id").fetchall()
+    finally:
+        con.close()
+    return [json.loads(extra)["payload"] for (extra,) in rows]
+
+
+def _put(ledger, *event_ids: str) -> None:
+    from omnirecon.live.inbox import Inbox, Incoming
+    box = Inbox(ledger)
+    try:
+        for e in event_ids:
+            body = json.dumps({"inventory_item_id": 1, "location_id": 1001, "available": len(e)}).encode()
+            assert box.put(Incoming("shopify", e, "inventory_levels/update", body), timeout_s=60)
+    finally:
+        box.stop()
+
+
+def test_a_triggerer_killed_loses_no_wake_up_and_no_notification_is_taken_twice(tmp_path):
+    import shutil
+
+    from omnirecon.config import project_home, settings_from_dict
+    from omnirecon.live.cycle import live_cycle
+    airflow_setup.init(quiet=True)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    (tmp_path / "dags").mkdir()
+    shutil.copy(project_home() / "dags" / "omnirecon_live.py", tmp_path / "dags")
+    shutil.copy(airflow_setup.airflow_home() / airflow_setup.CLEAN_DB, tmp_path / "airflow.db")
+    env = airflow_setup.airflow_env({
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags"),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",      # an unpaused DAG's watchers are registered
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        # a restarted triggerer takes over the triggers of one whose heartbeat stopped this long ago (default 30 s)
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
+        "OMNIRECON_LEDGER_URL": ledger.url})
+    r = airflow_setup.run_airflow(["dags", "reserialize"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    settings = settings_from_dict(world_doc()["settings"])
+    taken: list[int] = []
+
+    def live_run(n: int) -> None:        # what each ring starts: an omnirecon_live run's `watch`
+        ledger.begin_run(f"omnirecon_live/{n}", "live")
+        taken.append(live_cycle(ledger, settings, run_id=f"omnirecon_live/{n}", max_watch_s=0)["notifications"])
+
+    db = tmp_path / "airflow.db"
+    trig = Triggerer(env, tmp_path / "triggerer.log")
+    _put(ledger, "a", "b")                                  # waiting before the triggerer ever ran
+    trig.start()
+    try:
+        wait_for(lambda: len(_asset_events(db)) == 1, 120, "the first ring", proc=trig.proc)
+        assert _asset_events(db)[0]["pending"] == 2
+        live_run(1)
+        _put(ledger, "c")
+        wait_for(lambda: len(_asset_events(db)) == 2, 60, "a ring for c", proc=trig.proc)
+        assert trig.kill() == -signal.SIGKILL               # rang for c; no run took c yet
+        _put(ledger, "d", "e", "f")                          # while nothing rings
+        trig.start()
+        rings = wait_for(lambda: len(_asset_events(db)) >= 3 and _asset_events(db), 120, "a ring after the restart",
+                         proc=trig.proc)
+        newest = max(n.id for n in inbox(ledger))
+        assert rings[2] == {**rings[2], "newest_id": newest, "pending": 4}   # c, d, e, f
+        live_run(2)
+    finally:
+        trig.kill(signal.SIGTERM)
+    assert taken == [2, 4] and sum(taken) == inbox_count(ledger) == 6
+    with ledger.session() as s:
+        assert not s.scalars(select(m.Notification).where(m.Notification.processed_at.is_(None))).all()
+    import sqlite3
+    con = sqlite3.connect(db)
+    try:                                        # the rings queued runs of the live DAG
+        assert con.execute("SELECT DISTINCT target_dag_id FROM asset_dag_run_queue").fetchall() == [("omnirecon_live",)]
+    finally:
+        con.close()
