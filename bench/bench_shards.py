@@ -4,11 +4,12 @@ Celery workers as processes), with one and with two workers; and unsharded for c
 
     .venv/bin/python bench/bench_shards.py                       # 1M SKUs: unsharded, 1 worker, 2 workers
     .venv/bin/python bench/bench_shards.py --skus 50000 --shard-skus 10000 --configs 1:auto 2:auto   # quick
+    .venv/bin/python bench/bench_shards.py --configs 1:1 1:auto --preload off on --rounds 3 --curve   # preload
 
 The ledger (ERP inventory + items, three channels' inventory, 2,000 orders per channel; 1% drift) is written
 with COPY into a fresh PostgreSQL database (not timed). Each configuration is a fresh Airflow topology running
 one reconcile in dry-run (corrections are planned and recorded, nothing is pushed). Every shard task records
-its own peak RSS (`ru_maxrss` of the task process) and wall time in the run's ledger stats; the DAG run's wall
+its own peak RSS (`ru_maxrss` of the task process), CPU seconds and wall time in the run's ledger stats; the DAG run's wall
 time comes from Airflow's REST API. Needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379.
 """
 from __future__ import annotations
@@ -125,8 +126,10 @@ def generate(url: str, skus: int, drift: float, seed: int = 7) -> dict:
     return counts
 
 
-def run_config(workers: int, shards: int, url_ledger: str, pg_metadata_url: str, broker: str, work: Path) -> dict:
-    """One fresh topology with `workers` Celery workers (one task slot each); one reconcile run in dry-run."""
+def run_config(workers: int, shards: int, url_ledger: str, pg_metadata_url: str, broker: str, work: Path,
+               preload: bool = True) -> dict:
+    """One fresh topology with `workers` Celery workers (one task slot each); one reconcile run in dry-run.
+    preload=False: the workers import nothing of omnirecon before forking (Celery `imports` emptied)."""
     import pytest
 
     import tests.support.celery_topology as cs
@@ -142,9 +145,16 @@ def run_config(workers: int, shards: int, url_ledger: str, pg_metadata_url: str,
     with pytest.MonkeyPatch.context() as mp, cs.CeleryTopology(
             work, mp, metadata_url=pg_metadata_url, broker_url=broker, ledger_url=url_ledger, scenario_obj=sc,
             env={"OMNIRECON_MODE": "dry-run", "AIRFLOW__CORE__PARALLELISM": "8",
-                 "OMNIRECON_RUNTIME": str(work / "runtime.yaml")}) as topo:
+                 "OMNIRECON_RUNTIME": str(work / "runtime.yaml"),
+                 **({} if preload else {"AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": "{}"})}) as topo:
         topo.api.wait(lambda: all(cs.tail(topo.logs[w], 10**7).count(cs.WORKER_READY) for w in topo.logs
                                   if w.startswith("worker")), 180, "every worker ready")
+        import psutil
+        pool = [c for w in topo.procs if w.startswith("worker") for c in psutil.Process(topo.procs[w].pid).children()
+                if "ForkPoolWorker" in " ".join(c.cmdline())]
+        preloaded = [any("/pandas/_libs/" in m.path for m in c.memory_maps()) for c in pool]
+        print(f"preload={'on' if preload else 'off'}: pandas mapped in the pool processes before any task: {preloaded}",
+              flush=True)
         topo.api.deadline = time.monotonic() + 3 * 3600
         t0 = time.monotonic()
         run_id = topo.api.run_dag("omnirecon_reconcile", {"mode": "dry-run", "shards": shards})
@@ -165,7 +175,7 @@ def run_config(workers: int, shards: int, url_ledger: str, pg_metadata_url: str,
     when = {(ti["task_id"], ti["map_index"]): ti for ti in tis}
     phase = (datetime.fromisoformat(when[("reconcile", -1)]["end_date"])
              - datetime.fromisoformat(when[("plan_shards", -1)]["start_date"])).total_seconds()
-    return {"workers": workers, "shards": shards, "run_wall_s": round(wall, 1), "reconcile_phase_s": round(phase, 1),
+    return {"workers": workers, "shards": shards, "preload": preload, "run_wall_s": round(wall, 1), "reconcile_phase_s": round(phase, 1),
             "dag_run": dr, "stats": stats,
             "task_seconds": {k: round(sum(v), 1) for k, v in durations.items()}, "shards_per_worker": per_worker}
 
@@ -194,6 +204,9 @@ def main() -> int:
     ap.add_argument("--shard-skus", type=int, default=100_000, help="runtime.reconcile_shard_skus")
     ap.add_argument("--configs", nargs="*", default=["1:1", "1:auto", "2:auto"],
                     help="WORKERS:SHARDS pairs (SHARDS auto = one per --shard-skus SKUs)")
+    ap.add_argument("--preload", nargs="*", default=["on"], choices=["on", "off"],
+                    help="run each configuration with the workers' preload on and/or off (in turn)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat every configuration (in turn) this many times")
     ap.add_argument("--curve", nargs="*", type=int, default=[1, 4, 10, 20],
                     help="also reconcile one shard of each of these splits in a fresh process (peak RSS vs shard size)")
     args = ap.parse_args()
@@ -214,18 +227,21 @@ def main() -> int:
             r = one_shard(ledger_url, n)
             print(f"one shard of {n}: {r['skus']:,} SKUs in {r['seconds']}s, peak RSS {r['peak_rss_mb']:,} MB "
                   f"(after imports {r['imports_mb']:,} MB)", flush=True)
-        for config in args.configs:
+        runs = [(config, p == "on") for _ in range(args.rounds) for p in args.preload for config in args.configs]
+        for config, preload in runs:
             workers, shards = config.split(":")
             shards = auto if shards == "auto" else int(shards)
             work = Path(tempfile.mkdtemp(prefix="omnirecon-bench-shards-"))
             (work / "runtime.yaml").write_text(f"reconcile_shard_skus: {args.shard_skus}\n")
             with temp_pg_database("omnirecon_bench_airflow") as metadata_url:
-                r = run_config(int(workers), shards, ledger_url, metadata_url, broker, work)
+                r = run_config(int(workers), shards, ledger_url, metadata_url, broker, work, preload)
             shutil.rmtree(work, ignore_errors=True)
             results.append(r)
             st = r["stats"]
             peaks = [p["peak_rss_mb"] for p in st["shards"]]
-            print(f"workers={r['workers']} shards={r['shards']}: reconcile phase {r['reconcile_phase_s']}s, "
+            cpu = sum(p.get("cpu_s", 0) for p in st["shards"])
+            print(f"workers={r['workers']} shards={r['shards']} preload={'on' if preload else 'off'}: "
+                  f"shard task processes' CPU {cpu:.1f}s summed; reconcile phase {r['reconcile_phase_s']}s, "
                   f"DAG run {r['run_wall_s']}s; global reconcile task peak RSS {st.get('peak_rss_mb')} MB; "
                   f"(reconcile_skus tasks {r['task_seconds'].get('reconcile_skus')}s summed); "
                   f"peak RSS per shard task max {max(peaks):,.0f} MB (min {min(peaks):,.0f}); "

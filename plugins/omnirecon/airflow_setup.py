@@ -79,6 +79,7 @@ def parallelism(cpus: int | None = None) -> int:
 
 
 PRELOAD = "omnirecon.checks.preload"
+CELERY_EXTRA = {"imports": [PRELOAD]}   # [celery] extra_celery_config
 
 
 def write_cfg() -> Path:
@@ -126,6 +127,11 @@ enable_health_check = True
 # (bench/README.md, fixed cost). Not the default yet: under `omnirecon up` a zombie then shows in its
 # process tree (test_up_e2e).
 mp_forkserver_preload = {PRELOAD}
+
+[celery]
+# A Celery worker imports its `imports` once, before it forks its pool processes (which fork the task processes):
+# every task on the worker starts with the reconcile path loaded.
+extra_celery_config = {json.dumps(CELERY_EXTRA)}
 """)
     return cfg
 

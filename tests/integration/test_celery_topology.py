@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import psutil
 import pytest
 from sqlalchemy import select
 
@@ -35,6 +36,11 @@ def test_pipeline_on_celery_postgres_redis(tmp_path, monkeypatch, pg_ledger, air
     with CeleryTopology(tmp_path, monkeypatch, metadata_url=airflow_db_url, broker_url=broker_url,
                         ledger_url=pg_ledger.url, scenario_obj=scenario.load(str(demo_scenario_path))) as af:
         api, sb = af.api, af.sb
+        # the worker imported the reconcile path (Celery `imports`, airflow_setup.CELERY_EXTRA) before forking its
+        # pool, so every task process starts with it: pandas' extension modules are mapped in the pool processes
+        worker = psutil.Process(af.procs["worker"].pid)
+        pool = [p for p in worker.children() if "ForkPoolWorker" in " ".join(p.cmdline())]
+        assert len(pool) == 4 and all(any("/pandas/_libs/" in m.path for m in p.memory_maps()) for p in pool), pool
         snapshot_run = api.run_dag("omnirecon_snapshot", {"lookback_hours": 360})
         reconcile_run = api.run_dag("omnirecon_reconcile", {"mode": "apply"})
 

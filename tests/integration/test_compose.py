@@ -94,6 +94,15 @@ def test_no_channel_secret_in_the_file():
         assert env[key].startswith("${"), f"{key} must come from the environment"
 
 
+def test_celery_workers_preload_the_reconcile_path(rendered):
+    """The same Celery `imports` as `omnirecon airflow-init` writes (bench/README.md, fixed cost per task)."""
+    import json
+
+    from omnirecon import airflow_setup
+    env = rendered["services"]["airflow-worker"]["environment"]
+    assert json.loads(env["AIRFLOW__CELERY__EXTRA_CELERY_CONFIG"]) == airflow_setup.CELERY_EXTRA
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML that refuses a key twice in one mapping (PyYAML, and so Compose v1, keeps the last one silently)."""
 

@@ -2,6 +2,7 @@
 imports stay free of pandas and GX; the shared GX project keeps no config variables file."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,12 +39,31 @@ def test_dag_files_import_neither_pandas_nor_gx():
     assert out == "[]"
 
 
-def test_preload_imports_the_reconcile_path_without_starting_threads():
+def test_preload_imports_the_reconcile_path_without_starting_threads_or_opening_connections():
+    """Executors fork task processes from the process that imported it (forkserver, Celery's pool parent): a
+    thread or an open socket there would be shared by, or lost in, every fork."""
     out = _run(
-        "import sys, threading\n"
+        "import os, sys, threading\n"
+        "def sockets(): return [l for l in (os.path.realpath(f'/proc/self/fd/{f}') for f in os.listdir('/proc/self/fd')) if 'socket:' in l]\n"
+        "before = sockets()\n"
         "import omnirecon.checks.preload\n"
-        "print(threading.active_count(), all(m in sys.modules for m in ('omnirecon.checks.run', 'great_expectations')))\n")
-    assert out == "1 True"
+        "print(threading.active_count(), all(m in sys.modules for m in ('omnirecon.checks.run', 'great_expectations')),"
+        " sockets() == before)\n")
+    assert out == "1 True True"
+
+
+def test_celery_worker_config_imports_the_preload(tmp_path, monkeypatch):
+    """What `omnirecon airflow-init` writes reaches the Celery app Airflow's worker runs."""
+    from omnirecon import airflow_setup
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    airflow_setup.write_cfg()
+    r = subprocess.run([sys.executable, "-c",
+                        "from airflow.providers.celery.executors.celery_executor import app; print(list(app.conf.imports))"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__CELERY__")}
+                       | {"AIRFLOW_HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "['omnirecon.checks.preload']"
 
 
 def test_shared_project_has_no_config_variables_file_path(tmp_path):
