@@ -86,6 +86,14 @@ def test_orders_the_erp_stopped_recording_are_a_broken_hop_with_alert_gaps():
     assert all(g["detail"].startswith("shopify->erp") and g["order_id"] for g in gaps)
 
 
+def test_orders_are_expected_in_the_erp_from_its_first_notification_of_any_kind():
+    mon = ChainMonitor(SETTINGS)
+    feed(mon, [Change("erp", "inventory", "MUG", at(0), 10, "WH-EAST"),      # the ERP notifies; no order yet
+               Change("shopify", "order", "o1", at(5), "placed", skus=("MUG",))])
+    found = mon.tick(at(5 + 31))
+    assert [(d.hop, d.key) for d in found if d.kind == "orders"] == [("shopify->erp", "o1")]
+
+
 def test_a_gap_closes_when_the_target_follows_and_a_change_taken_back_in_time_is_none():
     mon = ChainMonitor(SETTINGS)
     feed(mon, [Change("erp", "inventory", "MUG", at(0), 10, "WH-EAST"),

@@ -449,8 +449,8 @@ class ChainMonitor:
             self._follow(hop, targets)
             self._settle(hop, targets)
             hops.append(hop)
-        if ("erp", "order") in self.notifying:
-            for src in self.channels:
+        if erp_seen:    # one user-event deployment notifies the ERP's items and sales orders alike: heard at all,
+            for src in self.channels:       # it would have said an order was recorded (not waiting for a first one)
                 orders = self.changes.get((src, "order"), [])
                 if orders:
                     hop = Hop(src, "erp", "orders", [Follow(c, expected="recorded") for c in orders])
