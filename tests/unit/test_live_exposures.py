@@ -62,3 +62,34 @@ def test_stock_sold_elsewhere_that_the_erp_has_not_recorded_within_the_sla_is_ta
     f = got[("walmart", "MUG")]
     assert (f["expected"], f["observed"], f["diagnosis"], f["evidence"]["unposted_units"]) == ("16", "19", "L3_connector", 3)
     assert found(mon, SLA + 1) and exposures(SETTINGS, mon, "r", at(SLA + 1), skip={("walmart", "MUG")}) == []
+
+
+def test_the_channel_closest_to_selling_out_comes_first_and_the_run_stays_within_the_guardrail(sqlite_ledger):
+    from omnirecon.live.cycle import within_guardrail
+    from omnirecon.model.canonical import InventoryRecord
+    from omnirecon.timeutil import utcnow
+    levels = {(f"S{i}", "WH-EAST"): 40 for i in range(10)} | {("LOW", "WH-EAST"): 4}
+    mon = monitor(*[Change("amazon", "inventory", f"S{i}", at(0), 45, "MFN") for i in range(10)],
+                  Change("amazon", "inventory", "LOW", at(0), 9, "MFN"), levels=levels)
+    mon.tick(at(2))
+    found = exposures(SETTINGS, mon, "r", at(2))
+    assert [f["sku"] for f in found][:1] == ["LOW"] and len(found) == 11     # implies 2: it sells out first
+    sqlite_ledger.begin_run("snap", "snapshot")
+    sqlite_ledger.land_snapshot(run_id="snap", system="amazon", kind="inventory", stats={"fetched_at": utcnow()},
+                                quarantined=[], records=[InventoryRecord(system="amazon", sku=s, location="MFN",
+                                                                         available=45, updated_at=utcnow(), ref={})
+                                                         for s in ["LOW"] + [f"S{i}" for i in range(19)]])
+    gap = {"channel": "amazon", "sku": "S9", "action": "push"}               # a trigger_gap push of the same run
+    found = exposures(SETTINGS, mon, "r", at(2), skip={("amazon", "S9")})
+    taken, left = within_guardrail(sqlite_ledger, {"max_correction_fraction": 0.2}, [gap], found)
+    assert [f["sku"] for f in taken] == ["LOW", "S0", "S1"] and len(left) == 7   # 4 of 20 SKUs: 20%
+
+
+def test_a_gap_is_closed_to_what_the_erp_implies_now_not_to_the_source_channels_count():
+    from omnirecon.live.cycle import _to_current
+    mon = monitor(Change("shopify", "inventory", "MUG", at(0), 40, "gid://shopify/Location/1"))
+    mon.tick(at(1))
+    gap = {"action": "push", "channel": "amazon", "sku": "MUG", "expected": "38", "observed": "30", "delta": -8,
+           "evidence": {"hop": "shopify->amazon"}}                            # shopify's 40 less amazon's safety 2
+    [out] = _to_current(SETTINGS, mon, [gap])
+    assert (out["expected"], out["delta"], out["evidence"]["detected_expected"]) == ("18", 12, "38")   # 20 - 2

@@ -151,19 +151,44 @@ def close_gaps(ledger, settings, findings: list[dict], now: datetime, unposted: 
     return findings
 
 
-def _to_current(monitor: ChainMonitor, findings: list[dict]) -> list[dict]:
-    """A gap is closed to what the ERP implies for the channel now (its latest change), not to the value of the
-    change that was detected late (a later one may still be within its SLA)."""
-    now = {(hop.dst, f.change.key): f.expected for hop in monitor.hops if hop.src == "erp" and hop.kind == "inventory"
-           for f in hop.follows}                           # time order: the latest wins
+def _to_current(settings, monitor: ChainMonitor, findings: list[dict]) -> list[dict]:
+    """A gap is closed to what the ERP implies for the channel now (the ERP is the source of truth): not to the
+    value of the change that was detected late (a later one may still be within its SLA), nor, on a channel ->
+    channel hop, to what the source channel shows."""
+    latest = {(hop.dst, f.change.key): f.expected for hop in monitor.hops
+              if hop.src == "erp" and hop.kind == "inventory" for f in hop.follows}      # time order: the latest wins
     for f in findings:
-        current = now.get((f["channel"], f["sku"]))
-        if f["action"] == Action.PUSH and isinstance(current, int) and str(current) != f["expected"]:
+        if f["action"] != Action.PUSH:
+            continue
+        implied = erp_implied(settings, monitor, f["channel"], f["sku"])
+        current = implied[0] if implied else latest.get((f["channel"], f["sku"]))
+        if isinstance(current, int) and str(current) != f["expected"]:
             f["evidence"]["detected_expected"] = f["expected"]
             f["expected"] = str(current)
             if f["observed"] not in (None, ""):
                 f["delta"] = int(f["observed"]) - current
     return findings
+
+
+def _pushable_location(settings, channel: str) -> str | None:
+    """The ERP location behind the channel's one pushable location (None: several, or none)."""
+    from omnirecon.adapters import get_adapter
+    key = get_adapter(channel).location_key
+    locs = [l for l in settings.mapped_locations(key) if str(l.get(key, "")).upper() != "FBA"]
+    return locs[0]["erp"] if len(locs) == 1 else None
+
+
+def erp_implied(settings, monitor: ChainMonitor, channel: str, sku: str, held: int = 0):
+    """(quantity, ERP location, available there, safety stock): what the channel should show for the SKU by the
+    contract formula over the ERP's levels as the chain last heard them, less `held` units sold elsewhere that
+    the ERP has not recorded; None where one location's count cannot say it (several, or no ERP level)."""
+    erp_loc = _pushable_location(settings, channel)
+    available = monitor._erp_levels_now().get((sku, erp_loc)) if erp_loc else None
+    if available is None:
+        return None
+    units = max(settings.alias(sku, channel)[1], 1)
+    safety = int(settings.safety_stock(sku, channel))
+    return max(0, available - held - safety) // units, erp_loc, available, safety
 
 
 def exposures(settings, monitor: ChainMonitor, run_id: str, now: datetime,
@@ -174,57 +199,73 @@ def exposures(settings, monitor: ChainMonitor, run_id: str, now: datetime,
     ERP implies is the contract formula over the ERP's levels as the chain last heard them, less those orders'
     units. A channel still waiting for an ERP change to reach it is left to the trigger chain (its deadline), and
     (channel, SKU) pairs in `skip` (already a trigger_gap push) are not raised twice. -> inventory_drift findings
-    (action push, the reconcile's fingerprint), not yet given their push evidence (close_gaps)."""
-    from omnirecon.adapters import get_adapter
+    (action push, the reconcile's fingerprint), not yet given their push evidence (close_gaps), closest to
+    selling out first."""
     from omnirecon.checks.findings import fingerprint
     from omnirecon.model.values import Diagnosis, Severity
     sla = timedelta(seconds=monitor.sla)
     unposted = unposted_units(monitor, placed_by=now - sla)
-    levels = monitor._erp_levels_now()
     erp_moved = {c.key: c.at for c in monitor.changes.get(("erp", "inventory"), [])}    # time order: last wins
     out = []
     for channel in monitor.channels:
-        if channel not in settings["channels"]:
-            continue
-        key = get_adapter(channel).location_key
-        locs = [l for l in settings.mapped_locations(key) if str(l.get(key, "")).upper() != "FBA"]
-        if len(locs) != 1:
+        if channel not in settings["channels"] or _pushable_location(settings, channel) is None:
             continue                     # a count over several locations cannot be split into one write
-        erp_loc = locs[0]["erp"]
         moved = {c.key: c.at for c in monitor.changes.get((channel, "inventory"), [])}
         for sku in sorted(set(moved) | {k for k, v in unposted.items() if v}):
-            if (channel, sku) in skip or (sku, erp_loc) not in levels:
+            if (channel, sku) in skip:
                 continue
+            held = unposted.get(sku, 0)
+            implied = erp_implied(settings, monitor, channel, sku, held)
             shown = monitor._last_value(channel, "inventory", sku)
-            if not isinstance(shown, int):
+            if implied is None or not isinstance(shown, int) or shown <= implied[0]:
                 continue
             erp_at = erp_moved.get(sku)
             if erp_at is not None and now - erp_at <= sla and (sku not in moved or moved[sku] < erp_at):
                 continue                 # an ERP change on its way to the channel: the trigger chain's
-            _channel_sku, units = settings.alias(sku, channel)
-            safety = int(settings.safety_stock(sku, channel))
-            held = unposted.get(sku, 0)
-            covered = max(0, levels[(sku, erp_loc)] - safety) // max(units, 1)
-            implied = max(0, levels[(sku, erp_loc)] - held - safety) // max(units, 1)
-            if shown <= implied:
-                continue
+            value, erp_loc, available, safety = implied
+            covered = erp_implied(settings, monitor, channel, sku)[0]
             why = (f"orders for {held} unit(s) accepted more than {monitor.sla:g} s ago that the ERP has not "
                    "recorded" if shown <= covered else f"{channel} moved to {shown} on its own")
             out.append({"run_id": run_id, "fingerprint": fingerprint(Check.INVENTORY_DRIFT, channel, sku, erp_loc, None),
                         "check": Check.INVENTORY_DRIFT, "severity": Severity.CRITICAL, "channel": channel,
-                        "sku": sku, "location": erp_loc, "order_id": None, "expected": str(implied),
-                        "observed": str(shown), "delta": shown - implied,
+                        "sku": sku, "location": erp_loc, "order_id": None, "expected": str(value),
+                        "observed": str(shown), "delta": shown - value,
                         "diagnosis": Diagnosis.L3_CONNECTOR if shown <= covered else Diagnosis.UNKNOWN,
                         "action": Action.PUSH,
-                        "detail": (f"{channel} offers {shown} of SKU {sku} while the ERP implies {implied} "
-                                   f"({erp_loc} available {levels[(sku, erp_loc)]}, safety stock {safety}, "
+                        "detail": (f"{channel} offers {shown} of SKU {sku} while the ERP implies {value} "
+                                   f"({erp_loc} available {available}, safety stock {safety}, "
                                    f"{held} unit(s) sold elsewhere not yet in the ERP): {why}; a sale there "
                                    "could oversell."),
                         "evidence": {"hop": f"erp->{channel}", "live": "exposure",
-                                     "erp_available": levels[(sku, erp_loc)], "safety_stock": safety,
+                                     "erp_available": available, "safety_stock": safety,
                                      "unposted_units": held, "channel_changed_at": iso(moved[sku]) if sku in moved else None,
                                      "erp_changed_at": iso(erp_at) if erp_at else None}})
-    return out
+    return sorted(out, key=lambda f: (int(f["expected"]), -f["delta"]))
+
+
+def within_guardrail(ledger, settings, findings: list[dict], more: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(taken, left) of `more` push findings: per channel, as many as keep the run's pushes within the planner's
+    max_correction_fraction of the channel's SKUs next to those `findings` already push (taken in order, so the
+    riskiest first). Beyond it the planner would push nothing to that channel at all; what is left waits for the
+    next run, once these are closed."""
+    fraction = float(settings["max_correction_fraction"])
+    pushing: dict[str, set] = {}
+    for f in findings:
+        if f["action"] == Action.PUSH:
+            pushing.setdefault(f["channel"], set()).add(f["sku"])
+    taken, left = [], []
+    with ledger.session() as s:
+        for f in more:
+            snap = queries.latest_snapshot(s, f["channel"], "inventory")
+            total = s.scalar(select(func.count(func.distinct(m.InventoryRow.sku)))
+                             .where(m.InventoryRow.snapshot_id == snap.id)) if snap else 0
+            skus = pushing.setdefault(f["channel"], set())
+            if total and (len(skus | {f["sku"]})) / total <= fraction:
+                skus.add(f["sku"])
+                taken.append(f)
+            else:
+                left.append(f)
+    return taken, left
 
 
 def _utc(at: datetime) -> datetime:
@@ -308,9 +349,15 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
         sleep(max(0.0, min(TICK_S, (due - t).total_seconds() + 0.5)))
     t = now()
     monitor.save(run_id, persist_findings=False)
-    findings = close_gaps(ledger, settings, _to_current(monitor, monitor.findings(run_id)), t, unposted_units(monitor))
+    findings = close_gaps(ledger, settings, _to_current(settings, monitor, monitor.findings(run_id)), t,
+                          unposted_units(monitor))
     pushed = {(f["channel"], f["sku"]) for f in findings if f["action"] == Action.PUSH}
-    findings += close_gaps(ledger, settings, exposures(settings, monitor, run_id, t, skip=pushed), t)
+    exposed, deferred = within_guardrail(ledger, settings, findings, exposures(settings, monitor, run_id, t, skip=pushed))
+    findings += close_gaps(ledger, settings, exposed, t)
+    if deferred:
+        log.info("live run %s: %d more channel SKU(s) offering more than the ERP covers left to the next run "
+                 "(max_correction_fraction): %s", run_id, len(deferred),
+                 ", ".join(f"{f['channel']} {f['sku']}" for f in deferred[:20]))
     silent = silence_findings(ledger, settings, run_id, t, resubscribe)
     from omnirecon.adapters import systems
     from omnirecon.checks.findings import silence_fingerprint
@@ -321,7 +368,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     findings += silent
     processed = _mark_processed(ledger, taken, t)
     chain = monitor.chain()
-    next_due = pending_deadline(monitor, t)
+    next_due = t if deferred else pending_deadline(monitor, t)    # deferred exposures: the next run at once
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         exports.write_trigger_chain_json(chain, out_dir / "trigger_chain.json")
@@ -333,6 +380,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
              ticks, len(findings), actions)
     return {"run_id": run_id, "notifications": processed, "ticks": ticks, "findings": len(findings),
             "silent": sorted(f["channel"] for f in silent), "next_deadline": iso(next_due) if next_due else None,
+            "exposures_deferred": len(deferred),
             "actions": actions, "hops": len(chain["hops"]),
             "broken": sum(h["state"] == "broken" for h in chain["hops"])}
 
