@@ -724,3 +724,54 @@ def test_a_triggerer_killed_loses_no_wake_up_and_no_notification_is_taken_twice(
         assert con.execute("SELECT DISTINCT target_dag_id FROM asset_dag_run_queue").fetchall() == [("omnirecon_live",)]
     finally:
         con.close()
+
+
+# -- worker: a notification that commits late --------------------------------------------------------------------
+@pytest.mark.postgres
+def test_a_notification_committed_out_of_id_order_is_not_taken_by_a_run_that_never_read_it(pg_ledger, monkeypatch):
+    """PostgreSQL hands out ids at insert and several writers share the inbox (receivers, the SQS consumer): a row
+    may commit after a higher id did. A live run that read the inbox before it committed must leave it unprocessed,
+    the doorbell (InboxTrigger) must ring for it, and the next run takes it; none is marked taken unread."""
+    import asyncio
+
+    from omnirecon.config import settings_from_dict
+    from omnirecon.live.cycle import live_cycle
+    from omnirecon.live.trigger import InboxTrigger, pending
+    from omnirecon.timeutil import utcnow
+    monkeypatch.setenv("OMNIRECON_LEDGER_URL", pg_ledger.url)
+    ledger, settings = pg_ledger, settings_from_dict(world_doc()["settings"])
+    late = ledger.Session()
+    late.add(m.Notification(source="erp", event_id="late", topic="inventoryadjustment/create", body="{}",
+                            received_at=utcnow()))
+    late.flush()                                           # its id is handed out; its writer has not committed
+    _put(ledger, "early")                                  # a higher id, committed
+    calls, taken = [], []
+
+    def now():                                             # the run's clock: its third reading comes after the
+        calls.append(1)                                    # run read the inbox and watched the chain
+        if len(calls) == 3:
+            late.commit()
+        return utcnow()
+
+    def run(n: int, clock=utcnow) -> None:
+        ledger.begin_run(f"omnirecon_live/{n}", "live")
+        taken.append(live_cycle(ledger, settings, run_id=f"omnirecon_live/{n}", now=clock, max_watch_s=0)
+                     ["notifications"])
+
+    async def doorbell() -> list[dict]:
+        gen = InboxTrigger(poll_interval_s=0.05, stale_after_s=3600).run()     # no stale re-ring in this test
+        try:
+            rings = [(await asyncio.wait_for(gen.__anext__(), 30)).payload]
+            await asyncio.to_thread(run, 1, now)
+            rings.append((await asyncio.wait_for(gen.__anext__(), 30)).payload)
+            await asyncio.to_thread(run, 2)
+            return rings
+        finally:
+            await gen.aclose()
+    rings = asyncio.run(doorbell())
+    late.close()
+    with ledger.session() as s:
+        ids = dict(s.execute(select(m.Notification.event_id, m.Notification.id)).all())
+    assert ids["late"] < ids["early"] and len(calls) >= 3
+    assert [(r["newest_id"], r["pending"]) for r in rings] == [(ids["early"], 1), (ids["late"], 1)]
+    assert taken == [1, 1] and pending(ledger)[1] == 0

@@ -39,20 +39,23 @@ def pending_deadline(monitor: ChainMonitor, now: datetime) -> datetime | None:
     return min(ahead, default=None)
 
 
-def _claim(ledger) -> int:
-    """The newest unprocessed notification this run takes (0: none). Everything up to it is this run's."""
+def _claim(ledger) -> list[int]:
+    """The unprocessed notifications this run takes: those committed when it starts, which its monitor then reads.
+    Not "every id up to the newest": ids are handed out at insert, and with several writers (receivers, the SQS
+    consumer) on PostgreSQL a lower id may commit later, after the monitor read past it; that one is the next run's."""
     with ledger.session() as s:
-        return int(s.scalar(select(func.max(m.Notification.id)).where(
-            m.Notification.processed_at.is_(None), m.Notification.quarantined.is_(None))) or 0)
+        return list(s.scalars(select(m.Notification.id).where(
+            m.Notification.processed_at.is_(None), m.Notification.quarantined.is_(None)).order_by(m.Notification.id)))
 
 
-def _mark_processed(ledger, up_to: int, at: datetime) -> int:
-    if not up_to:
-        return 0
+def _mark_processed(ledger, ids: list[int], at: datetime) -> int:
+    done = 0
     with ledger.session() as s:
-        res = s.execute(update(m.Notification).where(m.Notification.id <= up_to, m.Notification.processed_at.is_(None),
-                                                     m.Notification.quarantined.is_(None)).values(processed_at=at))
-        return int(res.rowcount or 0)
+        for i in range(0, len(ids), 1000):
+            res = s.execute(update(m.Notification).where(m.Notification.id.in_(ids[i:i + 1000]),
+                                                         m.Notification.processed_at.is_(None)).values(processed_at=at))
+            done += int(res.rowcount or 0)
+    return done
 
 
 def _first_id_since(ledger, since: datetime) -> int:

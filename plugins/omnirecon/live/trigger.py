@@ -75,7 +75,9 @@ class InboxTrigger(BaseEventTrigger):
             now = time.monotonic()
             stale = count and age is not None and age >= self.stale_after_s and now - rung_at >= self.stale_after_s
             soon = due is not None and (due - utcnow()).total_seconds() <= self.deadline_lead_s
-            if count and (newest > rung_for or stale):
+            # another newest than the one rung for: new work, or (lower) one that committed after a higher id
+            # and that the run which took the higher one never read
+            if count and (newest != rung_for or stale):
                 rung_for, rung_at = newest, now
                 rung_due = due if soon else rung_due          # the run this wakes sees that deadline too
                 yield TriggerEvent({"newest_id": newest, "pending": count, "oldest_age_s": round(age or 0.0, 3)})
