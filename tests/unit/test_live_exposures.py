@@ -93,3 +93,15 @@ def test_a_gap_is_closed_to_what_the_erp_implies_now_not_to_the_source_channels_
            "evidence": {"hop": "shopify->amazon"}}                            # shopify's 40 less amazon's safety 2
     [out] = _to_current(SETTINGS, mon, [gap])
     assert (out["expected"], out["delta"], out["evidence"]["detected_expected"]) == ("18", 12, "38")   # 20 - 2
+
+
+def test_only_an_exposure_not_open_already_cuts_a_runs_wait_short(sqlite_ledger):
+    from omnirecon.checks.findings import persist
+    from omnirecon.live.cycle import _new
+    mon = monitor(Change("amazon", "inventory", "MUG", at(0), 30, "MFN"))
+    mon.tick(at(2))
+    found = exposures(SETTINGS, mon, "omnirecon_live/1", at(2))
+    assert _new(sqlite_ledger, found) and not _new(sqlite_ledger, [])
+    sqlite_ledger.begin_run("omnirecon_live/1", "live")
+    persist(sqlite_ledger, "omnirecon_live/1", found, at(2), lambda st: False, shard="live", checks=("trigger_gap",))
+    assert not _new(sqlite_ledger, exposures(SETTINGS, mon, "omnirecon_live/2", at(4)))   # a dry run's, unpushed

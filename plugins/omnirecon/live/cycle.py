@@ -246,6 +246,17 @@ def exposures(settings, monitor: ChainMonitor, run_id: str, now: datetime,
     return sorted(out, key=lambda f: (int(f["expected"]), -f["delta"]))
 
 
+def _new(ledger, found: list[dict]) -> bool:
+    """Is any of these findings not open already (an exposure an earlier run or the reconcile has not raised)?"""
+    fps = [f["fingerprint"] for f in found]
+    if not fps:
+        return False
+    with ledger.session() as s:
+        known = set(s.scalars(select(m.FindingState.fingerprint).where(m.FindingState.fingerprint.in_(fps),
+                                                                       m.FindingState.status == "open")))
+    return any(fp not in known for fp in fps)
+
+
 def within_guardrail(ledger, settings, findings: list[dict], more: list[dict]) -> tuple[list[dict], list[dict]]:
     """(taken, left) of `more` push findings: per channel, as many as keep the run's pushes within the planner's
     max_correction_fraction of the channel's SKUs next to those `findings` already push (taken in order, so the
@@ -345,9 +356,10 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
         monitor.tick(t)
         ticks += 1
         due = pending_deadline(monitor, t)
-        # a deadline further ahead is left to the next run (the trigger wakes it just before); a channel offering
-        # stock the ERP cannot cover is closed now, by this run's push tasks
-        if due is None or due > t + ahead or t >= limit or exposures(settings, monitor, run_id, t):
+        # a deadline further ahead is left to the next run (the trigger wakes it just before); a channel newly
+        # offering stock the ERP cannot cover is closed now, by this run's push tasks (one already open, e.g. in a
+        # dry run, does not cut the wait short)
+        if due is None or due > t + ahead or t >= limit or _new(ledger, exposures(settings, monitor, run_id, t)):
             break
         sleep(max(0.0, min(TICK_S, (due - t).total_seconds() + 0.5)))
     t = now()
