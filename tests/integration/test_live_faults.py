@@ -382,7 +382,8 @@ def test_a_fuzzed_receiver_accepts_nothing_unsigned_answers_everything_and_stays
             ("netsuite absurd timestamp, signed", "erp", ns, netsuite_headers(ns, ERP_SECRET, 10 ** 20), 401, False),
             ("netsuite non-ASCII signature", "erp", ns, {**valid_ns, "X-Omnirecon-Signature": "sha256=\u00ff"}, 401,
              False),
-            ("netsuite no timestamp", "erp", ns, {k: v for k, v in valid_ns.items() if "Timestamp" not in k}, 401, False),
+            ("netsuite no timestamp", "erp", ns, {k: v for k, v in valid_ns.items() if "Timestamp" not in k}, 401,
+             False),
             ("no such source", "amazon", shop, shopify_headers(shop, FUZZ_SHOP, "wh-13"), 404, False),
             ("no source at all", "", shop, shopify_headers(shop, FUZZ_SHOP, "wh-14"), 404, False),
             ("oversized", "shopify", b"{" + b" " * MAX_BODY_BYTES + b"}",
@@ -414,7 +415,8 @@ def test_a_fuzzed_receiver_accepts_nothing_unsigned_answers_everything_and_stays
             headers = {"X-Shopify-Hmac-Sha256": base64.b64encode(rng.randbytes(32)).decode(),
                        "X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": f"fuzz-{i}",
                        "Authorization": base64.b64encode(rng.randbytes(32)).decode(),
-                       "X-Omnirecon-Timestamp": str(int(time.time())), "X-Omnirecon-Signature": "sha256=" + rng.randbytes(32).hex(),
+                       "X-Omnirecon-Timestamp": str(int(time.time())),
+                       "X-Omnirecon-Signature": "sha256=" + rng.randbytes(32).hex(),
                        "Content-Type": rng.choice(["application/json", "text/plain", "application/octet-stream"])}
             headers = {k: v for k, v in headers.items() if rng.random() < 0.7}
             status = post(rng.choice(["shopify", "walmart", "erp", "amazon", "", "shopify/x"]), raw, headers)
@@ -440,8 +442,8 @@ def test_a_fuzzed_receiver_accepts_nothing_unsigned_answers_everything_and_stays
 W_SLA = 20
 W_START = 120                 # clock seconds the first snapshots may take
 W_CHANGE_AT = W_START + 30    # the ERP change the suspended ERP -> Walmart hop never carries
-W_HOPS = [{"id": "erp-shopify", "from": "erp", "to": "shopify", "kind": "inventory", "mechanism": "event", "latency": "2s"},
-          {"id": "erp-walmart", "from": "erp", "to": "walmart", "kind": "inventory", "mechanism": "event", "latency": "2s"}]
+W_HOPS = [{"id": f"erp-{to}", "from": "erp", "to": to, "kind": "inventory", "mechanism": "event", "latency": "2s"}
+          for to in ("shopify", "walmart")]
 W_EVENTS = [{"at": f"+{t}s", "system": "erp", "kind": "adjust", "sku": "SKU-000", "location": "WH-EAST", "delta": -3}
             for t in (W_START + 5, W_START + 10, W_START + 15, W_CHANGE_AT)]
 NS_SECRET = "live-faults-secret-0123"
@@ -559,12 +561,14 @@ def test_a_live_run_and_its_push_killed_mid_flow_take_every_notification_once_an
             ledger.begin_run(run, "live")
 
             # 1. killed mid-watch, after it took the inbox: nothing marked, nothing persisted
-            assert _run_child(_live_worker, ledger.url, conns, settings_doc, run, clock.now(), "watch") == -signal.SIGKILL
+            killed = _run_child(_live_worker, ledger.url, conns, settings_doc, run, clock.now(), "watch")
+            assert killed == -signal.SIGKILL
             assert _unprocessed(ledger) == total and _gaps(ledger, run) == []
 
             # 2. the retry, killed after persisting its findings, before marking the notifications processed
             advance(W_CHANGE_AT + W_SLA + 2 - elapsed())
-            assert _run_child(_live_worker, ledger.url, conns, settings_doc, run, clock.now(), "mark") == -signal.SIGKILL
+            killed = _run_child(_live_worker, ledger.url, conns, settings_doc, run, clock.now(), "mark")
+            assert killed == -signal.SIGKILL
             assert _unprocessed(ledger) == total and len(_gaps(ledger, run)) == 1
 
             # 3. the next retry completes: every notification taken once, the gap found once
