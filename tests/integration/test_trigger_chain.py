@@ -1,7 +1,6 @@
-"""The trigger chain learned from a living world on the manual sandbox clock: the platforms' real notifications
-reach a real omnirecon Receiver (Shopify webhooks, the NetSuite user-event script) and the SQS consumer (Amazon),
-Walmart (no notification above zero) is read through its hook, and ChainMonitor maps every hop, infers its
-mechanism and detects the suspended one within the SLA."""
+"""The trigger chain learned from a living world on the manual sandbox clock (tests/support/chain_world.py: the
+platforms' real notifications through a real Receiver and the SQS consumer, Walmart read through its hook):
+ChainMonitor maps every hop, infers its mechanism and detects the suspended one within the SLA."""
 from __future__ import annotations
 
 import csv
@@ -9,32 +8,15 @@ import json
 from datetime import timedelta
 
 import pytest
-import requests
 from sqlalchemy import select
 
-from omnirecon.config import settings_from_dict
-from omnirecon.hooks import hook_from_fields
 from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
-from omnirecon.adapters import get_adapter
-from omnirecon.live.chain import ChainMonitor
-from omnirecon.live.inbox import Inbox
-from omnirecon.live.receiver import Receiver
-from omnirecon.adapters.erp.notifications import NetSuiteSource
-from omnirecon.adapters.shopify.notifications import ShopifySource
-from omnirecon.live.sqs import SqsConsumer, sqs_client
-from omnirecon.adapters.erp.notifications import NetSuiteDeployment
-from omnirecon.adapters.shopify.notifications import ShopifySubscriptions
 from omnirecon.report import exports
-from omnirecon_contract.scenario import from_dict
-from omnirecon_sandbox.clock import ManualClock
-from omnirecon_sandbox.core import Sandbox
-from tests.support.polling import wait_for
-from tests.support.sandbox_http import lwa_token, sp
+from tests.support.chain_world import run_chain_world
 from tests.support.world import world_doc
 
 SLA = 30
-NS_SECRET = "chain-test-secret-0123"
 EVENT_LATENCY, POLL_EVERY, SUSPENDED_FROM, HORIZON = 3.0, 20.0, 150.0, 240.0
 HOPS = [{"id": "erp-shopify", "from": "erp", "to": "shopify", "kind": "inventory", "mechanism": "event",
          "latency": f"{EVENT_LATENCY:g}s"},
@@ -54,64 +36,17 @@ def _adjusts() -> list[dict]:
     return out
 
 
-def _amazon_queue(sb) -> tuple[object, str]:
-    x = sb.connections()["omnirecon_amazon"]["extra"]
-    client = sqs_client(x["sqs_endpoint"], x["aws_region"], x["aws_access_key_id"], x["aws_secret_access_key"])
-    url = client.create_queue(QueueName="chain")["QueueUrl"]
-    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    c = sb.credentials
-    grantless = requests.post(sb.urls["amazon"] + "/auth/o2/token", timeout=10, data={
-        "grant_type": "client_credentials", "scope": "sellingpartnerapi::notifications",
-        "client_id": c.amazon_client_id, "client_secret": c.amazon_client_secret}).json()["access_token"]
-    dest = sp(sb, "POST", "/notifications/v1/destinations", grantless,
-              json={"name": "chain", "resourceSpecification": {"sqs": {"arn": arn}}}).json()["payload"]["destinationId"]
-    sp(sb, "POST", "/notifications/v1/subscriptions/LISTINGS_ITEM_MFN_QUANTITY_CHANGE", lwa_token(sb),
-       json={"payloadVersion": "1.0", "destinationId": dest}).raise_for_status()
-    return client, url
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """The world for HORIZON clock seconds, the monitor ticking every 5 s; -> (monitor, ledger, detections)."""
+    """The world for HORIZON clock seconds, the monitor ticking every 5 s; -> (monitor, ledger, detections, state)."""
     from omnirecon.ledger.db import Ledger
     ledger = Ledger(f"sqlite:///{tmp_path_factory.mktemp('chain') / 'ledger.db'}")
     ledger.migrate()
     doc = world_doc(on_hand=200, dropship=25, integration={"hops": HOPS, "defects": [
         {"hop": "erp-walmart", "kind": "suspended", "from": f"+{SUSPENDED_FROM:g}s"}]},
         events=_adjusts(), notifications={"shopify": {}, "amazon": {}, "walmart": {}, "erp": {}})
-    scenario = from_dict(doc)
-    clock = ManualClock(scenario.as_of)
-    settings = settings_from_dict(dict(doc["settings"], propagation_sla_seconds=SLA))
-    with Sandbox(scenario, clock=clock, options={"notify_timeout": 2.0}) as sb:
-        conns = sb.connections()
-        shop = conns["omnirecon_shopify"]
-        sources = {"shopify": ShopifySource(shop["extra"]["client_secret"]),
-                   "erp": NetSuiteSource(NS_SECRET, max_skew=timedelta(hours=1))}   # clock runs ahead of real time
-        with Receiver(Inbox(ledger), sources) as rx:
-            shopify = hook_from_fields("shopify", shop)
-            ShopifySubscriptions(shopify).ensure(rx.url + "/notifications/shopify", topics=("INVENTORY_LEVELS_UPDATE",))
-            NetSuiteDeployment(hook_from_fields("erp", conns["omnirecon_netsuite"]), NS_SECRET).ensure(
-                rx.url + "/notifications/erp")
-            client, queue = _amazon_queue(sb)
-            consumer = SqsConsumer(client, queue, Inbox(ledger), wait_s=0)
-            items = {v["inventoryItem"]["id"].rsplit("/", 1)[-1]: v["sku"]
-                     for v in shopify.fetch_variants(use_bulk=False)["variants"]}
-            walmart = hook_from_fields("walmart", conns["omnirecon_walmart"])
-            monitor = ChainMonitor(settings, ledger=ledger, reader=get_adapter("walmart").quantity_reader(walmart, settings),
-                                   readable={"walmart"}, item_skus=items, resolution_s=5.0)
-            found = []
-            for second in range(1, int(HORIZON) + 1):
-                sb.world.advance(1.0)
-                wait_for(lambda: sb.notifications.outbox.pending() == 0, 20, "the deliveries of this second")
-                while consumer.poll_once():
-                    pass
-                if second % 5 == 0:
-                    found += [(d, clock.now()) for d in monitor.tick(clock.now())]
-            ledger.begin_run("live/1", "live")
-            monitor.save(run_id="live/1")
-            state = sb.state()
-            consumer.inbox.stop()
-    return monitor, ledger, found, state
+    r = run_chain_world(ledger, doc, sla=SLA, horizon_s=int(HORIZON))
+    return r.monitor, r.ledger, r.found, r.state
 
 
 def _hop(monitor, dst):

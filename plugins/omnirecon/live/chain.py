@@ -37,6 +37,7 @@ MIN_CHANGES = 3                        # fewer followed or missed changes: the h
 OWN_SALE_S = 2.0                       # a channel's count moving this close to its own sale is that sale
 DISCOVER_AFTER = 2                     # channel-only changes seen relayed (value carried) before a channel->channel hop is mapped
 HOP_KINDS = ("inventory", "orders", "status")
+EVENT_SHARE = 0.85                     # this share of a hop's delays in one or two tight groups: an event (lag, noise)
 
 
 # -- notifications -> changes ----------------------------------------------------------------------------------
@@ -80,15 +81,16 @@ def percentile(values: list[float], q: float) -> float | None:
 def infer_mechanism(latencies: list[float], resolution_s: float = NOTIFY_RESOLUTION_S,
                     carried_at: list[datetime] | None = None) -> tuple[str, float | None]:
     """(event | poll | unknown, poll period in seconds). An event carries each change after a near-constant delay
-    (5th to 95th percentile within the measuring resolution); a poll carries it at its next wake, so delays spread evenly from ~0
-    up to the period: first estimated as twice the median delay (robust to a dropped change waiting several
-    periods), then refined by the spacing of the distinct instants the hop carried at (its wakes, multiples of
-    the period)."""
+    (5th to 95th percentile within the measuring resolution; with ten delays or more, EVENT_SHARE of them in one
+    or two tight groups is enough: a lagging spell is a second constant delay, not a spread); a poll carries it at its next wake, so delays spread evenly from ~0 up to the
+    period: first estimated as twice the median delay (robust to a dropped change waiting several periods), then
+    refined by the spacing of the distinct instants the hop carried at (its wakes, multiples of the period)."""
     if len(latencies) < MIN_CHANGES:
         return "unknown", None
     med = statistics.median(latencies)
-    lo, hi = percentile(latencies, 0.05), percentile(latencies, 0.95)      # a stray attribution is not a spread
-    if hi - lo <= max(2 * resolution_s + 0.5, 0.25 * med):
+    band = max(2 * resolution_s + 0.5, 0.25 * med)
+    lo, hi = percentile(latencies, 0.05), percentile(latencies, 0.95)
+    if hi - lo <= band or (len(latencies) >= 10 and _tight_clusters_share(latencies, band) >= EVENT_SHARE):
         return "event", None
     period = max(2 * med, resolution_s)
     if carried_at:
@@ -103,6 +105,20 @@ def infer_mechanism(latencies: list[float], resolution_s: float = NOTIFY_RESOLUT
     return "poll", round(period, 1)
 
 
+def _tight_clusters_share(latencies: list[float], band: float) -> float:
+    """The share of the delays in the (at most) two largest groups no wider than `band` (sorted delays split
+    where consecutive ones are more than `band` apart). A poll's delays spread evenly: one wide group."""
+    vals = sorted(latencies)
+    groups = [[vals[0]]]
+    for v in vals[1:]:
+        if v - groups[-1][-1] > band:
+            groups.append([v])
+        else:
+            groups[-1].append(v)
+    tight = sorted((len(g) for g in groups if g[-1] - g[0] <= band), reverse=True)[:2]
+    return sum(tight) / len(vals)
+
+
 # -- the map -----------------------------------------------------------------------------------------------------
 @dataclass
 class Follow:
@@ -112,6 +128,8 @@ class Follow:
     expected: object = None           # what the source implies for the target
     moot: bool = False                # nothing to follow: the target already shows what the source came back to
     delta: int = 0                    # how much the change moved what the target should show
+    wrong: object = None              # the target moved after the change, but to this value, not the implied one
+    superseded: bool = False          # followed by the value of a later change, never by its own
 
     @property
     def latency(self) -> float | None:
@@ -280,9 +298,9 @@ class ChainMonitor:
             if system not in self.readable or not self.changes.get(("erp", "inventory")):
                 continue
             hop = Hop("erp", system, "inventory", self._erp_sources(system), self.resolution_s)
-            targets = self._targets(system, "inventory")
+            targets = self._targets(system, "inventory", keep_own=True)
             self._follow(hop, targets)
-            self._settle(hop, targets)
+            self._settle(hop)
             horizon = now - timedelta(hours=1)
             latest = {f.change.key: f for f in hop.follows if f.change.at >= horizon}
             never = datetime.min.replace(tzinfo=now.tzinfo)
@@ -311,34 +329,52 @@ class ChainMonitor:
                 sales[sku].append((c.at, c.units[i] if i < len(c.units) else 0))
         return sales
 
-    def _targets(self, system: str, kind: str, channel: str | None = None) -> dict[str, list[Change]]:
-        """The target's changes by key, in time order; a channel's count moved by its own sale is not a follow
-        (notified: at the sale's moment; read: by exactly the units sold since the previous read)."""
+    def _targets(self, system: str, kind: str, channel: str | None = None, keep_own: bool = False
+                 ) -> dict[str, list[Change]]:
+        """The target's changes by key, in time order; unless `keep_own`, not the moves of a channel's count by
+        its own sales (`_own_move`)."""
         by_key: dict[str, list[Change]] = defaultdict(list)
         if kind == "inventory":
             sales = self._own_sales(system)
             for c in self.changes.get((system, "inventory"), []):
-                own = sales.get(c.key, ())
-                if c.via == "read" and c.since is not None and isinstance(c.before, int):
-                    sold = sum(u for t, u in own if c.since < t <= c.at)
-                    if sold and c.value == c.before - sold:
-                        continue
-                elif any(abs((c.at - t).total_seconds()) <= OWN_SALE_S for t, _ in own):
-                    continue
-                by_key[c.key].append(c)
+                rows = by_key[c.key]
+                if keep_own or not self._own_move(c, rows[-1] if rows else None, sales.get(c.key, ())):
+                    rows.append(c)
         else:
             for c in self.changes.get((system, "order" if kind == "orders" else "status"), []):
                 if channel is None or c.channel in (None, channel):
                     by_key[c.key].append(c)
         return by_key
 
+    @staticmethod
+    def _own_move(c: Change, previous: Change | None, own_sales) -> bool:
+        """Is this move of a channel's count its own sale? Notified: at a sale's moment, down by the units sold;
+        read: down by exactly the units sold since the previous read."""
+        if c.via == "read" and c.since is not None and isinstance(c.before, int):
+            sold = sum(u for t, u in own_sales if c.since < t <= c.at)
+            return bool(sold) and c.value == c.before - sold
+        near = [u for t, u in own_sales if abs((c.at - t).total_seconds()) <= OWN_SALE_S]
+        if not near:
+            return False
+        before = previous.value if previous is not None else None
+        return not isinstance(before, int) or not isinstance(c.value, int) or before - c.value in (*near, sum(near))
+
     def _follow(self, hop: "Hop", targets: dict[str, list[Change]], slack_s: float = 0.0) -> None:
-        """Each source change is followed by the target's first change of that key after it. A change seen by a
-        read may have happened before the source change (anywhere since the previous read): it follows this
-        source change only if it shows its value (or that value without the safety stock)."""
+        """Each source change is followed by the target's first change of that key after it that carries it. For
+        inventory that is a change to the value the source implies (less the target's own sales since, not yet
+        in the source), or to the value of a later source change (`superseded`: a poll carries the state at its
+        wake; an event hop that skipped this change carried only the later one); a change to any other value is
+        a wrong value carried (`wrong`: another location's count, the count without the safety stock). A change
+        seen by a read may have happened anywhere since the previous read, so it too must show the value."""
         times = {k: [c.at for c in rows] for k, rows in targets.items()}
         slack = timedelta(seconds=slack_s)
         before: dict[str, object] = {}                  # the key's previous expected value
+        by_key: dict[str, list[Follow]] = defaultdict(list)
+        for f in hop.follows:
+            by_key[f.change.key].append(f)
+        position = {id(f): i for rows in by_key.values() for i, f in enumerate(rows)}
+        sales = self._own_sales(hop.dst) if hop.kind == "inventory" else {}
+        horizon = timedelta(seconds=3 * self.sla)      # a value carried later than this is another change's
         for f in hop.follows:
             rows = targets.get(f.change.key, [])
             prev, before[f.change.key] = before.get(f.change.key), f.expected
@@ -346,22 +382,42 @@ class ChainMonitor:
                 c = rows[i]
                 if prev is not None and c.value == prev != f.expected:
                     continue                            # still carrying the change before this one
-                if (c.via == "read" and c.since is not None and c.since < f.change.at
-                        and isinstance(f.expected, int)
-                        and c.value not in (f.expected, f.expected + self._safety(f.change.key, hop.dst))):
+                if hop.kind == "inventory" and isinstance(f.expected, int) and isinstance(c.value, int) \
+                        and not self._carries(f, c, sales.get(f.change.key, ())):
+                    if c.at > f.change.at + horizon:
+                        break
+                    if self._own_move(c, rows[i - 1] if i else None, sales.get(f.change.key, ())):
+                        continue                        # the channel's own sale, not the hop
+                    later = by_key[f.change.key][position[id(f)] + 1:]
+                    if any(g.expected == c.value and g.change.at <= c.at for g in later):
+                        f.followed_at, f.observed, f.superseded, f.wrong = c.at, c.value, True, None
+                        break
+                    if f.wrong is None:
+                        f.wrong = c.value
                     continue
-                f.followed_at, f.observed = c.at, c.value
+                f.followed_at, f.observed, f.wrong = c.at, c.value, None
                 break
 
-    def _settle(self, hop: "Hop", targets: dict[str, list[Change]]) -> None:
+    def _carries(self, f: Follow, c: Change, own_sales) -> bool:
+        """Does the target's change show what the source change implies (its own sales since then, not yet in
+        the source, taken off)?"""
+        if c.value == f.expected:
+            return True
+        sold = sum(u for t, u in own_sales if f.change.at - timedelta(seconds=self.sla) <= t <= c.at)
+        return f.expected - sold <= c.value < f.expected
+
+    def _settle(self, hop: "Hop") -> None:
         """A change is moot when the target already shows what the source implies at that moment, or when the
         source comes back, within the SLA and before the target moved, to a value the target shows (a poll that
         then writes the same value changes nothing and notifies nothing). A moot change needs no follow."""
         by_key: dict[str, list[Follow]] = defaultdict(list)
         for f in hop.follows:
             by_key[f.change.key].append(f)
+        shown_rows: dict[str, list[Change]] = defaultdict(list)      # every move of the target, its own sales too
+        for c in self.changes.get((hop.dst, "inventory"), []):
+            shown_rows[c.key].append(c)
         for key, follows in by_key.items():
-            rows = targets.get(key, [])
+            rows = shown_rows.get(key, [])
             times = [c.at for c in rows]
             read = self.last_read.get((hop.dst, key))
 
@@ -430,9 +486,9 @@ class ChainMonitor:
             if erp_seen and (self._observable(dst, "inventory") or known):
                 hop = Hop("erp", dst, "inventory", self._erp_sources(dst),
                           self.resolution_s if (dst, "inventory") in self.silent else NOTIFY_RESOLUTION_S)
-                targets = self._targets(dst, "inventory")
+                targets = self._targets(dst, "inventory", keep_own=True)
                 self._follow(hop, targets)
-                self._settle(hop, targets)
+                self._settle(hop)
                 hops.append(hop)
         for src, dst in self._channel_pairs():
             last: dict[str, object] = {}
@@ -445,9 +501,9 @@ class ChainMonitor:
                 follows.append(Follow(c, expected=max(0, (c.value or 0) - safety)))
             hop = Hop(src, dst, "inventory", follows,
                       self.resolution_s if (dst, "inventory") in self.silent else NOTIFY_RESOLUTION_S)
-            targets = self._targets(dst, "inventory")
+            targets = self._targets(dst, "inventory", keep_own=True)
             self._follow(hop, targets)
-            self._settle(hop, targets)
+            self._settle(hop)
             hops.append(hop)
         if erp_seen:    # one user-event deployment notifies the ERP's items and sales orders alike: heard at all,
             for src in self.channels:       # it would have said an order was recorded (not waiting for a first one)
@@ -502,8 +558,12 @@ class ChainMonitor:
                     self.detections[key] = d
                     self.open_gaps[gap_key] = key
                     new.append(d)
+        diagnosed: dict[tuple[str, str], str] = {}                  # once per hop, not per detection
         for d in new:
-            d.diagnosis = self._diagnose(next(h for h in self.hops if h.name == d.hop and h.kind == d.kind))
+            if (d.hop, d.kind) not in diagnosed:
+                hop = next(h for h in self.hops if h.name == d.hop and h.kind == d.kind)
+                diagnosed[(d.hop, d.kind)] = self._diagnose(hop)
+            d.diagnosis = diagnosed[(d.hop, d.kind)]
         return new
 
     def _forget(self, cutoff: datetime) -> None:
@@ -546,19 +606,25 @@ class ChainMonitor:
         if hop.kind in ("orders", "status"):
             return Diagnosis.L3_CONNECTOR                  # the connector: suspended, filtered, credentials
         follows = [f for f in hop.follows if not f.moot]
-        unfollowed = [f for f in follows if f.followed_at is None]
+        _, _, skipped = self._mechanism(hop)
+        unfollowed = [f for f in follows if f.followed_at is None or id(f) in skipped]
         if not unfollowed:
             return Diagnosis.L3_CONNECTOR                  # carried, late: a slow or stale sync
         if hop.src != "erp":
             return get_adapter(hop.dst).listing_diagnosis
         if self._reads_other_location(hop, unfollowed):
             return Diagnosis.LOCATION_MAPPING              # the channel shows another ERP location's count
-        alone, not_alone = self._carried_alone(follows)
+        if self._shows_without_safety_stock(hop, unfollowed):
+            return get_adapter(hop.dst).listing_diagnosis  # the feed's buffer rule: safety stock not held back
+        alone, not_alone = self._carried_alone(follows)     # a skipped change was reflected after the next one
+        not_alone = [f for f in not_alone if self.now is None or (self.now - f.change.at).total_seconds() > self.sla]
         first_miss = min(f.change.at for f in not_alone) if not_alone else None
         carried_after = [f for f in alone if first_miss is not None and f.change.at > first_miss]
         if carried_after:
-            if max(abs(f.delta) for f in not_alone) < min(abs(f.delta) for f in carried_after):
-                return Diagnosis.L4_ERP_CONFIG             # a quantity-delta threshold: small changes never fire
+            net = self._net_moves(follows)
+            for size in (lambda f: abs(f.delta), lambda f: net[id(f)]):   # an event's own change; a poll's net one
+                if max(size(f) for f in not_alone) < min(size(f) for f in carried_after):
+                    return Diagnosis.L4_ERP_CONFIG         # a quantity-delta threshold: small changes never fire
             return Diagnosis.L3_CONNECTOR                  # intermittent: the connector drops changes
         # stopped: if another channel followed the same ERP changes, the break is this hop's connector;
         # if none did, the ERP's own trigger never fired
@@ -581,19 +647,48 @@ class ChainMonitor:
             nxt[f.change.key] = f.change.at
         return alone[::-1], other[::-1]
 
+    @staticmethod
+    def _net_moves(follows: list[Follow]) -> dict[int, int]:
+        """{id(follow): how far the source had moved what the target should show since the target last carried
+        a value of that key}: a quantity-delta threshold compares this net change, not each change's own."""
+        carried: dict[str, int] = {}
+        out = {}
+        for f in follows:
+            key = f.change.key
+            base = carried.get(key, f.expected - f.delta if isinstance(f.expected, int) else 0)
+            out[id(f)] = abs((f.expected or 0) - (base or 0))
+            if f.followed_at is not None:
+                carried[key] = f.expected
+        return out
+
+    def _shows_without_safety_stock(self, hop: Hop, unfollowed: list[Follow]) -> bool:
+        """For most keys it did not carry, the target shows now what the source implies now plus the safety stock
+        (the feed does not hold the safety stock back)."""
+        latest = {f.change.key: f for f in hop.follows}                 # time order: the newest change per key
+        keys = {f.change.key for f in unfollowed}
+        hits = 0
+        for key in keys:
+            f, safety = latest[key], self._safety(key, hop.dst)
+            shown = self._last_value(hop.dst, "inventory", key)
+            if safety and isinstance(shown, int) and isinstance(f.expected, int) and shown == f.expected + safety:
+                hits += 1
+        return bool(hits) and hits * 2 >= len(keys)
+
     def _reads_other_location(self, hop: Hop, unfollowed: list[Follow]) -> bool:
         """The target's count equals what another (unmapped) ERP location would give it, for most changes it
         did not follow."""
         mapped = self._mapped_erp_locations(hop.dst) or set()
-        levels = self._erp_levels_now()
+        elsewhere: dict[str, list[int]] = defaultdict(list)     # SKU -> available at each unmapped location
+        for (sku, loc), avail in self._erp_levels_now().items():
+            if loc not in mapped:
+                elsewhere[sku].append(avail)
         hits = 0
         for f in unfollowed:
-            shown = self._last_value(hop.dst, "inventory", f.change.key)
+            shown = f.wrong if f.wrong is not None else self._last_value(hop.dst, "inventory", f.change.key)
             if not isinstance(shown, int) or shown == f.expected:
                 continue
             safety = self._safety(f.change.key, hop.dst)
-            if any(sku == f.change.key and loc not in mapped and max(0, avail - safety) == shown
-                   for (sku, loc), avail in levels.items()):
+            if any(max(0, avail - safety) == shown for avail in elsewhere.get(f.change.key, ())):
                 hits += 1
         return hits and hits * 2 >= len(unfollowed)
 
@@ -612,16 +707,29 @@ class ChainMonitor:
                 self._safety_cache[key] = 0
         return self._safety_cache[key]
 
+    def _mechanism(self, hop: Hop) -> tuple[str, float | None, set[int]]:
+        """(mechanism, poll period, ids of the changes it skipped), from the changes it carried on their own. A
+        poll carries the state at its wake, so a change superseded before the wake was followed; an event hop
+        carries each change after a near-constant delay, so one it only reflected through a later change, long
+        after that delay, was skipped (a quantity threshold, a lost event)."""
+        exact = [f for f in hop.follows if f.followed_at is not None and not f.superseded and not f.moot]
+        mechanism, period = infer_mechanism([f.latency for f in exact], hop.resolution_s, [f.followed_at for f in exact])
+        skipped: set[int] = set()
+        if mechanism == "event":
+            bound = max(f.latency for f in exact) + 2 * hop.resolution_s
+            skipped = {id(f) for f in hop.follows if f.superseded and not f.moot and f.latency > bound}
+        return mechanism, period, skipped
+
     def _summary(self, hop: Hop) -> dict:
         now = self.now
         hop = Hop(hop.src, hop.dst, hop.kind, [f for f in hop.follows if not f.moot], hop.resolution_s)
-        lat = [f.latency for f in hop.follows if f.followed_at is not None]
-        mechanism, period = infer_mechanism(lat, hop.resolution_s,
-                                            [f.followed_at for f in hop.follows if f.followed_at is not None])
+        mechanism, period, skipped = self._mechanism(hop)
+        lat = [f.latency for f in hop.follows if f.followed_at is not None and id(f) not in skipped
+               and (not f.superseded or mechanism == "poll")]
         wait_s = self._wait_s(hop, mechanism, period, lat)
-        missed = [f for f in hop.follows if self._missed(hop, f, wait_s)]
+        missed = [f for f in hop.follows if self._missed(hop, f, wait_s) or id(f) in skipped]
         p95 = percentile(lat, 0.95)
-        if len(lat) + len(missed) < MIN_CHANGES:
+        if sum(f.followed_at is not None for f in hop.follows) + len(missed) < MIN_CHANGES:
             state = "unknown"
         elif missed:
             state = "broken"
@@ -644,7 +752,9 @@ class ChainMonitor:
                 "poll_interval_s": period,
                 "latency_s": {"p50": _r(percentile(lat, 0.5)), "p95": _r(p95), "max": _r(max(lat) if lat else None)},
                 "resolution_s": hop.resolution_s,
-                "changes_seen": len(hop.follows), "followed": len(lat), "missed": len(missed),
+                "changes_seen": len(hop.follows),
+                "followed": sum(f.followed_at is not None and id(f) not in skipped for f in hop.follows),
+                "missed": len(missed),
                 "state": state, "since": iso(since) if since else None,
                 "diagnosis": None if state in ("ok", "unknown") else str(self._diagnose(hop)),
                 "exposure": self._exposure(hop, now)}
