@@ -199,7 +199,9 @@ class SuiteRunner:
         from great_expectations.data_context.types.base import ProgressBarsConfig
         gx = self.gx
         if self.gx_dir:
-            _without_config_variables(Path(self.gx_dir))
+            if not _without_config_variables(Path(self.gx_dir)):
+                gx.get_context(mode="file", project_root_dir=self.gx_dir)   # a new project: create it, then drop
+                _without_config_variables(Path(self.gx_dir))                # its config variables before opening it
             self.context = gx.get_context(mode="file", project_root_dir=self.gx_dir)
         else:
             self.context = gx.get_context(mode="ephemeral")
@@ -289,13 +291,14 @@ def _failures(name: str, result) -> list[Failure]:
 _CONFIG_VARIABLES = re.compile(r"^config_variables_file_path:.*$", re.M)
 
 
-def _without_config_variables(gx_dir: Path) -> None:
+def _without_config_variables(gx_dir: Path) -> bool:
     """The project keeps no config variables: GX would re-read and re-parse that YAML file on every access to a
-    context setting (hundreds of times per run). A new project gets the key written empty (null)."""
+    context setting (hundreds of times per run). The key is written empty (null). False: no project yet."""
     path = gx_dir / "gx" / "great_expectations.yml"
     if not path.exists():
-        return
+        return False
     text = path.read_text()
     new = _CONFIG_VARIABLES.sub("config_variables_file_path:", text)
     if new != text:
         path.write_text(new)
+    return True
