@@ -63,8 +63,8 @@ def _amazon_queue(sb) -> tuple[object, str]:
 
 def erp_levels(doc: dict) -> dict:
     """{(SKU, ERP location): available} as the scheduled ERP snapshot before the world starts would land it."""
-    return {(it["itemid"], loc["location"]): loc["on_hand"] - loc["committed"]
-            for it in doc["erp"]["items"] for loc in it["locations"]}
+    return {(it["itemid"], loc["location"]): int(loc.get("on_hand", 0)) - int(loc.get("committed", 0))
+            for it in doc["erp"]["items"] for loc in it.get("locations") or ()}
 
 
 def run_chain_world(ledger, doc: dict, *, sla: float, horizon_s: int, tick_s: int = 5,
@@ -88,8 +88,9 @@ def run_chain_world(ledger, doc: dict, *, sla: float, horizon_s: int, tick_s: in
                 rx.url + "/notifications/erp")
             client, queue = _amazon_queue(sb)
             consumer = SqsConsumer(client, queue, Inbox(ledger), wait_s=0)
-            items = {v["inventoryItem"]["id"].rsplit("/", 1)[-1]: v["sku"]
-                     for v in shopify.fetch_variants(use_bulk=False)["variants"]}
+            # inventory item id -> SKU, as omnirecon's Shopify snapshot gives it (read from the sandbox's state:
+            # paging the catalog would empty the query-cost bucket of a clock that does not move yet)
+            items = {v["inventory_item_id"].rsplit("/", 1)[-1]: v["sku"] for v in sb.state()["shopify"]["variants"]}
             monitor = ChainMonitor(settings, ledger=ledger,
                                    reader=get_adapter("walmart").quantity_reader(walmart, settings),
                                    readable={"walmart"}, item_skus=items, resolution_s=resolution_s,
