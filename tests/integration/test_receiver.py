@@ -143,3 +143,18 @@ def test_two_receivers_on_one_postgresql_ledger_store_a_duplicate_once(pg_url):
         assert s.scalar(select(func.count()).select_from(m.Notification)) == 1
     for led in ledgers:
         led.engine.dispose()
+
+
+def test_a_half_sent_request_does_not_hold_its_thread(sqlite_ledger):
+    """A client that sends part of a request and goes quiet is cut off after the idle timeout: the connection is
+    closed by the receiver, nothing is stored, and a signed delivery right after is stored as usual."""
+    import socket
+
+    with Receiver(Inbox(sqlite_ledger), {"shopify": ShopifySource(SECRET)}, idle_timeout_s=0.5) as r:
+        host, port = r.server.server_address[:2]
+        with socket.create_connection((host, port), timeout=10) as conn:
+            conn.sendall(b"POST /notifications/shopify HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"partial\"")
+            assert conn.recv(1024) == b""          # closed by the receiver (recv would time out after 10 s)
+        ok = requests.post(r.url + "/notifications/shopify", data=body(7), headers=signed(body(7), "w-after"),
+                           timeout=10)
+        assert ok.status_code == 200 and stored(sqlite_ledger) == [("shopify", "w-after")]

@@ -27,8 +27,10 @@ class Receiver:
     + unavailable + error)."""
 
     def __init__(self, inbox: Inbox, sources: dict, host: str = "127.0.0.1", port: int = 0,
-                 store_timeout_s: float = 4.0):   # within Shopify's 5 s for the whole delivery
+                 store_timeout_s: float = 4.0,    # within Shopify's 5 s for the whole delivery
+                 idle_timeout_s: float = 30.0):   # a connection silent this long is closed (its thread freed)
         self.inbox, self.sources, self.store_timeout_s = inbox, dict(sources), store_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self.counts: Counter = Counter()
         self._lock = threading.Lock()
         self.server = _Server((host, port), _handler(self))
@@ -101,6 +103,7 @@ def _handler(receiver: Receiver):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "omnirecon-receiver"
+        timeout = receiver.idle_timeout_s    # the socket's: a half-sent request or an idle keep-alive ends
 
         def log_message(self, fmt, *args):   # headers may carry signatures: no access log of them
             log.debug("%s %s", self.address_string(), fmt % args)
