@@ -85,6 +85,16 @@ def test_amazon_rereads_before_writing_and_skips_a_moved_listing(tmp_path):
     assert amazon.writes == [("SKU-1", "SHIRT", 5)] and out["pushed"] == 1
 
 
+def test_per_sku_writes_are_read_back_together_on_one_schedule(tmp_path):
+    ledger, settings, plan = _plan(tmp_path, [dict(channel="amazon", sku=f"SKU-{i}", from_qty=8, to_qty=5)
+                                              for i in range(3)])
+    amazon = FakeAmazon({f"SKU-{i}": 8 for i in range(3)}, drop_writes=True)     # accepted, never applied
+    clock = FakeClock()
+    push_batch(ledger, settings, plan.batches[0], hook_factory=lambda ch: amazon, clock=clock)
+    assert [st for st, _, _ in _status(ledger).values()] == ["failed"] * 3 and len(amazon.writes) == 3
+    assert clock.sleeps == [0.5, 1, 2, 4, 8]          # one read-back schedule for the batch, not one per SKU
+
+
 def test_walmart_put_per_sku_is_verified(tmp_path):
     ledger, settings, plan = _plan(tmp_path, [dict(channel="walmart", sku="SKU-1", from_qty=3, to_qty=1)])
     walmart = FakeWalmart({("SKU-1", "10001"): 3})

@@ -213,7 +213,10 @@ def _precheck(audit: _Audit, c: m.Correction, current) -> bool:
 
 
 def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, clock: Clock) -> int:
+    """Write each SKU in turn, then read them all back together: a channel that applies a write after a delay
+    (Amazon's ACCEPTED patch) costs that delay once per batch, not once per SKU."""
     pushed = 0
+    written: list[int] = []
     for cid in ids:
         applied = False
         with _claim(ledger, [cid], adapter.system, hook) as (s, rows, todo, audit):
@@ -238,7 +241,8 @@ def _push_per_sku(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, 
                     applied = False
         pushed += applied
         if applied or unverified:
-            _verify(ledger, adapter, [cid], hook, clock)
+            written.append(cid)
+    _verify(ledger, adapter, written, hook, clock)
     return pushed
 
 
