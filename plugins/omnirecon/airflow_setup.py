@@ -122,10 +122,10 @@ base_log_folder = {home}/logs
 
 [scheduler]
 enable_health_check = True
-# With `mp_start_method = forkserver` (AIRFLOW__SCHEDULER__MP_START_METHOD) the LocalExecutor's workers start
-# from a forkserver that imported the reconcile path once (pandas, GX): tasks forked from them skip those imports
-# (bench/README.md, fixed cost). Not the default yet: under `omnirecon up` a zombie then shows in its
-# process tree (test_up_e2e).
+# The LocalExecutor forks its workers from the scheduler, which imported the reconcile path first (pandas, GX;
+# airflow_plugin.SchedulerPreload): tasks forked from them skip those imports (bench/README.md, fixed cost).
+# With `mp_start_method = forkserver` (AIRFLOW__SCHEDULER__MP_START_METHOD) the workers come from a forkserver
+# that imports the same module instead.
 mp_forkserver_preload = {PRELOAD}
 
 [celery]

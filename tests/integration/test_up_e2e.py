@@ -143,6 +143,14 @@ def test_parallelism_is_sized_to_the_machine(up):
     assert 1 <= len(workers) <= slots
 
 
+def test_local_executor_workers_start_with_the_reconcile_path(up):
+    """The scheduler imported omnirecon.checks.preload before forking its workers (airflow_plugin.SchedulerPreload):
+    pandas' extension modules are mapped in every worker, so the task processes they fork start with them."""
+    workers = [p for p in psutil.process_iter(["cmdline"])
+               if p.info["cmdline"] and "LocalExecutor" in " ".join(p.info["cmdline"]) and _under(p, up.proc.pid)]
+    assert workers and all(any("/pandas/_libs/" in m.path for m in p.memory_maps()) for p in workers), workers
+
+
 def _under(p: psutil.Process, ancestor: int) -> bool:
     try:
         return any(a.pid == ancestor for a in p.parents())

@@ -1,9 +1,9 @@
 """What a reconcile task imports, for an executor's long-lived worker parent to import once.
 
 Every Airflow task runs in a process forked from its executor's worker, so modules the worker already holds
-cost the task nothing. `omnirecon airflow-init` names this module in the scheduler's forkserver preload and in
-Celery's `imports` (airflow_setup.write_cfg): the LocalExecutor's workers and a Celery worker's pool processes
-then start from a process that imported it. Importing it has no other effect (no context, no connection, no thread).
+cost the task nothing. The scheduler imports it before it forks the LocalExecutor's workers
+(airflow_plugin.SchedulerPreload); `omnirecon airflow-init` names it in the scheduler's forkserver preload and in
+Celery's `imports` (airflow_setup.write_cfg): a Celery worker's pool processes start from a process that imported it. Importing it has no other effect (no context, no connection, no thread).
 """
 from omnirecon.checks.gx_import import import_gx
 
