@@ -69,7 +69,7 @@ def test_processed_work_stops_ringing_and_stale_work_rings_again(sqlite_ledger, 
 def test_serializes_without_secrets():
     path, kwargs = InboxTrigger(poll_interval_s=2, stale_after_s=60).serialize()
     assert path == "omnirecon.live.trigger.InboxTrigger" and kwargs == {"poll_interval_s": 2.0, "stale_after_s": 60.0,
-                                                                        "deadline_lead_s": 10.0}
+                                                                        "deadline_lead_s": 25.0}
 
 
 def test_rings_once_shortly_before_the_deadline_a_live_run_left_to_the_next(sqlite_ledger, monkeypatch):

@@ -25,7 +25,7 @@ from omnirecon.timeutil import iso, utcnow
 log = logging.getLogger(__name__)
 
 TICK_S = 2.0                 # how often a run looks at the chain while deadlines are pending
-WAIT_AHEAD_S = 15.0          # a run waits for a propagation deadline at most this far ahead; later ones are the
+WAIT_AHEAD_S = 30.0          # a run waits for a propagation deadline at most this far ahead; later ones are the
                              # next run's, which the InboxTrigger starts shortly before (trigger.DEADLINE_LEAD_S)
 WINDOW_S = 6 * 3600          # notifications further back than this are not replayed into the monitor
 FIGHT_WINDOW = timedelta(hours=1)
