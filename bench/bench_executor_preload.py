@@ -2,13 +2,15 @@
 
 `airflow standalone` (scheduler with LocalExecutor, dag-processor, api-server, triggerer) in a fresh Airflow home,
 a ledger holding the bundled demo scenario (28 SKUs), then N runs of omnirecon_reconcile in dry-run, one after
-the other. Each task process is forked from a LocalExecutor worker; with the project's airflow.cfg those workers
-come from a forkserver that imported `omnirecon.checks.preload`. Figures are Airflow's own task durations
-(task_instance.duration: task start to end, in the task process) for `reconcile_skus` and `reconcile`.
+the other. Each task process is forked from a LocalExecutor worker, and the worker from a process that imported
+`omnirecon.checks.preload`. Figures are Airflow's own task durations (task_instance.duration: task start to end,
+in the task process) for `reconcile_skus` and `reconcile`.
 
-    .venv/bin/python bench/bench_executor_preload.py [--runs 5] [--configs preload fork]
+    .venv/bin/python bench/bench_executor_preload.py [--runs 5] [--configs fork forkserver]
 
-`fork` is Airflow's default start method (workers forked from the scheduler, nothing preloaded).
+`fork` is Airflow's default start method: workers forked from the scheduler, which imported the preload when its
+Job started (airflow_plugin.SchedulerPreload); `forkserver`: workers from a forkserver that preloaded it
+(`[scheduler] mp_forkserver_preload`, opt-in).
 """
 from __future__ import annotations
 
@@ -58,8 +60,7 @@ def run_config(config: str, runs: int, work: Path) -> dict:
     from omnirecon import airflow_setup
     airflow_setup.init(quiet=True)
     extra = _prepare(work / config) if (work / config).mkdir(parents=True) is None else {}
-    if config == "fork":
-        extra["AIRFLOW__SCHEDULER__MP_START_METHOD"] = "fork"
+    extra["AIRFLOW__SCHEDULER__MP_START_METHOD"] = config
     env = airflow_setup.airflow_env({**extra, "AIRFLOW__API__PORT": "18793",
                                      "AIRFLOW__API__BASE_URL": "http://localhost:18793",
                                      "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://localhost:18793/execution/"})
@@ -109,7 +110,7 @@ def run_config(config: str, runs: int, work: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--configs", nargs="+", default=["preload", "fork"], choices=["preload", "fork"])
+    p.add_argument("--configs", nargs="+", default=["fork", "forkserver"], choices=["fork", "forkserver"])
     a = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-preload-"))
     print(f"work dir {work}")
