@@ -14,7 +14,7 @@ from sqlalchemy import select
 from omnirecon.config import settings_from_dict
 from omnirecon.ledger import models as m
 from omnirecon.adapters import get_adapter
-from omnirecon.live.cycle import close_gaps, live_cycle
+from omnirecon.live.cycle import close_gaps, live_cycle, overwrites
 from omnirecon.live.inbox import Inbox
 from omnirecon.live.receiver import Receiver
 from omnirecon.adapters.erp.notifications import NetSuiteSource
@@ -156,6 +156,11 @@ def test_a_gap_the_integration_keeps_reopening_is_alerted_not_pushed_again(live)
     [out] = close_gaps(ledger, settings, [gap()], c.verified_at + timedelta(minutes=1))
     assert out["action"] == Action.ALERT and "push" not in out["evidence"]
     assert len(out["evidence"]["overwrites"]) == 3 and "fix hop erp->walmart" in out["detail"]
+    with ledger.session() as s:                          # a correction that found the target already there
+        s.add(m.Correction(idempotency_key=f"{4:064d}", run_id="omnirecon_live/3", channel="walmart", sku="SKU-001",
+                           channel_sku="SKU-001", location="WH-EAST", from_qty=37, to_qty=37, status="verified",
+                           verified_at=c.verified_at))
+    assert overwrites(ledger, "walmart", "SKU-001", c.verified_at - timedelta(minutes=1)) == []   # undid nothing
     [fresh] = close_gaps(ledger, settings, [gap()], c.verified_at + timedelta(hours=2))   # the rounds start again
     assert fresh["action"] == Action.PUSH and fresh["evidence"]["push"]["to_qty"] == 37
 

@@ -99,10 +99,11 @@ def _mapped_channel_locations(settings, channel: str) -> dict[str, str]:
 
 def overwrites(ledger, channel: str, sku: str, since: datetime) -> list[dict]:
     """omnirecon's verified live corrections of (channel, SKU) since a moment: each one the integration undid if
-    the gap came back."""
+    the gap came back. One that changed nothing (the channel already showed its target) undid nothing."""
     with ledger.session() as s:
         rows = s.scalars(select(m.Correction).where(
             m.Correction.channel == channel, m.Correction.sku == sku, m.Correction.status == "verified",
+            m.Correction.from_qty != m.Correction.to_qty,
             m.Correction.run_id.like("omnirecon_live/%"), m.Correction.verified_at >= since)
             .order_by(m.Correction.id)).all()
         return [{"run_id": c.run_id, "to_qty": c.to_qty, "verified_at": iso(c.verified_at)} for c in rows]
