@@ -258,6 +258,14 @@ def _new(ledger, found: list[dict]) -> bool:
     return any(fp not in known for fp in fps)
 
 
+def _risk(f: dict) -> tuple:
+    """Closest to selling out first (what the channel should show), then the largest over-promise."""
+    try:
+        return int(f["expected"]), -int(f.get("delta") or 0)
+    except (TypeError, ValueError):
+        return float("inf"), 0
+
+
 def within_guardrail(ledger, settings, findings: list[dict], more: list[dict]) -> tuple[list[dict], list[dict]]:
     """(taken, left) of `more` push findings: per channel, as many as keep the run's pushes within the planner's
     max_correction_fraction of the channel's SKUs next to those `findings` already push (taken in order, so the
@@ -368,11 +376,17 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     findings = close_gaps(ledger, settings, _to_current(settings, monitor, monitor.findings(run_id)), t,
                           unposted_units(monitor))
     pushed = {(f["channel"], f["sku"]) for f in findings if f["action"] == Action.PUSH}
-    exposed, deferred = within_guardrail(ledger, settings, findings, exposures(settings, monitor, run_id, t, skip=pushed))
-    findings += close_gaps(ledger, settings, exposed, t)
+    pushes = sorted([f for f in findings if f["action"] == Action.PUSH]
+                    + exposures(settings, monitor, run_id, t, skip=pushed), key=_risk)
+    now_pushed, deferred = within_guardrail(ledger, settings, [], pushes)
+    for f in deferred:
+        if f["check"] == Check.TRIGGER_GAP:       # pushed again by a later run, once the riskier ones are closed
+            f["action"] = Action.NONE
+            f["detail"] += " Left to the next run: this run already pushes max_correction_fraction of the channel's SKUs."
+            f["evidence"].pop("push", None)
+    findings += close_gaps(ledger, settings, [f for f in now_pushed if f["check"] != Check.TRIGGER_GAP], t)
     if deferred:
-        log.info("live run %s: %d more channel SKU(s) offering more than the ERP covers left to the next run "
-                 "(max_correction_fraction): %s", run_id, len(deferred),
+        log.info("live run %s: %d more push(es) left to the next run (max_correction_fraction): %s", run_id, len(deferred),
                  ", ".join(f"{f['channel']} {f['sku']}" for f in deferred[:20]))
     silent = silence_findings(ledger, settings, run_id, t, resubscribe)
     from omnirecon.adapters import systems
@@ -384,7 +398,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     findings += silent
     processed = _mark_processed(ledger, taken, t)
     chain = monitor.chain()
-    next_due = t if deferred else pending_deadline(monitor, t)    # deferred exposures: the next run at once
+    next_due = t if deferred else pending_deadline(monitor, t)    # pushes left over: the next run at once
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         exports.write_trigger_chain_json(chain, out_dir / "trigger_chain.json")
@@ -396,7 +410,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
              ticks, len(findings), actions)
     return {"run_id": run_id, "notifications": processed, "ticks": ticks, "findings": len(findings),
             "silent": sorted(f["channel"] for f in silent), "next_deadline": iso(next_due) if next_due else None,
-            "exposures_deferred": len(deferred),
+            "pushes_deferred": len(deferred),
             "actions": actions, "hops": len(chain["hops"]),
             "broken": sum(h["state"] == "broken" for h in chain["hops"])}
 
