@@ -20,8 +20,9 @@ nothing new arriving is still found):
 
 1. `watch` — takes every unprocessed notification (several wake-ups folded into one run lose nothing), feeds the
    trigger-chain monitor (which also reads Walmart, which sends no notification for a quantity change above
-   zero), waits for a propagation deadline (`propagation_sla_seconds`) only if it is a few seconds ahead and
-   stops as soon as it has gaps to close (a later deadline is the next run's: the trigger wakes it just before),
+   zero), waits for a propagation deadline (`propagation_sla_seconds`) only if it is at most 30 s ahead and
+   stops as soon as it finds a channel newly offering more than the ERP covers (a later deadline is the next
+   run's: the trigger wakes it 25 s before),
    then persists each hop that did not follow as a `trigger_gap` finding, and each channel offering more than
    the ERP can cover (a count moved above it, or stock sold elsewhere that the ERP has not recorded within the
    SLA) as an `inventory_drift` finding, with the push evidence where omnirecon may close the gap itself, and
