@@ -94,6 +94,7 @@ def one_run(db: Path, skus: int, shard_skus: int, sharded: bool) -> dict:
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("svg")
+    matplotlib.rcParams["svg.hashsalt"] = "omnirecon"   # the same numbers give the same file
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
