@@ -15,11 +15,6 @@ from omnirecon.config import settings_from_dict
 from omnirecon.ledger import models as m
 from omnirecon.adapters import get_adapter
 from omnirecon.live.cycle import close_gaps, live_cycle, overwrites
-from omnirecon.live.inbox import Inbox
-from omnirecon.live.receiver import Receiver
-from omnirecon.adapters.erp.notifications import NetSuiteSource
-from omnirecon.adapters.shopify.notifications import ShopifySource
-from omnirecon.adapters.erp.notifications import NetSuiteDeployment
 from omnirecon.adapters.shopify.notifications import ShopifySubscriptions
 from omnirecon.model.values import Action, Check
 from omnirecon.remediation.plan import plan_corrections
@@ -31,6 +26,7 @@ from omnirecon_sandbox.clock import ManualClock
 from omnirecon_sandbox.core import Sandbox
 from tests.support.polling import wait_for
 from tests.support.world import world_doc
+from tests.support.chain_world import listening
 
 SLA = 20
 SECRET = "live-cycle-secret-0123"
@@ -75,12 +71,7 @@ def live(tmp_path_factory):
 
         snapshot("snapshot/1", hooks)
         assert (clock.now() - scenario.as_of).total_seconds() < START, "snapshots ran into the world's events"
-        sources = {"shopify": ShopifySource(conns["omnirecon_shopify"]["extra"]["client_secret"]),
-                   "erp": NetSuiteSource(SECRET, max_skew=timedelta(hours=1))}
-        with Receiver(Inbox(ledger), sources) as rx:
-            ShopifySubscriptions(hooks["shopify"]).ensure(rx.url + "/notifications/shopify",
-                                                          topics=("INVENTORY_LEVELS_UPDATE",))
-            NetSuiteDeployment(hooks["erp"], SECRET).ensure(rx.url + "/notifications/erp")
+        with listening(ledger, conns["omnirecon_shopify"]["extra"]["client_secret"], hooks, SECRET) as rx:
 
             def advance(seconds: float) -> None:       # the run's sleep: the world moves on, deliveries land
                 for _ in range(max(1, round(seconds))):

@@ -50,6 +50,7 @@ from omnirecon.runner import hooks_from_connections
 from omnirecon_contract.scenario import from_dict
 from omnirecon_sandbox.clock import ManualClock
 from omnirecon_sandbox.core import Sandbox
+from tests.support.chain_world import listening
 from tests.support.polling import free_port, wait_for
 from tests.support.world import world_doc
 
@@ -503,12 +504,8 @@ def _gaps(ledger, run_id: str) -> list[m.Finding]:
 
 def test_a_live_run_and_its_push_killed_mid_flow_take_every_notification_once_and_write_once(tmp_path):
     from omnirecon.adapters import get_adapter
-    from omnirecon.adapters.erp.notifications import NetSuiteSource
-    from omnirecon.adapters.shopify.notifications import ShopifySource
     from omnirecon.config import settings_from_dict
     from omnirecon.live.cycle import live_cycle
-    from omnirecon.live.inbox import Inbox
-    from omnirecon.live.receiver import Receiver
     from omnirecon.remediation.plan import plan_corrections
     from omnirecon.remediation.push import push_batch
     from omnirecon.snapshot import snapshot_system
@@ -539,12 +536,7 @@ def test_a_live_run_and_its_push_killed_mid_flow_take_every_notification_once_an
             ticker.join()
         assert (clock.now() - scenario.as_of).total_seconds() < W_START, "snapshots ran into the world's events"
 
-        sources = {"shopify": ShopifySource(conns["omnirecon_shopify"]["extra"]["client_secret"]),
-                   "erp": NetSuiteSource(NS_SECRET, max_skew=timedelta(hours=1))}
-        with Receiver(Inbox(ledger), sources) as rx:
-            ShopifySubscriptions(hooks["shopify"]).ensure(rx.url + "/notifications/shopify",
-                                                          topics=("INVENTORY_LEVELS_UPDATE",))
-            NetSuiteDeployment(hooks["erp"], NS_SECRET).ensure(rx.url + "/notifications/erp")
+        with listening(ledger, conns["omnirecon_shopify"]["extra"]["client_secret"], hooks, NS_SECRET) as rx:
 
             def advance(seconds: float) -> None:
                 for _ in range(max(1, round(seconds))):

@@ -3,6 +3,7 @@ reach a real omnirecon Receiver (Shopify and Walmart webhooks, the NetSuite user
 (Amazon), Walmart quantities above zero are read through its hook, and a ChainMonitor ticks every few seconds."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,6 +28,18 @@ from tests.support.sandbox_http import lwa_token, sp
 NS_SECRET = "chain-test-secret-0123"
 SHOPIFY_TOPICS = ("INVENTORY_LEVELS_UPDATE", "ORDERS_CREATE", "ORDERS_FULFILLED")
 AMAZON_TOPICS = ("LISTINGS_ITEM_MFN_QUANTITY_CHANGE", "ORDER_CHANGE")
+
+
+@contextmanager
+def listening(ledger, shopify_secret: str, hooks: dict, erp_secret: str,
+              shopify_topics=("INVENTORY_LEVELS_UPDATE",)):
+    """A real Receiver on the ledger's inbox with Shopify's webhook subscriptions and the NetSuite deployment
+    pointed at it (the ERP's secret skew-free: the manual clock runs ahead of real time) -> the receiver."""
+    sources = {"shopify": ShopifySource(shopify_secret), "erp": NetSuiteSource(erp_secret, max_skew=timedelta(hours=1))}
+    with Receiver(Inbox(ledger), sources) as rx:
+        ShopifySubscriptions(hooks["shopify"]).ensure(rx.url + "/notifications/shopify", topics=shopify_topics)
+        NetSuiteDeployment(hooks["erp"], erp_secret).ensure(rx.url + "/notifications/erp")
+        yield rx
 
 
 @dataclass
