@@ -177,8 +177,9 @@ def _to_current(settings, monitor: ChainMonitor, findings: list[dict]) -> list[d
 def _pushable_location(settings, channel: str) -> str | None:
     """The ERP location behind the channel's one pushable location (None: several, or none)."""
     from omnirecon.adapters import get_adapter
-    key = get_adapter(channel).location_key
-    locs = [l for l in settings.mapped_locations(key) if str(l.get(key, "")).upper() != "FBA"]
+    adapter = get_adapter(channel)
+    key = adapter.location_key
+    locs = [l for l in settings.mapped_locations(key) if adapter.push_block(settings, str(l[key]), l["erp"]) is None]
     return locs[0]["erp"] if len(locs) == 1 else None
 
 
