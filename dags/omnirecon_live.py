@@ -30,7 +30,9 @@ nothing new arriving is still found):
    only after that, so a failed run leaves them to the next (the trigger rings again for work left
    unprocessed).
 2. `plan_corrections` / `push` / `alert` — the same outbox, guardrails, approvals, compare-and-swap or re-read
-   and read-back as the scheduled reconcile. A gap the retailer's integration keeps re-opening after omnirecon
+   and read-back as the scheduled reconcile. Two runs may be active: the next run's `watch` starts while this
+   run's pushes still read back (one `watch` and one `plan_corrections` at a time across runs), and a SKU whose
+   correction is still on its way is not pushed again. A gap the retailer's integration keeps re-opening after omnirecon
    closed it (`integration_fight_rounds` in an hour) is alerted, naming the hop, instead of pushed again.
 
 **When it fails:** clear it; nothing was marked processed, corrections are idempotent. While it is paused,
@@ -46,7 +48,9 @@ with DAG(
         timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC", interval=timedelta(minutes=5)), assets=inbox),
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    # a run's push may still read back (Amazon applies a patch seconds after accepting it) while the next run
+    # watches: detection never waits for a push. Watches and plans run one at a time, in order.
+    max_active_runs=2,
     dagrun_timeout=timedelta(minutes=30),
     default_args=default_args(retries=1, retry_delay=timedelta(seconds=10), execution_timeout=timedelta(minutes=10)),
     doc_md=DOC,
@@ -56,8 +60,9 @@ with DAG(
                       description="apply pushes corrections; dry-run records what it would push"),
     },
 ) as dag:
-    watched = task(task_id="watch")(pipeline.live_task)()
-    batches = task(task_id="plan_corrections", outlets=[Asset(PENDING_APPROVALS_ASSET)])(pipeline.plan_task)(watched)
+    watched = task(task_id="watch", max_active_tis_per_dag=1)(pipeline.live_task)()
+    batches = task(task_id="plan_corrections", max_active_tis_per_dag=1,
+                   outlets=[Asset(PENDING_APPROVALS_ASSET)])(pipeline.plan_task)(watched)
     pushed = task(task_id="push", max_active_tis_per_dagrun=4)(pipeline.push_task).expand(batch=batches)
     alerted = task(task_id="alert", trigger_rule="all_done")(pipeline.alert_task)(watched)
     pushed >> alerted

@@ -188,3 +188,28 @@ def test_a_push_leaves_out_orders_the_erp_has_not_recorded_yet(live):
            "detail": "erp->walmart: ...", "evidence": {"hop": "erp->walmart"}}
     [out] = close_gaps(live["ledger"], live["settings"], [gap], live["ended"] + timedelta(hours=3), {"SKU-000": 4})
     assert out["evidence"]["push"]["to_qty"] == 33 and out["evidence"]["unposted_units"] == 4
+
+
+def test_a_sku_whose_correction_is_still_on_its_way_is_not_pushed_twice(live):
+    """The next run's watch may start while a run's push still reads back (two live runs active): a gap on a SKU
+    whose correction another run planned or the channel accepted but has not shown yet is recorded, not pushed."""
+    ledger, settings, at = live["ledger"], live["settings"], live["ended"] + timedelta(hours=4)
+    for n in (20, 21):
+        ledger.begin_run(f"omnirecon_live/{n}", "live")
+    with ledger.session() as s:
+        s.add(m.Correction(idempotency_key=f"{20:064d}", run_id="omnirecon_live/20", channel="walmart", sku="SKU-002",
+                           channel_sku="SKU-002", location="WH-EAST", from_qty=49, to_qty=45, status="applied",
+                           updated_at=at - timedelta(seconds=5)))
+
+    def gap(sku, run_id="omnirecon_live/21"):
+        return {"run_id": run_id, "channel": "walmart", "sku": sku, "expected": "45", "observed": "49",
+                "action": Action.PUSH, "detail": "erp->walmart: ...", "evidence": {"hop": "erp->walmart"}}
+    held, other, own = close_gaps(ledger, settings, [gap("SKU-002"), gap("SKU-003"),
+                                                     gap("SKU-002", "omnirecon_live/20")], at)
+    assert held["action"] == Action.NONE and "push" not in held["evidence"]
+    assert held["evidence"]["in_flight"] == [{"run_id": "omnirecon_live/20", "to_qty": 45, "status": "applied"}]
+    assert "still on its way to walmart" in held["detail"]
+    assert other["action"] == Action.PUSH and other["evidence"]["push"]["to_qty"] == 45   # another SKU: pushed
+    assert own["action"] == Action.PUSH                        # its own run's correction is not another's push
+    [later] = close_gaps(ledger, settings, [gap("SKU-002")], at + timedelta(minutes=20))
+    assert later["action"] == Action.PUSH                      # a crashed push's leftover does not block forever

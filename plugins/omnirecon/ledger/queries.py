@@ -162,6 +162,17 @@ def correction_counts(s, run_id: str) -> dict[str, int]:
                                             .group_by(m.Correction.status))}
 
 
+IN_FLIGHT = ("planned", "applied")     # on its way to the channel: not pushed yet, or accepted and not read back
+
+
+def corrections_in_flight(s, channel: str, sku: str, since: datetime) -> list[m.Correction]:
+    """Corrections of (channel, SKU) on their way to the channel, touched since a moment (older ones are a crashed
+    push's leftovers, which the channel's own protection covers on a re-run)."""
+    return list(s.scalars(select(m.Correction).where(
+        m.Correction.channel == channel, m.Correction.sku == sku, m.Correction.status.in_(IN_FLIGHT),
+        m.Correction.updated_at >= since).order_by(m.Correction.id)))
+
+
 def corrections_waiting_for_approval(s) -> list[m.Correction]:
     """Every correction waiting for a person's decision, oldest first."""
     return list(s.scalars(select(m.Correction).where(m.Correction.status == "pending_approval")
@@ -186,6 +197,21 @@ def finding_states(s, fingerprints) -> dict[str, m.FindingState]:
         for st in s.scalars(select(m.FindingState).where(m.FindingState.fingerprint.in_(fps[i:i + 500]))):
             out[st.fingerprint] = st
     return out
+
+
+def states_to_refresh(s, checks, fingerprints, buckets=None, chunk: int = 30000) -> dict[str, m.FindingState]:
+    """The states a run's persist may change: the open ones of these checks (of these SKU buckets only, when
+    given: a shard's, so a shard never loads another shard's states) and those of the fingerprints found now."""
+    open_ = (m.FindingState.status == "open") & m.FindingState.check.in_(list(checks))
+    if buckets is not None:
+        open_ &= m.FindingState.sku_bucket.in_(list(buckets))
+    fps = list(fingerprints)
+    states = {st.fingerprint: st for st in s.scalars(select(m.FindingState).where(
+        open_ | m.FindingState.fingerprint.in_(fps[:chunk])))}
+    for i in range(chunk, len(fps), chunk):   # very large runs: the rest in chunks
+        states.update({st.fingerprint: st for st in s.scalars(select(m.FindingState).where(
+            m.FindingState.fingerprint.in_(fps[i:i + chunk])))})
+    return states
 
 
 def open_states(s) -> dict[str, m.FindingState]:

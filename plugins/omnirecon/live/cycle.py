@@ -1,7 +1,8 @@
 """One change-driven run (the `omnirecon_live` DAG): take the inbox's new notifications, watch the trigger chain
 until the propagation deadlines they start have passed, persist the gaps as `trigger_gap` findings (with the push
 evidence the outbox needs where omnirecon may close the gap itself) and write `trigger_chain.json` and
-`detections.csv`. Planning and pushing are the ordinary remediation tasks that follow in the same DAG run.
+`detections.csv`. Planning and pushing are the ordinary remediation tasks that follow in the same DAG run; the next
+run's watch may start while they still read back (a SKU whose correction is still on its way is not pushed twice).
 
 The ledger inbox is the durable record: notifications are marked processed only when the run has persisted what it
 found, so a failed or killed run leaves them to the next one (the InboxTrigger rings again for stale work).
@@ -29,6 +30,7 @@ WAIT_AHEAD_S = 30.0          # a run waits for a propagation deadline at most th
                              # next run's, which the InboxTrigger starts shortly before (trigger.DEADLINE_LEAD_S)
 WINDOW_S = 6 * 3600          # notifications further back than this are not replayed into the monitor
 FIGHT_WINDOW = timedelta(hours=1)
+IN_FLIGHT_WINDOW = timedelta(minutes=15)   # planned or accepted longer ago than this: a crashed push's leftover
 
 
 def pending_deadline(monitor: ChainMonitor, now: datetime) -> datetime | None:
@@ -132,6 +134,17 @@ def close_gaps(ledger, settings, findings: list[dict], now: datetime, unposted: 
     unposted = unposted or {}
     for f in findings:
         if f["action"] != Action.PUSH:
+            continue
+        with ledger.session() as s:
+            flying = queries.corrections_in_flight(s, f["channel"], f["sku"], now - IN_FLIGHT_WINDOW)
+            flying = [{"run_id": c.run_id, "to_qty": c.to_qty, "status": str(c.status)} for c in flying
+                      if c.run_id != f.get("run_id")]
+        if flying:     # an earlier run's push of this SKU is still on its way (or reading back): never two writes
+            f["action"] = Action.NONE
+            f["detail"] += (f" A correction to {flying[-1]['to_qty']} (run {flying[-1]['run_id']}) is still on its "
+                            f"way to {f['channel']}: not pushed twice; a later run pushes if the gap stays.")
+            f["evidence"]["in_flight"] = flying
+            f["evidence"].pop("push", None)
             continue
         undone = overwrites(ledger, f["channel"], f["sku"], now - FIGHT_WINDOW)
         if len(undone) >= rounds:
@@ -399,7 +412,10 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
     findings += silent
     processed = _mark_processed(ledger, taken, t)
     chain = monitor.chain()
-    next_due = t if deferred else pending_deadline(monitor, t)    # pushes left over: the next run at once
+    held = sum(bool(f["evidence"].get("in_flight")) for f in findings)
+    # pushes left over (the fraction, or one in flight): the next run at once; a dry run closes nothing, so its
+    # leftovers are the same in every run and wake none
+    next_due = t if (deferred or held) and settings.mode == "apply" else pending_deadline(monitor, t)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         exports.write_trigger_chain_json(chain, out_dir / "trigger_chain.json")
@@ -411,7 +427,7 @@ def live_cycle(ledger, settings, *, run_id: str, reader: Callable | None = None,
              ticks, len(findings), actions)
     return {"run_id": run_id, "notifications": processed, "ticks": ticks, "findings": len(findings),
             "silent": sorted(f["channel"] for f in silent), "next_deadline": iso(next_due) if next_due else None,
-            "pushes_deferred": len(deferred),
+            "pushes_deferred": len(deferred), "pushes_in_flight": held,
             "actions": actions, "hops": len(chain["hops"]),
             "broken": sum(h["state"] == "broken" for h in chain["hops"])}
 
