@@ -259,9 +259,6 @@ def _live(scenario_path: str, state, ledger, settings_file: Path, out: Path, mod
         # the live path re-subscribes a platform gone silent
         "OMNIRECON_RECEIVER_URL": receiver.url,
         **({"OMNIRECON_SQS_QUEUE_ARN": arn} if arn else {}),
-        # task processes forked from workers that preloaded the reconcile path (bench/README.md, issue 16): a
-        # change-driven run's tasks start in about a second instead of paying the imports each
-        "AIRFLOW__SCHEDULER__MP_START_METHOD": os.environ.get("AIRFLOW__SCHEDULER__MP_START_METHOD", "forkserver"),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
         # its own ports and logs, so this Airflow never meets another one on this machine
