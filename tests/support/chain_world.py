@@ -112,7 +112,7 @@ def run_chain_world(ledger, doc: dict, *, sla: float, horizon_s: int, tick_s: in
             try:
                 for second in range(1, int(horizon_s) + 1):
                     sb.world.advance(1.0)
-                    wait_for(lambda: sb.notifications.outbox.pending() == 0, 20, "the deliveries of this second")
+                    wait_for(lambda: sb.notifications.outbox.due() == 0, 20, "the deliveries due this second")
                     while consumer.poll_once():
                         pass
                     if second % tick_s == 0:

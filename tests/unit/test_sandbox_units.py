@@ -106,6 +106,19 @@ def test_manual_clock_moves_only_when_told():
         clock.advance(-1)
 
 
+def test_outbox_due_counts_only_what_the_clock_has_reached():
+    """A delivery a defect or a backoff put off is pending but not yet due: a ManualClock harness waits for due()."""
+    from omnirecon_sandbox.notify.delivery import Outbox
+    clock = ManualClock(datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc))
+    outbox = Outbox(clock, on_result=None)                 # not started: nothing is sent
+    outbox.submit(lambda: None)
+    outbox.submit(lambda: None, delay_s=4.5)
+    assert (outbox.pending(), outbox.due()) == (2, 1)
+    clock.advance(4.0)
+    assert outbox.due() == 1
+    clock.advance(0.5)
+    assert outbox.due() == 2
+
 def test_shopify_search_syntax():
     rec = {"updated_at": "2026-03-01T10:00:00Z", "sku": "TEE-BLK-M", "n": 5}
     fields = {"updated_at": lambda r: r["updated_at"], "sku": lambda r: r["sku"], "n": lambda r: r["n"]}

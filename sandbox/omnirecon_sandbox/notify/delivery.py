@@ -74,6 +74,13 @@ class Outbox:
         with self._cond:
             return len(self._heap) + self.inflight
 
+    def due(self) -> int:
+        """Deliveries due by the clock's now (not those a delay or a backoff scheduled later), plus those in flight:
+        on a ManualClock, 0 means everything this instant owes has been sent."""
+        with self._cond:
+            now = self.clock.monotonic()
+            return sum(1 for when, _, _ in self._heap if when <= now) + self.inflight
+
     def _next(self) -> Delivery | None:
         with self._cond:
             while not self._stopped:
