@@ -197,6 +197,22 @@ def one_shard(url: str, shards: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def open_findings(url: str, shards: int) -> dict:
+    """In a fresh process: one reconcile of the whole catalog in `shards` shards + global (steady operation: the
+    timed configurations then find the catalog's findings already open, as every run after the first does)."""
+    import subprocess
+    code = (f"import json, sys, time; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_shards as b\n"
+            "from omnirecon.checks.run import reconcile_in_shards; from omnirecon.config import settings_from_dict\n"
+            "from omnirecon.ledger.db import Ledger\n"
+            f"led = Ledger({url!r}); led.begin_run('bench/open-findings', 'reconcile'); t = time.monotonic()\n"
+            f"r = reconcile_in_shards(led, settings_from_dict(b.SETTINGS), run_id='bench/open-findings', shards={shards})\n"
+            "print(json.dumps({'findings': len(r.findings), 'seconds': round(time.monotonic() - t, 1)}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"opening the findings failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skus", type=int, default=1_000_000)
@@ -209,6 +225,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="repeat every configuration (in turn) this many times")
     ap.add_argument("--curve", nargs="*", type=int, default=[1, 4, 10, 20],
                     help="also reconcile one shard of each of these splits in a fresh process (peak RSS vs shard size)")
+    ap.add_argument("--open-findings", action="store_true",
+                    help="before the timed configurations, open the catalog's findings with one untimed reconcile "
+                         "(so the first configuration, like every later one, runs on a ledger in steady operation)")
     args = ap.parse_args()
     import tempfile
 
@@ -227,6 +246,9 @@ def main() -> int:
             r = one_shard(ledger_url, n)
             print(f"one shard of {n}: {r['skus']:,} SKUs in {r['seconds']}s, peak RSS {r['peak_rss_mb']:,} MB "
                   f"(after imports {r['imports_mb']:,} MB)", flush=True)
+        if args.open_findings:
+            r = open_findings(ledger_url, auto)
+            print(f"opened {r['findings']:,} findings in {r['seconds']}s (untimed)", flush=True)
         runs = [(config, p == "on") for _ in range(args.rounds) for p in args.preload for config in args.configs]
         for config, preload in runs:
             workers, shards = config.split(":")

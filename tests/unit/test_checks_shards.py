@@ -138,3 +138,77 @@ def test_shard_summaries_are_plain_json_and_add_up(tmp_path):
     totals = run_totals(summaries, final.summary())
     assert totals["skus_checked"] == sum(p.skus_checked for p in parts)
     assert sum(totals["findings"].values()) == sum(len(p.findings) for p in parts) + len(final.findings)
+
+
+def test_a_shard_reads_and_resolves_only_its_own_open_states(tmp_path):
+    """A shard's persist loads the open states of its own SKU buckets (and of what it found now), never another
+    shard's: at 1M SKUs every shard loading every open state cost shards x open findings. It resolves its own
+    states that it no longer finds; other shards' states stay open, untouched."""
+    from sqlalchemy import event
+
+    from omnirecon.ledger import finding_store
+    from omnirecon.timeutil import utcnow
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    n, now = 4, utcnow()
+    skus = [f"SKU-{i:03d}" for i in range(40)]
+    finding = lambda sku, run: {"run_id": run, "fingerprint": f"fp-{sku}", "check": "inventory_drift", "severity": "warning",  # noqa: E731
+                           "channel": "shopify", "sku": sku, "order_id": "", "diagnosis": "unknown",
+                           "action": "alert", "detail": f"{sku} differs"}
+    ledger.begin_run("r1", "reconcile")
+    finding_store.persist_findings(ledger, "r1", [finding(x, "r1") for x in skus], now, lambda st: True,
+                                   checks=Scope().checks)
+    with ledger.session() as s:   # an alert about an entity of no state yet opens one: it carries its bucket too
+        finding_store.record_alert(s, fingerprint="fp-SKU-ALERTED", kind="opened", check="inventory_drift",
+                                   channel="amazon", sku="SKU-ALERTED", order_id=None, severity="warning",
+                                   run_id="r1", now=now)
+        assert {st.sku_bucket for st in s.scalars(select(m.FindingState))} == {sku_bucket(x) for x in skus + ["SKU-ALERTED"]}
+    shard = Shard(sku_bucket("SKU-ALERTED") % n, n)
+    mine = {f"fp-{x}" for x in skus + ["SKU-ALERTED"] if shard.contains(x)}
+    still = sorted(x for x in skus if shard.contains(x))[0]       # found again now; the rest of the shard clears
+    assert 1 < len(mine) < len(skus)
+
+    loaded = []
+    listener = lambda target, context: loaded.append(target.fingerprint)   # noqa: E731
+    event.listen(m.FindingState, "load", listener)
+    try:
+        ledger.begin_run("r2", "reconcile")
+        scope = Scope(part="skus", shard=shard)
+        finding_store.persist_findings(ledger, "r2", [finding(still, "r2")], now, lambda st: scope.owns(st.check, st.sku),
+                                       shard=scope.label, checks=scope.checks, buckets=shard.buckets())
+    finally:
+        event.remove(m.FindingState, "load", listener)
+    assert set(loaded) == mine, "the shard loaded another shard's open states"
+    with ledger.session() as s:
+        status = dict(s.execute(select(m.FindingState.fingerprint, m.FindingState.status)).all())
+        last_run = dict(s.execute(select(m.FindingState.fingerprint, m.FindingState.last_seen_run)).all())
+    assert {fp for fp, st in status.items() if st == "resolved"} == mine - {f"fp-{still}"}
+    others = set(status) - mine
+    assert others and all(status[fp] == "open" and last_run[fp] == "r1" for fp in others)
+    assert status[f"fp-{still}"] == "open" and last_run[f"fp-{still}"] == "r2"
+
+
+def test_a_shard_task_loads_no_other_shards_states(tmp_path):
+    """The same through reconcile(): a shard task's persist loads its own buckets' states and its findings'."""
+    from sqlalchemy import event
+
+    scenario = load(SCENARIOS[0])
+    settings = settings_from_dict(scenario.raw.get("settings"))
+    ledger = _ledger(tmp_path, "ledger.db", scenario)
+    ledger.begin_run("reconcile/r1", "reconcile")
+    reconcile_in_shards(ledger, settings, run_id="reconcile/r1", shards=4, now=scenario.as_of)
+    shard = Shard(0, 4)
+    loaded = []
+    listener = lambda target, context: loaded.append(target)   # noqa: E731
+    event.listen(m.FindingState, "load", listener)
+    try:
+        ledger.begin_run("reconcile/r2", "reconcile")
+        again = reconcile(ledger, settings, run_id="reconcile/r2", now=scenario.as_of, shard=shard, part="skus")
+    finally:
+        event.remove(m.FindingState, "load", listener)
+    found = {f["fingerprint"] for f in again.findings}
+    assert all(st.fingerprint in found or st.sku_bucket in shard.buckets() for st in loaded)
+    with ledger.session() as s:
+        others = s.scalars(select(m.FindingState.fingerprint).where(m.FindingState.status == "open")).all()
+    assert set(others) - {st.fingerprint for st in loaded}, "other shards' open states exist and were not loaded"

@@ -183,6 +183,51 @@ def test_sharding_migration_backfills_buckets_on_postgres(pg_url):
     _upgrade_from_0001_with_rows(pg_url)
 
 
+def _upgrade_from_0005_with_open_states(url: str):
+    """A ledger at revision 0005 holding open finding states, upgraded to head: each state with a SKU gets its
+    SKU's bucket (a shard's persist selects by it), a state of no SKU none; the index the selection uses exists."""
+    from alembic import command
+    from alembic.config import Config
+    from pathlib import Path
+    from sqlalchemy import create_engine, text
+
+    import omnirecon.ledger.db as db
+    from omnirecon.model.sharding import sku_bucket
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
+    cfg.attributes["connection_url"] = url
+    engine = create_engine(url)
+    states = {"fp-a": "A-1", "fp-b": "B-2", "fp-b2": "B-2", "fp-order": None}
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+        for fp, sku in states.items():
+            conn.execute(text('INSERT INTO finding_states (fingerprint, "check", channel, sku, status, severity, '
+                              "first_seen_at, first_seen_run, last_seen_at, last_seen_run, alerts_sent, "
+                              "resolved_notice_sent) VALUES (:fp, :c, 'shopify', :s, 'open', 'warning', :t, 'r0', :t, "
+                              "'r0', 0, :f)"),
+                         {"fp": fp, "c": "order_missing" if sku is None else "inventory_drift", "s": sku,
+                          "t": utcnow(), "f": False})
+    engine.dispose()
+    led = Ledger(url)
+    led.migrate()
+    with led.session() as s:
+        rows = dict(s.execute(select(m.FindingState.fingerprint, m.FindingState.sku_bucket)).all())
+        assert s.scalar(select(m.FindingState.status).where(m.FindingState.fingerprint == "fp-a")) == "open"
+    assert rows == {fp: None if sku is None else sku_bucket(sku) for fp, sku in states.items()}
+    assert "ix_finding_states_status_check_bucket" in {ix["name"] for ix in inspect(led.engine).get_indexes("finding_states")}
+    led.engine.dispose()
+
+
+def test_finding_state_bucket_migration_backfills_open_states_on_sqlite(tmp_path):
+    _upgrade_from_0005_with_open_states(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def test_finding_state_bucket_migration_backfills_open_states_on_postgres(pg_url):
+    _upgrade_from_0005_with_open_states(pg_url)
+
+
 @pytest.mark.parametrize("uri", ["mysql://u@db.example/omnirecon", "postgresq://u@db.example/omnirecon"])
 def test_a_ledger_connection_of_an_unsupported_type_is_an_error_not_a_sqlite_file(monkeypatch, uri):
     from omnirecon.connections import ConnectionProblem

@@ -100,7 +100,8 @@ def reconcile(ledger, settings: Settings, *, run_id: str, now: datetime | None =
             return False
         return scope.owns(state.check, state.sku)
 
-    persist(ledger, run_id, findings, now, in_scope, shard=scope.label, checks=scope.checks)
+    persist(ledger, run_id, findings, now, in_scope, shard=scope.label, checks=scope.checks,
+            buckets=None if scope.shard.whole else scope.shard.buckets())
     lap("persist")
     docs = runner.build_data_docs() if data_docs else None
     lap("data_docs")

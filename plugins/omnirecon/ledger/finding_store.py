@@ -9,30 +9,24 @@ from datetime import datetime
 from sqlalchemy import delete, select
 
 from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.model.canonical import CHECKS
-
-_CHUNK = 30000
+from omnirecon.model.sharding import sku_bucket
 
 
 # -- a run's findings and their lifecycle --------------------------------------------------------
 def persist_findings(ledger, run_id: str, findings: list[dict], now: datetime, scope, shard: str = "all",
-                     checks=CHECKS) -> None:
+                     checks=CHECKS, buckets=None) -> None:
     """Replace this run's findings of one shard; open/refresh FindingState; resolve open states in scope not
     seen now. Sets each finding dict's "lifecycle" (new | open).
 
     scope(state) -> bool says whether a state's entity was checked in this run (only those can resolve);
-    shard labels the task that checked them (checks/scope.py), checks are the checks it ran."""
+    shard labels the task that checked them (checks/scope.py), checks are the checks it ran, buckets the SKU
+    buckets of its shard (None: every state), so a shard reads only the open states it may resolve."""
     fps = {f["fingerprint"] for f in findings}
     with ledger.session() as s:
         s.execute(delete(m.Finding).where(m.Finding.run_id == run_id, m.Finding.shard == shard))
-        states = {st.fingerprint: st for st in s.scalars(select(m.FindingState).where(
-            (m.FindingState.status == "open") & m.FindingState.check.in_(list(checks))
-            | m.FindingState.fingerprint.in_(list(fps)[:_CHUNK]))).all()}
-        if len(fps) > _CHUNK:   # very large runs: fetch the rest in chunks
-            rest = list(fps)[_CHUNK:]
-            for i in range(0, len(rest), _CHUNK):
-                states.update({st.fingerprint: st for st in s.scalars(select(m.FindingState).where(
-                    m.FindingState.fingerprint.in_(rest[i:i + _CHUNK]))).all()})
+        states = queries.states_to_refresh(s, checks, fps, buckets)
         new_states: dict[str, dict] = {}   # first seen now: inserted in bulk, not as ORM objects
         for f in findings:
             fp = f["fingerprint"]
@@ -41,6 +35,7 @@ def persist_findings(ledger, run_id: str, findings: list[dict], now: datetime, s
                 f["lifecycle"] = "new"
                 row = new_states.setdefault(fp, dict(
                     fingerprint=fp, check=f["check"], channel=f["channel"], sku=f["sku"] or None,
+                    sku_bucket=sku_bucket(f["sku"]) if f["sku"] else None,
                     order_id=f["order_id"] or None, status="open", first_seen_at=now, first_seen_run=run_id,
                     last_seen_at=now, last_seen_run=run_id))
                 row["severity"] = f["severity"]
@@ -77,8 +72,9 @@ def record_alert(s, *, fingerprint: str, kind: str, check: str | None, channel: 
     about an entity of no finding state yet) is opened here."""
     state = s.get(m.FindingState, fingerprint)
     if state is None:
-        state = m.FindingState(fingerprint=fingerprint, check=check or "", channel=channel,
-                               sku=sku, order_id=order_id, status="open", severity=severity,
+        state = m.FindingState(fingerprint=fingerprint, check=check or "", channel=channel, sku=sku,
+                               sku_bucket=None if sku is None else sku_bucket(sku), order_id=order_id,
+                               status="open", severity=severity,
                                first_seen_at=now, first_seen_run=run_id, last_seen_at=now,
                                last_seen_run=run_id, alerts_sent=0, resolved_notice_sent=False)
         s.add(state)

@@ -38,6 +38,12 @@ def _bucket_of_sku(context) -> int:
     return sku_bucket(context.get_current_parameters()["sku"])
 
 
+def _bucket_of_sku_or_none(context) -> int | None:
+    """The shard key of a finding state inserted without one: its SKU's bucket, None for a state of no SKU."""
+    sku = context.get_current_parameters().get("sku")
+    return None if sku is None else sku_bucket(sku)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict: JSON, list: JSON}
 
@@ -195,10 +201,13 @@ class FindingState(Base):
     """A finding's life across runs, keyed by fingerprint: opened, still open, resolved; alerting state.
     Written only by ledger/finding_store.py (lifecycle from the checks, alert bookkeeping, escalation)."""
     __tablename__ = "finding_states"
+    # a shard's persist reads the open states of its checks and buckets only (migration 0006)
+    __table_args__ = (Index("ix_finding_states_status_check_bucket", "status", "check", "sku_bucket"),)
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     check: Mapped[str] = mapped_column(Vocabulary(Check, 32))
     channel: Mapped[str] = mapped_column(String(16))
     sku: Mapped[str | None] = mapped_column(String(255))
+    sku_bucket: Mapped[int | None] = mapped_column(SmallInteger, default=_bucket_of_sku_or_none)   # model/sharding.py
     order_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16))          # open | resolved
     severity: Mapped[str] = mapped_column(Vocabulary(Severity, 16))
