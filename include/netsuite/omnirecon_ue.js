@@ -6,19 +6,22 @@
  *   custscript_omnirecon_url        (Free-Form Text) omnirecon receiver, e.g. https://recon.example.com/notifications/erp
  *   custscript_omnirecon_secret_id  (Free-Form Text) script ID of the API Secret holding the shared secret
  *                                   (Setup > Company > API Secrets, e.g. custsecret_omnirecon)
- * Each change is POSTed once as JSON:
- *   {recordType, id, type: create|edit|delete, timestamp, items: [{item, itemId, location, locationId,
+ * Each change is POSTed as JSON:
+ *   {eventId, recordType, id, type: create|edit|delete, timestamp, items: [{item, itemId, location, locationId,
  *    quantityOnHand, quantityCommitted, quantityAvailable}], salesOrder?: {id, tranId, status, otherRefNum, channel,
  *    lines: [{item, quantity, quantityFulfilled, location}]} (sales orders and fulfilments), createdFrom? (fulfilments)}
  * with X-Omnirecon-Timestamp: <unix seconds> and
  *      X-Omnirecon-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>.
+ * eventId (a UUID made once per message) is what the receiver de-duplicates on. A post that gets no 2xx (receiver
+ * down, 5xx, timeout) is kept in the outbox custom record and retried, re-signed, by omnirecon_retry_mr.js, whose
+ * run afterSubmit requests (omnirecon_outbox.js); the user's save is never blocked or failed by any of it.
  *
  * @NApiVersion 2.1
  * @NScriptType UserEventScript
  * @NModuleScope SameAccount
  */
-define(['N/https', 'N/crypto', 'N/encode', 'N/runtime', 'N/search', 'N/record', 'N/log'],
-    (https, crypto, encode, runtime, search, record, log) => {
+define(['N/runtime', 'N/search', 'N/record', 'N/log', 'N/crypto/random', './omnirecon_outbox'],
+    (runtime, search, record, log, random, outbox) => {
 
         const LINE_SUBLISTS = {
             inventoryadjustment: 'inventory', inventorytransfer: 'inventory', itemreceipt: 'item',
@@ -99,13 +102,6 @@ define(['N/https', 'N/crypto', 'N/encode', 'N/runtime', 'N/search', 'N/record', 
             };
         };
 
-        const sign = (secretId, text) => {
-            const key = crypto.createSecretKey({secret: secretId, encoding: encode.Encoding.UTF_8});
-            const hmac = crypto.createHmac({algorithm: crypto.HashAlg.SHA256, key: key});
-            hmac.update({input: text, inputEncoding: encode.Encoding.UTF_8});
-            return hmac.digest({outputEncoding: encode.Encoding.HEX}).toLowerCase();
-        };
-
         const afterSubmit = (context) => {
             const script = runtime.getCurrentScript();
             const url = script.getParameter({name: 'custscript_omnirecon_url'});
@@ -113,29 +109,36 @@ define(['N/https', 'N/crypto', 'N/encode', 'N/runtime', 'N/search', 'N/record', 
             if (!url || !secretId) return;
             const type = changeType(context);
             const rec = type === 'delete' ? context.oldRecord : context.newRecord;
+            let message;
             try {
-                const message = {
-                    recordType: rec.type, id: Number(rec.id), type: type, timestamp: new Date().toISOString(),
-                    items: type === 'delete' ? [] : quantities(touched(rec))
+                message = {
+                    eventId: random.generateUUID(), recordType: rec.type, id: Number(rec.id), type: type,
+                    timestamp: new Date().toISOString(), items: type === 'delete' ? [] : quantities(touched(rec))
                 };
                 if (rec.type === 'salesorder') message.salesOrder = salesOrderOf(rec);
                 if (rec.type === 'itemfulfillment') {
                     message.createdFrom = Number(rec.getValue({fieldId: 'createdfrom'}));
                     message.salesOrder = salesOrderOf(record.load({type: record.Type.SALES_ORDER, id: message.createdFrom}));
                 }
-                const body = JSON.stringify(message);
-                const timestamp = String(Math.floor(Date.now() / 1000));
-                const resp = https.post({
-                    url: url, body: body, headers: {
-                        'Content-Type': 'application/json', 'X-Omnirecon-Timestamp': timestamp,
-                        'X-Omnirecon-Signature': 'sha256=' + sign(secretId, timestamp + '.' + body)
-                    }
-                });
-                if (resp.code < 200 || resp.code >= 300) {
-                    log.error({title: 'omnirecon notification refused', details: rec.type + ' ' + rec.id + ': HTTP ' + resp.code});
-                }
             } catch (e) {   // never block the user's save; the reconcile still catches the drift
-                log.error({title: 'omnirecon notification failed', details: rec.type + ' ' + rec.id + ': ' + e.message});
+                log.error({title: 'omnirecon notification not built', details: rec.type + ' ' + rec.id + ': ' + e.message});
+                return;
+            }
+            const body = JSON.stringify(message);
+            const sent = outbox.post(url, secretId, body);
+            try {
+                if (sent.ok) {
+                    outbox.flushIfQueued();              // the receiver answers again: retry the outbox now
+                    return;
+                }
+                log.error({title: 'omnirecon notification failed, queued for retry',
+                    details: rec.type + ' ' + rec.id + ' ' + message.eventId + ': ' + sent.error});
+                outbox.queue({eventId: message.eventId, body: body, url: url, secretId: secretId, error: sent.error});
+                outbox.markQueued();
+                outbox.requestRetry(false);
+            } catch (e) {
+                log.error({title: 'omnirecon notification lost', details: rec.type + ' ' + rec.id + ' ' +
+                        message.eventId + ': ' + e.message});
             }
         };
 

@@ -3,8 +3,12 @@ notification and duplicate no correction; the receiver, fuzzed, accepts nothing 
 
 * receiver: a real `omnirecon receiver` process takes the sandbox's own signed deliveries (Shopify, Walmart, the
   NetSuite SuiteScript) from a living world on the manual clock, and is SIGKILLed mid-stream three times while
-  forged deliveries are mixed in. The platforms retry what got no 2xx (Shopify, Walmart); after the restarts every
-  notification is in the ledger exactly once (by the platforms' event ids) and nothing forged is.
+  forged deliveries are mixed in. The platforms retry what got no 2xx (Shopify, Walmart; NetSuite through the
+  SuiteScript's outbox and retry script); after the restarts every notification is in the ledger exactly once (by
+  the platforms' event ids) and nothing forged is.
+* NetSuite outage: the receiver down for minutes while NetSuite changes happen; the SuiteScript's outbox keeps
+  every failed post and the retry runs (backoff, the 15-minute schedule, the flush once a post gets through again)
+  deliver each one re-signed; one the receiver stored but never answered (a timeout) is stored once.
 * fuzz: bad signatures, malformed JSON, oversized and replayed bodies, wrong content types, missing headers,
   random bytes on random paths, raw non-HTTP bytes: every request is answered, nothing unsigned is stored, the
   process stays up and its counts add up (in = stored + duplicate + rejected).
@@ -42,8 +46,9 @@ from sqlalchemy import func, select
 from omnirecon import airflow_setup
 from omnirecon.ledger import models as m
 from omnirecon.ledger.db import Ledger
-from omnirecon.live.receiver import MAX_BODY_BYTES
-from omnirecon.adapters.erp.notifications import NetSuiteDeployment
+from omnirecon.live.inbox import Inbox
+from omnirecon.live.receiver import MAX_BODY_BYTES, Receiver
+from omnirecon.adapters.erp.notifications import NetSuiteDeployment, NetSuiteSource
 from omnirecon.adapters.shopify.notifications import ShopifySubscriptions
 from omnirecon.adapters.walmart.notifications import WalmartSubscriptions
 from omnirecon.runner import hooks_from_connections
@@ -165,7 +170,7 @@ class DeliveryLog:
             return d.headers["X-Shopify-Webhook-Id"]
         if d.system == "walmart":
             return json.loads(d.body)["source"]["eventId"]
-        return d.body.decode()           # the SuiteScript's message: one post per change, never retried
+        return json.loads(d.body)["eventId"]     # the SuiteScript's message, the same body on every retry
 
     def keys(self, system: str, ok: bool | None = None) -> set[str]:
         with self.lock:
@@ -269,9 +274,9 @@ def test_a_receiver_killed_mid_stream_loses_no_notification_and_stores_none_twic
                     rx.start()
                 else:
                     second()
-            for _ in range(STREAM_S + 120):             # the platforms' retries (first after 10 s / 30 s)
-                if not deliveries.keys("shopify", ok=False) - deliveries.keys("shopify", ok=True) and \
-                        not deliveries.keys("walmart", ok=False) - deliveries.keys("walmart", ok=True):
+            for _ in range(STREAM_S + 120):             # the platforms' retries (first after 10 s / 30 s / 5 s)
+                if all(not deliveries.keys(src, ok=False) - deliveries.keys(src, ok=True)
+                       for src in ("shopify", "walmart", "erp")):
                     break
                 second()
         finally:
@@ -279,27 +284,103 @@ def test_a_receiver_killed_mid_stream_loses_no_notification_and_stores_none_twic
             forger.join(30)
             code = rx.stop()
         assert code == 0, rx.log()[-3000:]
-        script_errors = len(sb.notifications.platforms["erp"].errors)
+        script = sb.notifications.platforms["erp"]
+        script_errors, outbox = len(script.errors), script.view()["outbox"]
 
     rows = inbox(ledger)
-    stored = {src: [n.event_id if src != "erp" else n.body for n in rows if n.source == src]
-              for src in ("shopify", "walmart", "erp")}
-    for src in ("shopify", "walmart"):
+    stored = {src: [n.event_id for n in rows if n.source == src] for src in ("shopify", "walmart", "erp")}
+    for src in ("shopify", "walmart", "erp"):
         sent, ok = deliveries.keys(src), deliveries.keys(src, ok=True)
         assert deliveries.failed(src) > 0, f"the kills never hit a {src} delivery"
-        assert deliveries.answered(src) > len(ok), f"no {src} duplicate was delivered"
+        if src != "erp":                         # the SuiteScript sends no duplicates of its own
+            assert deliveries.answered(src) > len(ok), f"no {src} duplicate was delivered"
         assert sent == ok, f"{src}: the platform gave up on {len(sent - ok)} notification(s)"
         assert sorted(stored[src]) == sorted(sent), src        # every one, each exactly once
-    # the SuiteScript posts once (N/https in afterSubmit has no retry): what failed is in its execution log;
-    # what was answered 2xx is stored, once; nothing else
-    erp_ok, erp_sent = deliveries.keys("erp", ok=True), deliveries.keys("erp")
-    assert len(stored["erp"]) == len(set(stored["erp"]))
-    assert erp_ok <= set(stored["erp"]) <= erp_sent
-    assert script_errors == deliveries.failed("erp")
+    # every failed SuiteScript post is in its execution log and went through the outbox, now empty
+    assert script_errors == deliveries.failed("erp") and outbox == {"queued": 0, "failed": 0}
     assert all(n.quarantined is None for n in rows)
     assert not [n for n in rows if n.event_id.startswith("forged") or "forged" in n.body]
     assert forger.sent >= 50 and set(forger.answers) <= {401, None}, set(forger.answers)
     assert rx.starts == len(KILL_AT) + 1
+
+
+# -- NetSuite: the receiver down for minutes ----------------------------------------------------------------------
+NS_OUTAGE_SECRET = "ns-outage-secret-0123456789"
+
+
+class SlowToAnswer(Receiver):
+    """A receiver that stores a delivery, then answers the first `slow` ERP ones after the sender gave up."""
+
+    def __init__(self, *a, slow: int = 0, delay_s: float = 0.0, **kw):
+        super().__init__(*a, **kw)
+        self.slow, self.delay_s = slow, delay_s
+
+    def handle(self, path, raw, headers):
+        answer = super().handle(path, raw, headers)
+        if path.endswith("/erp") and self.slow > 0:
+            self.slow -= 1
+            time.sleep(self.delay_s)
+        return answer
+
+
+def test_netsuite_notifications_survive_a_receiver_outage_and_are_stored_exactly_once(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    events = [{"at": f"+{t}s", "system": "erp", "kind": "adjust", "sku": f"SKU-{t % 4:03d}", "location": "WH-EAST",
+               "delta": -1} for t in list(range(1, 61)) + [1000, 1001, 1010, 1011]]
+    doc = world_doc(skus=4, on_hand=500, events=events, notifications={"erp": {}})
+    scenario = from_dict(doc)
+    clock = ManualClock(scenario.as_of)
+    notify_timeout = 2.0
+    with Sandbox(scenario, clock=clock, options={"notify_timeout": notify_timeout}) as sb:
+        conns = sb.connections()
+        hooks = hooks_from_connections(conns, time_scale=0.01)
+        script = sb.notifications.platforms["erp"]
+        deliveries = DeliveryLog(sb.notifications.outbox)
+        sources = {"erp": NetSuiteSource(NS_OUTAGE_SECRET, max_skew=timedelta(hours=1))}   # the clock runs ahead
+
+        def advance(seconds: float, step: float = 1.0) -> None:
+            end = clock.monotonic() + seconds
+            while clock.monotonic() < end - 1e-9:
+                sb.world.advance(min(step, end - clock.monotonic()))
+                wait_for(lambda: deliveries.settled(clock), 30, "the deliveries due by now")
+
+        def outbox() -> dict:
+            deployment = requests.get(sb.urls["erp"] + "/_sandbox/netsuite/script-deployments/omnirecon", timeout=10)
+            return deployment.json()["outbox"]
+
+        rx = SlowToAnswer(Inbox(ledger), sources).start()
+        port = rx.server.server_address[1]
+        NetSuiteDeployment(hooks["erp"], NS_OUTAGE_SECRET).ensure(rx.url + "/notifications/erp")
+        try:
+            advance(10)                                   # up: 10 changes stored as they happen
+            assert inbox_count(ledger) == 10       # (a cold first store may outlast the timeout: retried below)
+            rx.stop()                                     # down for ~15 minutes; changes keep coming for 50 s
+            advance(60)
+            down = outbox()
+            assert down["queued"] >= 50 and down["failed"] == 0 and inbox_count(ledger) == 10
+            advance(120, step=5.0)                        # retries back off (1, 2 ... minutes); all refused
+            attempts = requests.get(sb.urls["erp"] + "/_sandbox/netsuite/script-deployments/omnirecon/outbox",
+                                    timeout=10).json()["queued"]
+            assert len(attempts) >= 50 and max(a["attempts"] for a in attempts) >= 2
+            assert all(a["lastError"] == "ConnectionRefusedError" for a in attempts)
+            # back, the first ERP answer held past the sender's timeout: stored, though NetSuite saw a failure
+            rx = SlowToAnswer(Inbox(ledger), sources, port=port, slow=1, delay_s=notify_timeout + 1.0).start()
+            advance(900 - clock.monotonic(), step=60.0)   # no new change: the scheduled run (every 15 min) takes them
+            wait_for(lambda: outbox()["queued"] <= 1, 30, "the scheduled run's deliveries")
+            advance(1030 - clock.monotonic())             # new changes; the one not answered is flushed again
+            wait_for(lambda: outbox() == {"queued": 0, "failed": 0}, 30, "the outbox emptied")
+        finally:
+            rx.stop()
+        resent_after_timeout = sum(r["duplicates"] for r in sb.notifications.counters() if r["system"] == "erp")
+    assert resent_after_timeout >= 1                  # a message the receiver had stored was posted again
+    rows = [n for n in inbox(ledger) if n.source == "erp"]
+    sent = deliveries.keys("erp")
+    assert len(sent) == 64 and deliveries.keys("erp", ok=True) == sent       # every message answered 2xx at last
+    assert sorted(n.event_id for n in rows) == sorted(sent)                  # each stored exactly once
+    assert {json.loads(n.body)["eventId"] for n in rows} == sent
+    assert deliveries.failed("erp") > 50                                     # they were retried, some more than once
+    assert script.runs >= 3 and not script.outbox
 
 
 # -- receiver: fuzzed -------------------------------------------------------------------------------------------

@@ -292,14 +292,47 @@ def test_netsuite_deployment_posts_signed_changes():
             mac = hmac.new(secret.encode(), ts.encode() + b"." + req["body"], hashlib.sha256).hexdigest()
             assert req["headers"]["x-omnirecon-signature"] == f"sha256={mac}"
             assert abs(int(ts) - time.time()) < 300
-        adj, so = (json.loads(r["body"]) for r in got)
+        so, adj = sorted((json.loads(r["body"]) for r in got), key=lambda m: m["recordType"], reverse=True)
         assert adj["recordType"] == "inventoryadjustment" and adj["type"] == "create"
+        assert adj["eventId"] != so["eventId"] and len(adj["eventId"]) == 36
         assert adj["items"] == [{"item": "MUG-WHT", "itemId": 502, "location": "WH-EAST", "locationId": 1,
                                  "quantityOnHand": 3, "quantityCommitted": 0, "quantityAvailable": 3}]
         assert so["recordType"] == "salesorder" and so["salesOrder"]["status"] == "B"
         assert so["salesOrder"]["otherRefNum"] == "gid://shopify/Order/77"
         assert so["salesOrder"]["lines"] == [{"item": "TEE-BLK-M", "quantity": 1, "quantityFulfilled": 0,
                                               "location": "WH-EAST"}]
+
+
+def test_netsuite_failed_post_waits_in_the_outbox_and_is_retried_until_the_receiver_takes_it():
+    answers = {1: 503, 2: 500}                       # the post, the first retry; then 200
+    with sandbox(time_scale=0.01) as sb, Receiver(lambda n: (answers.get(n, 200), 0.0)) as rx:
+        url = sb.urls["erp"] + "/_sandbox/netsuite/script-deployments/omnirecon"
+        secret = "ns-shared-secret-0123456789"
+        requests.put(url, json={"url": rx.url, "secret": secret}, timeout=5).raise_for_status()
+        ns = sb.systems["erp"]
+        assert ns.adjust("MUG-WHT", "WH-EAST", on_hand=-2)
+
+        def queued() -> list[dict]:
+            return requests.get(url + "/outbox", timeout=5).json()["queued"]
+        # the retry run afterSubmit asked for (5 s later) fails too: the message backs off (1 min), still queued
+        (rec,) = wait_for(lambda: [r for r in queued() if r["attempts"] == 2], 10, "the first retry")
+        assert rec["lastError"] == "HTTP 500" and rec["recordType"] == "inventoryadjustment"
+        view = requests.get(url, timeout=5).json()
+        assert view["outbox"] == {"queued": 1, "failed": 0} and view["errors"] == 2 and view["retry"]["runs"] >= 1
+        # a later change gets through: the receiver is back, so a run takes the outbox at once, due or not
+        assert ns.add_sales_order("shopify", "gid://shopify/Order/78", [{"sku": "TEE-BLK-M", "quantity": 1}], "WH-EAST")
+        got = rx.wait_for(4)
+        wait_for(lambda: requests.get(url, timeout=5).json()["outbox"] == {"queued": 0, "failed": 0}, 10,
+                 "the outbox emptied")
+        first, retried, resent = got[0], got[1], got[3]
+        assert first["body"] == retried["body"] == resent["body"]             # the same message, the same eventId
+        assert json.loads(got[2]["body"])["recordType"] == "salesorder"
+        for req in got:
+            ts = req["headers"]["x-omnirecon-timestamp"]
+            mac = hmac.new(secret.encode(), ts.encode() + b"." + req["body"], hashlib.sha256).hexdigest()
+            assert req["headers"]["x-omnirecon-signature"] == f"sha256={mac}"
+        row = next(r for r in sb.notifications.counters() if r["topic"] == "inventoryadjustment")
+        assert (row["delivered"], row["failed"]) == (1, 2)
 
 
 # -- Amazon --------------------------------------------------------------------------------------------------------

@@ -146,3 +146,17 @@ def test_netsuite_unix_second_stamps_and_no_event_id_dedupe_on_the_same_bytes():
     with pytest.raises(Rejected):
         NetSuiteSource("dep-secret").verify(body, netsuite_headers("dep-secret", body, str(int(now.timestamp()) - 600)),
                                             now=now)
+
+
+def test_netsuite_a_retry_signed_again_later_is_the_same_event():
+    """The SuiteScript's retry script re-signs the unchanged body with the time of the retry: the receiver accepts it
+    and keys it on the body's eventId (or, without one, on the body), not on the signature's timestamp."""
+    now = utcnow()
+    later = now + timedelta(minutes=30)
+    for body in (json.dumps({"eventId": "7d7b6f0e-1c1e-4f55-9f7e-0b8c5a3f2d10", "recordType": "itemreceipt", "id": 9,
+                             "type": "create", "timestamp": iso(now)}).encode(),
+                 json.dumps({"recordType": "itemreceipt", "id": 9, "type": "create", "timestamp": iso(now)}).encode()):
+        source = NetSuiteSource("dep-secret")
+        first = source.verify(body, netsuite_headers("dep-secret", body, str(int(now.timestamp()))), now=now)
+        retry = source.verify(body, netsuite_headers("dep-secret", body, str(int(later.timestamp()))), now=later)
+        assert first.event_id == retry.event_id and first.occurred_at == retry.occurred_at

@@ -153,10 +153,14 @@ class Notifications:
             d.meta["maybe_received"] = True
         retry_in = platform.failed(d, status, error)
         if retry_in is not None:
-            if d.meta.get("maybe_received"):
-                self.count(d.system, d.topic, d.subscription, duplicates=1)
-                d.meta["maybe_received"] = False
-            self.outbox.submit(d, retry_in)
+            self.retry(d, retry_in)
+
+    def retry(self, d: Delivery, delay_s: float) -> None:
+        """Send `d` again (re-signed) after `delay_s` documented seconds; after a timeout that is a duplicate."""
+        if d.meta.get("maybe_received"):
+            self.count(d.system, d.topic, d.subscription, duplicates=1)
+            d.meta["maybe_received"] = False
+        self.outbox.submit(d, delay_s)
 
 
 def _seconds(value) -> float:

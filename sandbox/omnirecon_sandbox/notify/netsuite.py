@@ -1,25 +1,46 @@
 """NetSuite has no outbound webhook: retailers deploy a SuiteScript 2.1 user-event script. The sandbox behaves
-as if include/netsuite/omnirecon_ue.js were deployed once `PUT /_sandbox/netsuite/script-deployments/omnirecon`
-has set its parameters (url, secret): afterSubmit on items, inventory adjustments, transfers, item receipts,
-sales orders and fulfilments POSTs one JSON message per record, signed:
+as if include/netsuite/ were deployed once `PUT /_sandbox/netsuite/script-deployments/omnirecon` has set the
+user-event deployment's parameters (url, secret): afterSubmit on items, inventory adjustments, transfers, item
+receipts, sales orders and fulfilments POSTs one JSON message per record (with an eventId made once), signed:
 
     X-Omnirecon-Timestamp: <unix seconds>
     X-Omnirecon-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
 
-A user-event script posts once (N/https in afterSubmit has no retry): a failed post is logged, not retried."""
+A post that gets no 2xx goes to the outbox custom record and the retry Map/Reduce (omnirecon_retry_mr.js) posts it
+again, re-signed, as the scripts do: a run requested at once (it starts TASK_DELAY_S later; a request while one is
+queued or running is refused, as NetSuite refuses it), a run that takes every queued message when a later post
+gets through (the receiver is back), and the scheduled deployment every 15 minutes; between attempts the backoff
+of omnirecon_outbox.js (none, then 1, 2, 4 ... minutes up to an hour), and after 72 h a message is marked failed.
+The deliveries are the hub's (`Notifications.retry`), on the sandbox clock. `GET .../omnirecon` shows the queued
+and failed counts, `GET .../omnirecon/outbox` the records."""
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 import threading
+import uuid
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from omnirecon_sandbox.changes import INVENTORY, ORDER_CANCELLED, ORDER_CREATED, ORDER_FULFILLED
 from omnirecon_sandbox.http import Response
 
+log = logging.getLogger(__name__)
+
 PATH = "/_sandbox/netsuite/script-deployments/omnirecon"
 SIGNATURE_HEADER = "X-Omnirecon-Signature"
 TIMESTAMP_HEADER = "X-Omnirecon-Timestamp"
+RETRY_SCRIPT, RETRY_DEPLOYMENT = "customscript_omnirecon_retry_mr", "customdeploy_omnirecon_retry_mr"
+TASK_DELAY_S = 5.0                   # an on-demand Map/Reduce starts after the processors' short delay (documented s)
+SCHEDULE_S = 900                     # customdeploy_omnirecon_retry_sched: every 15 minutes
+BACKOFF_BASE_S, BACKOFF_CAP_S, MAX_AGE_S = 60, 3600, 72 * 3600      # omnirecon_outbox.js
+
+
+def backoff_s(attempts: int) -> float:
+    """Documented seconds to wait after the n-th failed attempt (omnirecon_outbox.js backoffSeconds)."""
+    return 0.0 if attempts <= 1 else float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 2)))
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -32,9 +53,18 @@ class NetSuiteDeployment:
         self.deployment: dict | None = None
         self.lock = threading.Lock()
         self.errors: list[dict] = []              # the script's execution log (failed posts)
+        self.outbox: dict[str, dict] = {}         # eventId -> the outbox custom record (and its Delivery)
+        self.queued_hint = False                  # N/cache "queued": the next good post asks for a flush run
+        self.on_demand: str | None = None         # the on-demand retry deployment: None, "queued", "running"
+        self.on_demand_flush = False
+        self.in_flight = 0                        # posts of the running on-demand run not answered yet
+        self.scheduled_at: float | None = None    # clock time of the next scheduled run that has work
+        self.runs = 0
 
     # -- the deployment (the equivalent of editing it in NetSuite) ------------------------------------------------
     def internal(self, req) -> Response | None:
+        if req.path == PATH + "/outbox" and req.method == "GET":
+            return Response.json(self.outbox_view())
         if req.path != PATH:
             return None
         if req.method == "PUT":
@@ -68,7 +98,22 @@ class NetSuiteDeployment:
 
     def view(self) -> dict:
         d = self.deployment or {}
-        return {k: v for k, v in d.items() if k != "secret"} | {"errors": len(self.errors)}
+        with self.lock:
+            states = [r["status"] for r in self.outbox.values()]
+            retry = {"scriptId": RETRY_SCRIPT, "deploymentId": RETRY_DEPLOYMENT, "runs": self.runs,
+                     "onDemand": self.on_demand}
+        return {k: v for k, v in d.items() if k != "secret"} | {
+            "errors": len(self.errors), "retry": retry,
+            "outbox": {"queued": sum(1 for s in states if s != "failed"), "failed": states.count("failed")}}
+
+    def outbox_view(self) -> dict:
+        at = lambda t: (self.hub.sb.clock.started_at + timedelta(seconds=t)).isoformat().replace("+00:00", "Z")
+        with self.lock:
+            rows = [{"eventId": eid, "recordType": r["delivery"].topic, "attempts": r["attempts"],
+                     "firstAttemptAt": at(r["first_at"]), "nextAttemptAt": at(r["next_at"]),
+                     "lastError": r["last_error"], "failed": r["status"] == "failed"}
+                    for eid, r in self.outbox.items()]
+        return {"queued": [r for r in rows if not r["failed"]], "failed": [r for r in rows if r["failed"]]}
 
     # -- afterSubmit --------------------------------------------------------------------------------------------
     def on_change(self, change, published: float) -> None:
@@ -84,7 +129,8 @@ class NetSuiteDeployment:
                       lambda delay, dup, pub: self.hub.post(self, dep["deploymentId"], topic, dep["url"], message,
                                                             {"Content-Type": "application/json",
                                                              "User-Agent": "NetSuite/SuiteScript-2.1"},
-                                                            lambda d: self._sign(dep["secret"], d), delay, dup, pub),
+                                                            lambda d: self._sign(dep["secret"], d), delay, dup, pub,
+                                                            meta={"event_id": message["eventId"]}),
                       published)
 
     def _sign(self, secret: str, d) -> dict:
@@ -106,7 +152,7 @@ class NetSuiteDeployment:
 
     def message(self, change) -> dict | None:
         ns = self.system
-        base = {"timestamp": change.at_iso}
+        base = {"eventId": str(uuid.uuid4()), "timestamp": change.at_iso}
         with self.hub.sb.lock:
             if change.kind == INVENTORY:
                 if change.detail.get("committed"):
@@ -135,10 +181,90 @@ class NetSuiteDeployment:
                             items=items)
         return None
 
+    # -- the outbox and the retry script -------------------------------------------------------------------------
     def delivered(self, d) -> None:
-        pass
+        with self.lock:
+            if d.meta.get("retry"):
+                self.outbox.pop(d.meta["event_id"], None)
+                self._run_done(d)
+                return
+            flush = self.queued_hint
+        if flush:
+            self._request_run(flush=True)       # afterSubmit's post got through: the receiver is back
 
     def failed(self, d, status, error) -> None:
+        """-> None: the hub does not retry; the outbox and the retry runs do."""
+        clock, err = self.hub.sb.clock, f"HTTP {status}" if status else str(error)
+        now, first = clock.monotonic(), not d.meta.get("retry")
         with self.lock:
-            self.errors.append({"recordType": d.topic, "status": status, "error": error})
+            self.errors.append({"recordType": d.topic, "eventId": d.meta["event_id"], "status": status, "error": error})
+            if first:
+                if d.meta["event_id"] in self.outbox:
+                    return None                 # a duplicate copy (a defect): the message is queued already
+                self.outbox[d.meta["event_id"]] = {"delivery": d, "attempts": 1, "first_at": now, "last_error": err,
+                                                   "next_at": now + clock.scaled(backoff_s(1)), "status": "queued"}
+                self.queued_hint = True
+            else:
+                self._run_done(d)
+                rec = self.outbox.get(d.meta["event_id"])
+                if rec is None:
+                    return None
+                rec["attempts"] += 1
+                rec["last_error"] = err
+                if now - rec["first_at"] >= clock.scaled(MAX_AGE_S):
+                    rec["status"] = "failed"
+                    log.error("omnirecon notification given up: %s after %d attempts: %s", d.meta["event_id"],
+                              rec["attempts"], err)
+                else:
+                    rec["status"] = "queued"
+                    rec["next_at"] = now + clock.scaled(backoff_s(rec["attempts"]))
+            self._schedule()
+        if first:
+            self._request_run(flush=False)
         return None
+
+    def _request_run(self, flush: bool) -> bool:
+        """task.submit of the on-demand deployment; refused while a run is queued or running."""
+        with self.lock:
+            if self.on_demand is not None:
+                return False
+            self.on_demand, self.on_demand_flush = "queued", flush
+            if flush:
+                self.queued_hint = False
+        self.hub.later(TASK_DELAY_S, lambda: self._run("on_demand"))
+        return True
+
+    def _schedule(self) -> None:
+        """The scheduled deployment runs every SCHEDULE_S; only a run with a queued message to take is enqueued."""
+        if self.scheduled_at is not None or not any(r["status"] == "queued" for r in self.outbox.values()):
+            return
+        clock = self.hub.sb.clock
+        now_doc = clock.monotonic() / clock.time_scale
+        delay = (math.floor(now_doc / SCHEDULE_S) + 1) * SCHEDULE_S - now_doc
+        self.scheduled_at = clock.monotonic() + clock.scaled(delay)
+        self.hub.later(delay, lambda: self._run("scheduled"))
+
+    def _run(self, kind: str) -> None:
+        """One retry run: every queued message that is due (all of them on a flush run), posted again."""
+        with self.lock:
+            now = self.hub.sb.clock.monotonic()
+            flush = kind == "on_demand" and self.on_demand_flush
+            if kind == "scheduled":
+                self.scheduled_at = None
+            self.runs += 1
+            due = [r for r in self.outbox.values() if r["status"] == "queued" and (flush or r["next_at"] <= now)]
+            for r in due:
+                r["status"] = "sending"
+                r["delivery"].meta.update(retry=True, run=kind)
+            if kind == "on_demand":
+                self.in_flight = len(due)
+                self.on_demand = "running" if due else None
+            self._schedule()
+        for r in due:
+            self.hub.retry(r["delivery"], 0.0)
+
+    def _run_done(self, d) -> None:
+        if d.meta.get("run") == "on_demand" and self.on_demand == "running":
+            self.in_flight -= 1
+            if self.in_flight <= 0:
+                self.on_demand = None

@@ -19,9 +19,10 @@ DEPLOYMENT = "/_sandbox/netsuite/script-deployments/omnirecon"
 @dataclass
 class NetSuiteSource:
     """omnirecon's SuiteScript (include/netsuite/): X-Omnirecon-Timestamp (unix seconds, or ISO-8601) and
-    X-Omnirecon-Signature = "sha256=" + hex HMAC-SHA256(deployment secret, timestamp + "." + raw body). The event is
-    the body's `eventId` when it has one, else recordType:id:type:timestamp plus a digest of the body (a user-event
-    script that posts the same message twice posts the same bytes)."""
+    X-Omnirecon-Signature = "sha256=" + hex HMAC-SHA256(deployment secret, timestamp + "." + raw body). The
+    timestamp is the attempt's: the script's retries (omnirecon_retry_mr.js) sign the unchanged body again. The event
+    is the body's `eventId` (made once per message, the same on every retry), else, for an older script's message,
+    recordType:id:type:timestamp plus a digest of the body (a message posted again is the same bytes)."""
     secret: str
     max_skew: timedelta = field(default=MAX_SKEW)
     name: str = "erp"
