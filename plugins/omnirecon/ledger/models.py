@@ -51,6 +51,7 @@ class Base(DeclarativeBase):
 class Run(Base):
     """One DAG run (snapshot, reconcile, remediate, report) as the ledger sees it."""
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_kind_status_finished", "kind", "status", "finished_at"),)   # the latest of a kind
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     dag_id: Mapped[str | None] = mapped_column(String(250))
