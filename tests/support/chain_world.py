@@ -80,6 +80,19 @@ def erp_levels(doc: dict) -> dict:
             for it in doc["erp"]["items"] for loc in it.get("locations") or ()}
 
 
+def channel_levels(doc: dict, settings) -> dict:
+    """{(channel, ERP SKU, channel location): quantity} as the scheduled channel snapshots before the world starts
+    would land them (Amazon: the MFN listing; aliases resolved to the ERP SKU)."""
+    sku = settings.erp_sku_for
+    out = {("shopify", sku(v["sku"], "shopify"), lvl["location_id"]): int(lvl.get("available", 0))
+           for v in doc.get("shopify", {}).get("variants", []) for lvl in v.get("levels") or ()}
+    out.update({("amazon", sku(l["sku"], "amazon"), "MFN"): int(l.get("quantity", 0))
+                for l in doc.get("amazon", {}).get("listings", [])})
+    out.update({("walmart", sku(i["sku"], "walmart"), str(i["ship_node"])): int(i.get("quantity", 0))
+                for i in doc.get("walmart", {}).get("items", [])})
+    return out
+
+
 def run_chain_world(ledger, doc: dict, *, sla: float, horizon_s: int, tick_s: int = 5,
                     resolution_s: float = 5.0) -> ChainRun:
     """Run the world `doc` for horizon_s clock seconds, one second at a time, every delivery made before the next
@@ -107,7 +120,7 @@ def run_chain_world(ledger, doc: dict, *, sla: float, horizon_s: int, tick_s: in
             monitor = ChainMonitor(settings, ledger=ledger,
                                    reader=get_adapter("walmart").quantity_reader(walmart, settings),
                                    readable={"walmart"}, item_skus=items, resolution_s=resolution_s,
-                                   erp_levels=erp_levels(doc))
+                                   erp_levels=erp_levels(doc), channel_levels=channel_levels(doc, settings))
             found = []
             try:
                 for second in range(1, int(horizon_s) + 1):

@@ -20,7 +20,7 @@ import math
 import statistics
 from bisect import bisect_left
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
@@ -130,6 +130,8 @@ class Follow:
     delta: int = 0                    # how much the change moved what the target should show
     wrong: object = None              # the target moved after the change, but to this value, not the implied one
     superseded: bool = False          # followed by the value of a later change, never by its own
+    corrected: bool = False           # the target showed the implied value only after a wrong one (another writer,
+                                      # omnirecon's push): the gap closed, but not by this hop, nor with its delay
 
     @property
     def latency(self) -> float | None:
@@ -184,10 +186,17 @@ class ChainMonitor:
 
     def __init__(self, settings, *, ledger=None, reader: Callable | None = None, readable: Iterable[str] = (),
                  item_skus: dict | None = None, resolution_s: float = 5.0, window_from: datetime | None = None,
-                 keep_s: float = 6 * 3600, erp_levels: dict | None = None):
+                 keep_s: float = 6 * 3600, erp_levels: dict | None = None, channel_levels: dict | None = None):
         self.settings, self.ledger, self.reader = settings, ledger, reader
         self.keep_s = float(keep_s)                      # changes older than this are forgotten (the ledger keeps the history)
         self.erp_levels = dict(erp_levels or {})         # {(ERP SKU, location): available} before the first change
+        # {(channel, ERP SKU, channel location): quantity} before the first change: what a channel showed, so a change
+        # it already showed needs no follow, and a per-location notification (Shopify) adds up to the SKU's total
+        self.channel_levels = dict(channel_levels or {})
+        self._start_levels: dict[tuple[str, str], dict] = defaultdict(dict)  # (channel, ERP SKU) -> {location: qty}
+        for (system, key, loc), v in self.channel_levels.items():
+            self._start_levels[(system, key)][loc] = int(v)
+        self._totals: dict[str, tuple] = {}              # channel -> (count, last row, per-SKU totals, rows)
         self.readable = set(readable)                    # silent targets the reader can read
         self.sla = float(settings.get("propagation_sla_seconds", 60))
         self.item_skus = dict(item_skus or {})
@@ -322,6 +331,35 @@ class ChainMonitor:
                                         before=prev[0] if prev else None, since=prev[1] if prev else None))
 
     # -- correlation ----------------------------------------------------------------------------------------------
+    def _inventory(self, system: str) -> list[Change]:
+        """A system's inventory changes in time order; a channel's as the SKU's total over its locations (the
+        contract formula and a channel->channel relay both speak of the SKU's total; Shopify notifies one location
+        at a time): each location's latest value, from `channel_levels` until it is first notified. A read is
+        already the SKU's total."""
+        rows = self.changes.get((system, "inventory"), [])
+        if system not in self.channels:
+            return rows
+        cached = self._totals.get(system)
+        if cached is not None and cached[3] is rows and cached[0] == len(rows) and (not rows or cached[1] is rows[-1]):
+            return cached[2]
+        levels: dict[str, dict] = {}
+        out = []
+        for c in rows:
+            if c.location is None or not isinstance(c.value, int):
+                out.append(c)
+                continue
+            if c.key not in levels:
+                levels[c.key] = dict(self._start_levels.get((system, c.key), {}))
+            levels[c.key][c.location] = c.value
+            out.append(c if len(levels[c.key]) == 1 else replace(c, value=sum(levels[c.key].values())))
+        self._totals[system] = (len(rows), rows[-1] if rows else None, out, rows)
+        return out
+
+    def _baseline(self, system: str, key: str) -> int | None:
+        """What a channel showed of a SKU before its first change (`channel_levels`), None: not known."""
+        start = self._start_levels.get((system, key))
+        return sum(start.values()) if start else None
+
     def _own_sales(self, system: str) -> dict[str, list[tuple[datetime, int]]]:
         sales = defaultdict(list)
         for c in self.changes.get((system, "order"), []):
@@ -336,7 +374,7 @@ class ChainMonitor:
         by_key: dict[str, list[Change]] = defaultdict(list)
         if kind == "inventory":
             sales = self._own_sales(system)
-            for c in self.changes.get((system, "inventory"), []):
+            for c in self._inventory(system):
                 rows = by_key[c.key]
                 if keep_own or not self._own_move(c, rows[-1] if rows else None, sales.get(c.key, ())):
                     rows.append(c)
@@ -392,10 +430,9 @@ class ChainMonitor:
                     if any(g.expected == c.value and g.change.at <= c.at for g in later):
                         f.followed_at, f.observed, f.superseded, f.wrong = c.at, c.value, True, None
                         break
-                    if f.wrong is None:
-                        f.wrong = c.value
+                    f.wrong = c.value                   # the latest wrong value (another writer may come first)
                     continue
-                f.followed_at, f.observed, f.wrong = c.at, c.value, None
+                f.followed_at, f.observed, f.corrected, f.wrong = c.at, c.value, f.wrong is not None, None
                 break
 
     def _carries(self, f: Follow, c: Change, own_sales) -> bool:
@@ -414,12 +451,13 @@ class ChainMonitor:
         for f in hop.follows:
             by_key[f.change.key].append(f)
         shown_rows: dict[str, list[Change]] = defaultdict(list)      # every move of the target, its own sales too
-        for c in self.changes.get((hop.dst, "inventory"), []):
+        for c in self._inventory(hop.dst):
             shown_rows[c.key].append(c)
         for key, follows in by_key.items():
             rows = shown_rows.get(key, [])
             times = [c.at for c in rows]
             read = self.last_read.get((hop.dst, key))
+            baseline = self._baseline(hop.dst, key)
 
             def shown(t):
                 i = bisect_left(times, t + timedelta(microseconds=1)) - 1
@@ -430,6 +468,8 @@ class ChainMonitor:
                 value = shown(f.change.at)
                 if value is None and nxt is None and read and not any(t > f.change.at for t in times):
                     value = read[0]            # not seen moving since: what a read shows now is what it showed then
+                if value is None and not any(t <= f.change.at for t in times):
+                    value = baseline           # not seen moving before: what it showed at the start
                 if value is not None and value == f.expected:
                     f.moot = True
                 elif (nxt is not None and nxt.moot and (nxt.change.at - f.change.at).total_seconds() <= self.sla
@@ -460,7 +500,7 @@ class ChainMonitor:
                     cache[dst] = targets, {k: [c.at for c in rows] for k, rows in targets.items()}
                 targets, times = cache[dst]
                 seen = 0
-                for c in self.changes.get((src, "inventory"), []):
+                for c in self._inventory(src):
                     i = bisect_left(times.get(c.key, []), c.at)
                     if i >= len(times.get(c.key, [])):
                         continue
@@ -493,7 +533,7 @@ class ChainMonitor:
         for src, dst in self._channel_pairs():
             last: dict[str, object] = {}
             follows = []
-            for c in self.changes.get((src, "inventory"), []):
+            for c in self._inventory(src):
                 if last.get(c.key, object()) == c.value:
                     continue
                 last[c.key] = c.value
@@ -578,7 +618,7 @@ class ChainMonitor:
     def _last_value(self, system: str, kind: str, key: str):
         if kind != "inventory":
             return None
-        rows = self.changes.get((system, "inventory"), [])
+        rows = self._inventory(system)
         cached = self._latest.get(system)
         if cached is None or cached[0] != len(rows) or (rows and cached[1] is not rows[-1]):
             latest = {c.key: c.value for c in rows}       # time order: the last one wins
@@ -586,7 +626,7 @@ class ChainMonitor:
         if key in cached[2]:
             return cached[2][key]
         read = self.last_read.get((system, key))
-        return read[0] if read else None
+        return read[0] if read else self._baseline(system, key)
 
     # -- the hop's summary ------------------------------------------------------------------------------------
     def _missed(self, hop: Hop, f: Follow, wait_s: float) -> bool:
@@ -607,7 +647,9 @@ class ChainMonitor:
             return Diagnosis.L3_CONNECTOR                  # the connector: suspended, filtered, credentials
         follows = [f for f in hop.follows if not f.moot]
         _, _, skipped = self._mechanism(hop)
-        unfollowed = [f for f in follows if f.followed_at is None or id(f) in skipped]
+        late = lambda f: self.now is None or (self.now - f.change.at).total_seconds() > self.sla
+        # what it did not carry: a change still within the SLA is no evidence yet
+        unfollowed = [f for f in follows if (f.followed_at is None and late(f)) or id(f) in skipped]
         if not unfollowed:
             return Diagnosis.L3_CONNECTOR                  # carried, late: a slow or stale sync
         if hop.src != "erp":
@@ -662,26 +704,30 @@ class ChainMonitor:
         return out
 
     def _shows_without_safety_stock(self, hop: Hop, unfollowed: list[Follow]) -> bool:
-        """For most keys it did not carry, the target shows now what the source implies now plus the safety stock
-        (the feed does not hold the safety stock back)."""
+        """For most keys it did not carry and that show something else than before, the target shows now what the
+        source implies now plus the safety stock (the feed does not hold the safety stock back). A key the target
+        has not moved for since (a stale value: a paused flow beside the rule) is no evidence either way."""
         latest = {f.change.key: f for f in hop.follows}                 # time order: the newest change per key
-        keys = {f.change.key for f in unfollowed}
-        hits = 0
-        for key in keys:
+        moved = {f.change.key for f in unfollowed if f.wrong is not None}
+        hits = against = 0
+        for key in {f.change.key for f in unfollowed}:
             f, safety = latest[key], self._safety(key, hop.dst)
             shown = self._last_value(hop.dst, "inventory", key)
             if safety and isinstance(shown, int) and isinstance(f.expected, int) and shown == f.expected + safety:
                 hits += 1
-        return bool(hits) and hits * 2 >= len(keys)
+            elif key in moved:
+                against += 1
+        return bool(hits) and hits >= against
 
     def _reads_other_location(self, hop: Hop, unfollowed: list[Follow]) -> bool:
         """The target's count equals what another (unmapped) ERP location would give it, for most changes it
         did not follow."""
         mapped = self._mapped_erp_locations(hop.dst) or set()
+        levels = self._erp_levels_now()
+        unmapped = {loc for _, loc in levels} - mapped
         elsewhere: dict[str, list[int]] = defaultdict(list)     # SKU -> available at each unmapped location
-        for (sku, loc), avail in self._erp_levels_now().items():
-            if loc not in mapped:
-                elsewhere[sku].append(avail)
+        for f in unfollowed:                                     # (0 where the location holds none of it)
+            elsewhere.setdefault(f.change.key, [levels.get((f.change.key, loc), 0) for loc in unmapped])
         hits = 0
         for f in unfollowed:
             shown = f.wrong if f.wrong is not None else self._last_value(hop.dst, "inventory", f.change.key)
@@ -712,7 +758,8 @@ class ChainMonitor:
         poll carries the state at its wake, so a change superseded before the wake was followed; an event hop
         carries each change after a near-constant delay, so one it only reflected through a later change, long
         after that delay, was skipped (a quantity threshold, a lost event)."""
-        exact = [f for f in hop.follows if f.followed_at is not None and not f.superseded and not f.moot]
+        exact = [f for f in hop.follows if f.followed_at is not None and not f.superseded and not f.moot
+                 and not f.corrected]
         mechanism, period = infer_mechanism([f.latency for f in exact], hop.resolution_s, [f.followed_at for f in exact])
         skipped: set[int] = set()
         if mechanism == "event":
@@ -725,7 +772,7 @@ class ChainMonitor:
         hop = Hop(hop.src, hop.dst, hop.kind, [f for f in hop.follows if not f.moot], hop.resolution_s)
         mechanism, period, skipped = self._mechanism(hop)
         lat = [f.latency for f in hop.follows if f.followed_at is not None and id(f) not in skipped
-               and (not f.superseded or mechanism == "poll")]
+               and not f.corrected and (not f.superseded or mechanism == "poll")]
         wait_s = self._wait_s(hop, mechanism, period, lat)
         missed = [f for f in hop.follows if self._missed(hop, f, wait_s) or id(f) in skipped]
         p95 = percentile(lat, 0.95)
@@ -738,7 +785,8 @@ class ChainMonitor:
         else:
             state = "ok"
         if state == "broken":
-            last_ok = max((f.change.at for f in hop.follows if f.followed_at is not None), default=None)
+            last_ok = max((f.change.at for f in hop.follows if f.followed_at is not None and not f.corrected),
+                          default=None)
             after = [f.change.at for f in missed if last_ok is None or f.change.at > last_ok]
             since = min(after or [f.change.at for f in missed])
         elif state == "slow":
