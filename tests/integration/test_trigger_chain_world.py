@@ -3,11 +3,13 @@ reads, on the manual clock (tests/support/chain_world.py), SLA 30 s, 11 clock mi
 is found broken with the layer its defect implies, the hops it leaves alone are not, mechanisms and poll periods
 are learned where the hop carried enough to learn them, and every gap on an event hop is detected within the
 SLA + 15 s. The world's notification defects run too: Shopify delivers up to 5 s out of order (reorder) and falls
-silent after 40 deliveries (stop_after), Walmart duplicates 20 %.
+silent after 40 deliveries (stop_after), Walmart duplicates 20 %; a Shopify snapshot at the end makes that silence
+a finding, as on the live path.
 
 Every expectation is derived from the scenario's own `integration` block and the sandbox's hop log and writes."""
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
@@ -19,15 +21,17 @@ from omnirecon.adapters import get_adapter
 from omnirecon.config import settings_from_dict
 from omnirecon.ledger.db import Ledger
 from omnirecon.live.chain import MIN_CHANGES
-from omnirecon.model.values import Diagnosis
-from omnirecon.timeutil import parse_ts
+from omnirecon.live.cycle import silence_findings
+from omnirecon.model.values import Action, Check, Diagnosis
+from omnirecon.runner import hooks_from_connections
+from omnirecon.snapshot import snapshot_system
+from omnirecon.timeutil import iso, parse_ts, utcnow
 from tests.support.chain_world import run_chain_world
 
 WORLD = Path(__file__).resolve().parents[2] / "include" / "scenarios" / "world.yaml"
 SLA, TICK = 30, 5
 HORIZON = 660        # the last timed defect (+6 m) and a change it stopped, missed after 1.5 x the 3-minute poll
 VALUE_DEFECTS = ("wrong_location", "ignores_safety_stock")      # a carried value is not the contract's value
-HOP_KIND = {"inventory": "inventory", "orders": "orders", "status": "status"}
 
 
 def _seconds(text) -> float:
@@ -38,9 +42,28 @@ def _seconds(text) -> float:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     doc = yaml.safe_load(WORLD.read_text())
+    doc["as_of"] = iso(utcnow().replace(microsecond=0))     # `now` on a whole second: the platforms stamp seconds
     ledger = Ledger(f"sqlite:///{tmp_path_factory.mktemp('world') / 'ledger.db'}")
     ledger.migrate()
-    return doc, run_chain_world(ledger, doc, sla=SLA, horizon_s=HORIZON, tick_s=TICK)
+
+    def safety_net(sb, settings):
+        """The scheduled snapshots of Shopify and the ERP at the end (the clock ticking on meanwhile), then the
+        live run's silence check."""
+        hooks = hooks_from_connections(sb.connections(), time_scale=0.01)
+        ledger.begin_run("snapshot/end", "snapshot")
+        done = threading.Event()
+        ticker = threading.Thread(target=lambda: [sb.world.advance(0.5) for _ in iter(lambda: done.wait(0.02), True)])
+        ticker.start()
+        try:
+            for system in ("erp", "shopify"):
+                snapshot_system(system, ledger=ledger, run_id="snapshot/end", settings=settings, hook=hooks[system],
+                                window_start=sb.clock.started_at - timedelta(days=1), window_end=sb.clock.now())
+        finally:
+            done.set()
+            ticker.join()
+        return silence_findings(ledger, settings, "live/2", sb.clock.now())
+
+    return doc, run_chain_world(ledger, doc, sla=SLA, horizon_s=HORIZON, tick_s=TICK, at_end=safety_net)
 
 
 def _hops(doc) -> list[dict]:
@@ -88,7 +111,7 @@ def _max_delay(hop: dict) -> float:
 
 def _state(run, hop: dict) -> dict | None:
     return next((h for h in run.monitor.chain()["hops"]
-                 if (h["from"], h["to"], h["kind"]) == (hop["from"], hop["to"], HOP_KIND[hop["kind"]])), None)
+                 if (h["from"], h["to"], h["kind"]) == (hop["from"], hop["to"], hop["kind"])), None)
 
 
 def _visible_correct_carries(doc, run, hop: dict, defects: list[dict]) -> list[float]:
@@ -152,13 +175,17 @@ def test_every_broken_hop_is_found_with_the_layer_its_defect_implies(world):
         state = _state(run, hop)
         assert state is not None, hop["id"]
         assert (state["state"], state["diagnosis"]) == ("broken", layer), (hop["id"], state)
+        found = [d for d, _ in run.found if d.hop == f"{hop['from']}->{hop['to']}" and d.kind == state["kind"]]
+        assert found, hop["id"]
         timed = [d for d in defects[hop["id"]] if d.get("from") and d["kind"] != "lag"]
-        if len(defects[hop["id"]]) == 1 and timed:           # broken since the defect began, give or take a carry
+        if len(defects[hop["id"]]) == 1 and timed:    # broken since the defect began, give or take a carry; healthy before
             began = run.started + timedelta(seconds=_seconds(timed[0]["from"]))
             slack = timedelta(seconds=_max_delay(hop))
             assert began - slack <= parse_ts(state["since"]) <= began + slack, (hop["id"], state["since"])
-        found = [d for d, _ in run.found if d.hop == f"{hop['from']}->{hop['to']}" and d.kind == state["kind"]]
-        assert found, hop["id"]
+            early = [d for d in found if d.changed_at < began - slack]
+            for d in early:                           # a poll slower than the SLA has gaps of its own, each closed
+                assert hop["mechanism"] == "poll" and d.corrected_at is not None, (hop["id"], d)   # by its next wake
+                assert (d.corrected_at - d.changed_at).total_seconds() <= _max_delay(hop) + 1, (hop["id"], d)
 
 
 def test_no_trigger_gap_on_a_healthy_hop(world):
@@ -173,7 +200,7 @@ def test_no_trigger_gap_on_a_healthy_hop(world):
             continue
         state = _state(run, hop)
         name = f"{hop['from']}->{hop['to']}"
-        gaps = [d for d, _ in run.found if d.hop == name and d.kind == HOP_KIND[hop["kind"]]]
+        gaps = [d for d, _ in run.found if d.hop == name and d.kind == hop["kind"]]
         if state is None:        # never seen carrying: erp-shopify-status fulfilled an order Shopify showed fulfilled
             assert not gaps, hop["id"]
             continue
@@ -214,8 +241,19 @@ def test_mechanisms_and_poll_periods_are_learned(world):
 
 def test_every_gap_on_an_event_hop_is_detected_within_the_sla_and_15_s(world):
     doc, run = world
-    event_hops = {(f"{h['from']}->{h['to']}", HOP_KIND[h["kind"]]) for h in _hops(doc) if h["mechanism"] == "event"}
+    event_hops = {(f"{h['from']}->{h['to']}", h["kind"]) for h in _hops(doc) if h["mechanism"] == "event"}
     found = [d for d, _ in run.found if (d.hop, d.kind) in event_hops]
     assert len(found) >= 20
     for d in found:
         assert SLA < (d.detected_at - d.changed_at).total_seconds() <= SLA + 15, d
+
+
+def test_a_platform_that_fell_silent_is_a_finding(world):
+    """Shopify stops delivering after 40 notifications without a word (stop_after); its snapshot shows changes
+    after the last one: a freshness finding on Shopify alone (the ERP kept notifying), L3_connector, alert."""
+    doc, run = world
+    silent = run.extra
+    assert [(f["channel"], f["check"], f["diagnosis"], f["action"]) for f in silent] == \
+        [("shopify", Check.FRESHNESS, Diagnosis.L3_CONNECTOR, Action.ALERT)]
+    last = parse_ts(silent[0]["evidence"]["last_notification_at"])
+    assert (last - run.started).total_seconds() < HORIZON - 60 and silent[0]["evidence"]["changes_after"] >= 1

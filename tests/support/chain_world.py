@@ -49,6 +49,7 @@ class ChainRun:
     found: list            # (Detection, clock time of the tick that detected it)
     state: dict            # the sandbox's final state (world.hop_log, oversells, ...)
     started: object        # the world clock's start (the scenario's as_of)
+    extra: object = None   # what `at_end` returned
 
     def hop(self, src: str, dst: str, kind: str) -> dict:
         return next(h for h in self.monitor.chain()["hops"] if (h["from"], h["to"], h["kind"]) == (src, dst, kind))
@@ -94,9 +95,10 @@ def channel_levels(doc: dict, settings) -> dict:
 
 
 def run_chain_world(ledger, doc: dict, *, sla: float, horizon_s: int, tick_s: int = 5,
-                    resolution_s: float = 5.0) -> ChainRun:
-    """Run the world `doc` for horizon_s clock seconds, one second at a time, every delivery made before the next
-    second; the monitor ticks every tick_s seconds and finally saves its hops (run `live/1`)."""
+                    resolution_s: float = 5.0, at_end=None) -> ChainRun:
+    """Run the world `doc` for horizon_s clock seconds, one second at a time, every delivery due made before the next
+    second; the monitor ticks every tick_s seconds and finally saves its hops (run `live/1`); then
+    `at_end(sandbox, settings)`, while the world and the receiver are still up."""
     scenario = from_dict(doc)
     clock = ManualClock(scenario.as_of)
     settings = settings_from_dict(dict(doc["settings"], propagation_sla_seconds=sla))
@@ -132,7 +134,8 @@ def run_chain_world(ledger, doc: dict, *, sla: float, horizon_s: int, tick_s: in
                         found += [(d, clock.now()) for d in monitor.tick(clock.now())]
                 ledger.begin_run("live/1", "live")
                 monitor.save(run_id="live/1")
+                extra = at_end(sb, settings) if at_end else None
                 state = sb.state()
             finally:
                 consumer.inbox.stop()
-    return ChainRun(monitor, ledger, found, state, scenario.as_of)
+    return ChainRun(monitor, ledger, found, state, scenario.as_of, extra)
