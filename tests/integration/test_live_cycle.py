@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from omnirecon.config import settings_from_dict
 from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.adapters import get_adapter
 from omnirecon.live.cycle import close_gaps, live_cycle, overwrites
 from omnirecon.adapters.shopify.notifications import ShopifySubscriptions
@@ -213,3 +214,21 @@ def test_a_sku_whose_correction_is_still_on_its_way_is_not_pushed_twice(live):
     assert own["action"] == Action.PUSH                        # its own run's correction is not another's push
     [later] = close_gaps(ledger, settings, [gap("SKU-002")], at + timedelta(minutes=20))
     assert later["action"] == Action.PUSH                      # a crashed push's leftover does not block forever
+
+
+def test_the_monitor_starts_from_what_each_channel_showed_at_its_mapped_locations(live):
+    """The live path's monitor takes its starting picture of the channels from their latest complete inventory
+    snapshots (a per-location notification then adds up to the SKU's total), only at locations the ERP's implied
+    value counts."""
+    from omnirecon.live.chain import ChainMonitor
+    ledger, settings = live["ledger"], live["settings"]
+    monitor = ChainMonitor(settings, ledger=ledger)
+    with ledger.session() as s:
+        shop = queries.latest_snapshot(s, "shopify", "inventory")
+        rows = {(r.sku, r.location): r.available for r in s.scalars(
+            select(m.InventoryRow).where(m.InventoryRow.snapshot_id == shop.id))}
+    shown = {(k, loc): v for (ch, k, loc), v in monitor.channel_levels.items() if ch == "shopify"}
+    assert shown and shown == {k: v for k, v in rows.items() if k[1] == "gid://shopify/Location/1001"}
+    assert {ch for ch, _k, _loc in monitor.channel_levels} <= {"shopify", "walmart", "amazon"}
+    assert all(loc == "10001" for ch, _k, loc in monitor.channel_levels if ch == "walmart")
+    assert monitor._baseline("shopify", "SKU-001") == rows[("SKU-001", "gid://shopify/Location/1001")]

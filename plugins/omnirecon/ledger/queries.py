@@ -339,6 +339,20 @@ def erp_levels(s) -> dict[tuple[str, str], int]:
     return {(sku, loc): int(avail or 0) for sku, loc, avail in rows}
 
 
+def channel_levels(s, channels, erp_sku) -> dict[tuple[str, str, str], int]:
+    """{(channel, ERP SKU, channel location): available} from each channel's latest complete inventory snapshot
+    (the live path's starting picture of what each channel shows; `erp_sku(sku, channel)` resolves aliases)."""
+    out = {}
+    for channel in channels:
+        snap = latest_snapshot(s, channel, "inventory")
+        if snap is None:
+            continue
+        for sku, loc, avail in s.execute(select(m.InventoryRow.sku, m.InventoryRow.location, m.InventoryRow.available)
+                                         .where(m.InventoryRow.snapshot_id == snap.id)):
+            out[(channel, erp_sku(sku, channel), str(loc))] = int(avail or 0)
+    return out
+
+
 def last_notification_per_source(s) -> dict[str, datetime]:
     """{source: when the newest change it notified happened, by its own clock}: which platforms notify, and
     since when not (comparable with the platform's own updated_at in its snapshots)."""

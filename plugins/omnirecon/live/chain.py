@@ -193,9 +193,6 @@ class ChainMonitor:
         # {(channel, ERP SKU, channel location): quantity} before the first change: what a channel showed, so a change
         # it already showed needs no follow, and a per-location notification (Shopify) adds up to the SKU's total
         self.channel_levels = dict(channel_levels or {})
-        self._start_levels: dict[tuple[str, str], dict] = defaultdict(dict)  # (channel, ERP SKU) -> {location: qty}
-        for (system, key, loc), v in self.channel_levels.items():
-            self._start_levels[(system, key)][loc] = int(v)
         self._totals: dict[str, tuple] = {}              # channel -> (count, last row, per-SKU totals, rows)
         self.readable = set(readable)                    # silent targets the reader can read
         self.sla = float(settings.get("propagation_sla_seconds", 60))
@@ -224,6 +221,13 @@ class ChainMonitor:
                     self.item_skus = queries.shopify_item_skus(s)
                 if not self.erp_levels:
                     self.erp_levels = queries.erp_levels(s)
+                if not self.channel_levels:      # at the locations the ERP's implied value counts (mapped)
+                    mapped = {c: self._mapped_channel_locations(c) for c in self.channels}
+                    self.channel_levels = {k: v for k, v in queries.channel_levels(s, self.channels, self._erp_sku).items()
+                                           if mapped[k[0]] is None or k[2] in mapped[k[0]]}
+        self._start_levels: dict[tuple[str, str], dict] = defaultdict(dict)  # (channel, ERP SKU) -> {location: qty}
+        for (system, key, loc), v in self.channel_levels.items():
+            self._start_levels[(system, key)][loc] = int(v)
 
     # -- input ---------------------------------------------------------------------------------------------
     def _erp_sku(self, sku: str, channel: str) -> str:
@@ -271,6 +275,13 @@ class ChainMonitor:
         try:
             key = get_adapter(channel).location_key
             return {l["erp"] for l in self.settings.mapped_locations(key) if l.get("erp")}
+        except (AttributeError, KeyError):
+            return None
+
+    def _mapped_channel_locations(self, channel: str) -> set[str] | None:
+        try:
+            key = get_adapter(channel).location_key
+            return {str(l[key]) for l in self.settings.mapped_locations(key) if l.get(key) is not None}
         except (AttributeError, KeyError):
             return None
 
