@@ -52,6 +52,20 @@ def test_preload_imports_the_reconcile_path_without_starting_threads_or_opening_
     assert out == "1 True True"
 
 
+def test_preload_leaves_its_objects_out_of_the_collector_of_every_fork():
+    """A task forked after the preload collects only its own objects: a full collection there no longer walks
+    (and un-shares the memory of) every module object the worker preloaded."""
+    out = _run(
+        "import gc, os\n"
+        "import omnirecon.checks.preload\n"
+        "r, w = os.pipe()\n"
+        "if os.fork() == 0:\n"
+        "    os.write(w, f'{gc.get_freeze_count() > 100000} {len(gc.get_objects()) < gc.get_freeze_count() // 10}'.encode())\n"
+        "    os._exit(0)\n"
+        "os.close(w); os.wait(); print(os.read(r, 100).decode())\n")
+    assert out == "True True"
+
+
 def test_celery_worker_config_imports_the_preload(tmp_path, monkeypatch):
     """What `omnirecon airflow-init` writes reaches the Celery app Airflow's worker runs."""
     from omnirecon import airflow_setup
