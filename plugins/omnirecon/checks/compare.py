@@ -40,6 +40,47 @@ def joint_codes(left: pd.DataFrame, right: pd.DataFrame, cols: list[str]) -> tup
     return kl, kr
 
 
+class SkuCodes:
+    """One int code per SKU for all the frames of a reconcile, from one hash of each SKU string: the joins and
+    membership tests on ~1M rows then run on ints instead of hashing the strings again each time."""
+
+    def __init__(self, *series: pd.Series):
+        parts = [s for s in series if s is not None]
+        codes, uniques = pd.factorize(pd.concat(parts, ignore_index=True) if parts else pd.Series([], dtype=object))
+        self.names = pd.Index(uniques)
+        self.parts, at = [], 0
+        for s in parts:
+            self.parts.append(codes[at:at + len(s)])
+            at += len(s)
+
+    def of(self, values) -> np.ndarray:
+        """Codes of other values (-1: a SKU none of the frames holds)."""
+        return self.names.get_indexer(pd.Index(list(values) if isinstance(values, (set, frozenset)) else values))
+
+    def table(self, *members: np.ndarray) -> np.ndarray:
+        """A lookup by code: table[codes] says which rows hold one of the member SKUs (code -1: never)."""
+        out = np.zeros(len(self.names) + 1, dtype=bool)
+        for m in members:
+            out[m[m >= 0]] = True
+        out[-1] = False
+        return out
+
+    def position(self, codes: np.ndarray) -> np.ndarray:
+        """A lookup by code: the row of a frame unique on SKU whose codes are given (-1: none)."""
+        out = np.full(len(self.names) + 1, -1, dtype="int64")
+        ok = codes >= 0
+        out[codes[ok]] = np.flatnonzero(ok)
+        out[-1] = -1
+        return out
+
+
+def of_skus(frame: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """frame["sku"].isin(rows["sku"]) for frames cut from one comparison (on their SKU codes when both have them)."""
+    if "_sku" in frame and "_sku" in rows:
+        return np.isin(frame["_sku"].to_numpy(), rows["_sku"].unique())
+    return frame["sku"].isin(rows["sku"].unique()).to_numpy()
+
+
 def add_by_key(left: pd.DataFrame, left_k, right: pd.DataFrame, right_k, cols: list[str]) -> pd.DataFrame:
     """Add right's cols to left (in place) where the int64 keys match: a left join on a right side that has
     one row per key (missing: NaN/NaT), without a merge's copies."""
@@ -106,36 +147,45 @@ def _build_sku_checks(cmp: Comparison, view: LedgerView, settings: Settings, cha
 
     if erp_inv is not None:
         cmp.base = _filter(ex.expected_base(erp_all, settings, inv_channels), scope)
-        known = set(erp_all["sku"]) | set(items["sku"]) | bundles
         observed = _observed(view, inv_channels, aliases, scope)
-        observed["erp_known"] = observed["sku"].isin(known)
+        listings = _listings(view, inv_channels, aliases, scope)
+        codes = SkuCodes(erp_all["sku"], items["sku"], observed["sku"], listings["sku"], pd.Series(sorted(bundles), dtype=object))
+        erp_c, item_c, obs_c, lst_c, bundle_c = codes.parts
+        base_c = codes.of(cmp.base["sku"])
+        observed["_sku"], listings = obs_c, listings.assign(_sku=lst_c)
+        observed["erp_known"] = codes.table(erp_c, item_c, bundle_c)[obs_c]
         locs = ex.location_map(settings, channels)
-        observed["location_mapped"] = False
+        ch_codes, ch_names = pd.factorize(observed["channel"])
+        mapped = np.zeros(len(observed), dtype=bool)
         for ch, grp in locs.groupby("channel"):
-            on_ch = observed["channel"] == ch
-            observed.loc[on_ch, "location_mapped"] = observed.loc[on_ch, "channel_location"].isin(set(grp["channel_location"]))
-        at = pd.Index(items["sku"]).get_indexer(observed["sku"])   # items are unique per SKU; -1: no ERP item
+            if ch not in ch_names:
+                continue
+            on_ch = np.flatnonzero(ch_codes == ch_names.get_loc(ch))
+            mapped[on_ch] = observed["channel_location"].take(on_ch).isin(set(grp["channel_location"])).to_numpy()
+        observed["location_mapped"] = mapped
+        at = codes.position(item_c)[obs_c]   # items are unique per SKU; -1: no ERP item
         for c in ("item_type", "is_inactive"):
             observed[c] = pd.Series(items[c].to_numpy(dtype=object), dtype=object).reindex(at).to_numpy()
-        observed["item_sellable"] = ((observed["item_type"].isna() | observed["item_type"].isin(SELLABLE_TYPES)
-                                      | observed["sku"].isin(bundles)) & (observed["is_inactive"] != True))  # noqa: E712
-        observed["_k"], base_k = joint_codes(observed, cmp.base, ["channel", "sku", "channel_location"])
-        cmp.base = cmp.base.assign(_k=base_k)
+        # per item, then per observed row (-1, no item: the appended True)
+        type_ok = np.append((items["item_type"].isna() | items["item_type"].isin(SELLABLE_TYPES)).to_numpy(dtype=bool), True)
+        active = np.append((items["is_inactive"] != True).to_numpy(dtype=bool), True)  # noqa: E712
+        observed["item_sellable"] = (type_ok[at] | codes.table(bundle_c)[obs_c]) & active[at]
+        observed["_k"], base_k = joint_codes(observed, cmp.base.assign(_sku=base_c), ["channel", "_sku", "channel_location"])
+        cmp.base = cmp.base.assign(_k=base_k, _sku=base_c)
         observed["unique_key"] = ~observed["_k"].duplicated(keep=False)
-        listings = _listings(view, inv_channels, aliases, scope)
         unposted = _unposted(view, settings, channels, erp_orders)
         cmp.inventory = _drift(observed, cmp.base, listings, unposted, aliases, settings)
         cmp.frames["inventory_drift"] = cmp.inventory
         cmp.follow_lag = follow_lag(cmp.inventory, view.now, settings["tolerance_units"])
         if "freshness" in cmp.frames:
             cmp.frames["freshness"] = _with_follow_lag(cmp.frames["freshness"], cmp.follow_lag, settings)
-        not_sellable = set(items.loc[~(items["item_type"].isna() | items["item_type"].isin(SELLABLE_TYPES))
-                                     | (items["is_inactive"] == True), "sku"]) | bundles  # noqa: E712
-        cmp.frames["mapping"] = _mapping(observed, cmp.base[~cmp.base["sku"].isin(not_sellable)], listings, settings)
-        cmp.base = cmp.base.drop(columns="_k")
+        not_sellable = ~(items["item_type"].isna() | items["item_type"].isin(SELLABLE_TYPES)) | (items["is_inactive"] == True)  # noqa: E712
+        sellable_base = ~codes.table(item_c[not_sellable.to_numpy(dtype=bool)], bundle_c)[base_c]
+        cmp.frames["mapping"] = _mapping(observed, cmp.base[sellable_base], listings, settings, codes)
+        cmp.base = cmp.base.drop(columns=["_k", "_sku"])
         cmp.frames["listing_state"] = _listing_state(cmp.inventory, listings)
         cmp.frames["low_stock"] = _low_stock(erp_inv, erp_orders, settings, view.now, scope)
-        cmp.skus_checked = int(erp_inv["sku"].nunique())
+        cmp.skus_checked = int(codes.table(erp_c).sum() if erp_inv is erp_all else erp_inv["sku"].nunique())
 
 
 # --- inventory -------------------------------------------------------------------------------
@@ -179,14 +229,15 @@ def _unposted(view, settings, channels, erp_orders) -> pd.DataFrame:
 
 
 def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFrame:
-    cols = ["channel", "channel_sku", "channel_location", "observed", "updated_at", "row_id", "snapshot_id", "sku", "units", "_k"]
+    cols = ["channel", "channel_sku", "channel_location", "observed", "updated_at", "row_id", "snapshot_id", "sku", "units", "_k",
+            "_sku"]
     eligible = observed.loc[(observed["erp_known"] & observed["location_mapped"] & observed["item_sellable"]
                              & observed["unique_key"]).to_numpy(), cols]
     frame = add_by_key(eligible.set_axis(pd.RangeIndex(len(eligible)), copy=False), eligible["_k"], base, base["_k"],
                        ["atp", "safety", "base", "erp_updated_at", "is_fba"])   # base: one row per key
     # stock the ERP has at a mapped location the channel carries the SKU for, but shows nowhere there
     missing = base[(base["base"] > 0).to_numpy() & ~np.isin(base["_k"].to_numpy(), eligible["_k"].to_numpy())]
-    present = eligible[eligible["sku"].isin(missing["sku"].unique())][["channel", "sku"]].drop_duplicates()
+    present = eligible[np.isin(eligible["_sku"].to_numpy(), missing["_sku"].unique())][["channel", "sku"]].drop_duplicates()
     missing = missing.merge(present, on=["channel", "sku"])
     if len(missing):
         missing = ex.default_channel_sku(settings, missing)
@@ -212,8 +263,8 @@ def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFram
     special = lst[~plain]   # plain listings (active, DENY, tracked) leave the listing columns empty
     for c in ("state", "inventory_policy", "tracked"):
         frame[c] = pd.Series(None, index=frame.index, dtype=object)
-    touched = frame["channel_sku"].isin(set(special["channel_sku"]))
-    if touched.any():
+    touched = frame["channel_sku"].isin(set(special["channel_sku"])) if len(special) else None
+    if touched is not None and touched.any():
         part = frame.loc[touched, ["channel", "channel_sku"]].reset_index().merge(special, on=["channel", "channel_sku"])
         frame.loc[part["index"].to_numpy(), ["state", "inventory_policy", "tracked"]] = \
             part[["state", "inventory_policy", "tracked"]].to_numpy()
@@ -224,15 +275,23 @@ def _drift(observed, base, listings, unposted, aliases, settings) -> pd.DataFram
     return frame
 
 
-def _mapping(observed, base, listings, settings) -> pd.DataFrame:
+def _mapping(observed, base, listings, settings, codes: SkuCodes) -> pd.DataFrame:
     obs = observed[["channel", "sku", "channel_sku", "channel_location", "observed", "erp_known", "location_mapped",
                     "item_sellable", "item_type", "is_inactive", "row_id", "updated_at"]].copy(deep=False)
     obs["listed_on_channel"] = True
     # sellable ERP SKUs a channel shows nowhere (neither inventory nor listing)
-    sellable = base[base["base"] > 0].groupby(["channel", "sku"], sort=False)["base"].sum().reset_index()
-    seen = pd.concat([observed[["channel", "sku"]], listings[["channel", "sku"]]], ignore_index=True)
-    k_sellable, k_seen = joint_codes(sellable, seen, ["channel", "sku"])
-    absent = sellable[~np.isin(k_sellable, k_seen)]
+    pos = base[(base["base"] > 0).to_numpy()]
+    ch_c, ch_names = pd.factorize(pos["channel"])
+    width = len(codes.names) + 1   # groupby(["channel", "sku"], sort=False) on one int key per pair
+    per = pd.Series(pos["base"].to_numpy()).groupby(ch_c.astype("int64") * width + pos["_sku"].to_numpy(dtype="int64"),
+                                                    sort=False).sum()
+    key = per.index.to_numpy(dtype="int64")
+    sellable = pd.DataFrame({"channel": ch_names.take(key // width).to_numpy(dtype=object),
+                             "sku": codes.names.take(key % width).to_numpy(dtype=object),
+                             "_sku": key % width, "base": per.to_numpy()})
+    seen = pd.concat([observed[["channel", "_sku"]], listings[["channel", "_sku"]]], ignore_index=True)
+    k_sellable, k_seen = joint_codes(sellable, seen, ["channel", "_sku"])
+    absent = sellable[~np.isin(k_sellable, k_seen)].drop(columns="_sku")
     absent = ex.default_channel_sku(settings, absent).rename(columns={"base": "expected_units"})
     absent["listed_on_channel"], absent["erp_known"], absent["location_mapped"], absent["item_sellable"] = False, True, True, True
     absent["channel_location"] = ""
@@ -243,6 +302,7 @@ def _mapping(observed, base, listings, settings) -> pd.DataFrame:
 
 
 def _listing_state(drift, listings) -> pd.DataFrame:
+    drift = drift[of_skus(drift, listings)]   # the listed SKUs' rows: the only sums the inner merge keeps
     stock = drift.groupby(["channel", "sku"], sort=False)["expected"].sum().rename("erp_expected").reset_index()
     frame = listings.merge(stock, on=["channel", "sku"])
     frame = frame[frame["erp_expected"] > 0][["channel", "sku", "channel_sku", "state", "erp_expected", "issues"]].copy()

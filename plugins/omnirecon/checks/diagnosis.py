@@ -19,6 +19,7 @@ import pandas as pd
 
 from omnirecon.adapters import with_role
 from omnirecon.checks import expected as ex
+from omnirecon.checks.compare import of_skus
 from omnirecon.checks.load import LedgerView
 from omnirecon.config import Settings
 
@@ -68,7 +69,7 @@ def diagnose_drift(view: LedgerView, settings: Settings, drift: pd.DataFrame, ro
     fresh = pd.Timedelta(minutes=settings["freshness_minutes"])
 
     storefronts, marketplaces = with_role("storefront"), with_role("marketplace")
-    same_skus = drift[drift["sku"].isin(rows["sku"].unique())]
+    same_skus = drift[of_skus(drift, rows)]
     differs = same_skus["delta"].abs() > tol
     per_sku = pd.DataFrame({
         "n_present": same_skus.groupby("sku")["channel"].nunique(),

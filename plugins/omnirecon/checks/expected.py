@@ -80,13 +80,15 @@ def expected_base(erp_inventory: pd.DataFrame, settings: Settings, channels: lis
         return pd.DataFrame(columns=cols)
     atp = erp_atp(erp_inventory)
     codes, names = pd.factorize(atp["erp_location"])
-    parts = []   # atp.merge(locs, on="erp_location"), one slice per mapped location (few, against ~1M rows)
+    parts, takes = [], []   # atp.merge(locs, on="erp_location"), one slice per mapped location (few, against ~1M rows)
     for ch, erp_loc, ch_loc in locs.itertuples(index=False):
-        part = atp.take(np.flatnonzero(codes == names.get_indexer([erp_loc])[0]) if erp_loc in names else [])
+        rows = np.flatnonzero(codes == names.get_indexer([erp_loc])[0]) if erp_loc in names else np.array([], dtype="int64")
+        part = atp.take(rows)
         part["channel"], part["channel_location"] = ch, ch_loc
         parts.append(part)
+        takes.append(rows)
     inv = pd.concat(parts, ignore_index=True)
-    if locs.duplicated(["channel", "channel_location"]).any() or inv.duplicated(["channel", "sku", "erp_location"]).any():
+    if locs.duplicated(["channel", "channel_location"]).any() or _repeats_a_slot(atp, locs, takes):
         grouped = (inv.groupby(["channel", "sku", "channel_location"], sort=False)
                    .agg(atp=("atp", "sum"), erp_updated_at=("erp_updated_at", "max")).reset_index())
     else:   # one ERP row per channel slot: nothing to sum
@@ -96,6 +98,17 @@ def expected_base(erp_inventory: pd.DataFrame, settings: Settings, channels: lis
     grouped["base"] = (grouped["atp"] - grouped["safety"]).clip(lower=0)
     grouped = _add_bundles(grouped, settings)
     return grouped[cols]
+
+
+def _repeats_a_slot(atp: pd.DataFrame, locs: pd.DataFrame, takes: list[np.ndarray]) -> bool:
+    """inv.duplicated(["channel", "sku", "erp_location"]).any() for inv = the ERP rows taken per mapped location,
+    on int codes (one factorize of the ERP's SKUs instead of hashing every taken row's strings)."""
+    sku, _ = pd.factorize(atp["sku"])
+    loc, _ = pd.factorize(atp["erp_location"])
+    channel, _ = pd.factorize(locs["channel"])
+    key = np.concatenate([(channel[i] + 1) * (len(atp) + 1) ** 2 + (loc[t] + 1) * (len(atp) + 1) + sku[t] + 1
+                          for i, t in enumerate(takes)] or [np.array([], dtype="int64")])
+    return bool(pd.Series(key.astype("int64")).duplicated().any())
 
 
 def _add_bundles(base: pd.DataFrame, settings: Settings) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from omnirecon.adapters import get_adapter
 from omnirecon.checks import diagnosis as dg
 from omnirecon.checks import expected as ex
-from omnirecon.checks.compare import Comparison
+from omnirecon.checks.compare import Comparison, of_skus
 from omnirecon.checks.load import LedgerView, inventory_refs
 from omnirecon.checks.suites import Failure
 from omnirecon.config import Settings
@@ -60,6 +60,25 @@ def _plain(v):
     if isinstance(v, (pd.Timestamp, datetime)):
         return _iso(v)
     return None if pd.isna(v) else str(v)
+
+
+def _plain_tree(v):
+    """json.loads(json.dumps(v, default=_plain)) without the text: a fresh copy of plain JSON values (the evidence
+    is JSON-safe as built). Built-in containers and scalars are copied as they are; anything else (numpy and
+    pandas values, dict subclasses, non-str keys) takes the JSON round trip as before."""
+    t = type(v)
+    if t is str or t is int or t is float or t is bool or v is None:
+        return v
+    if t is dict:
+        out = {}
+        for k, x in v.items():
+            if type(k) is not str:
+                return json.loads(json.dumps(v, default=_plain))
+            out[k] = _plain_tree(x)
+        return out
+    if t is list or t is tuple:
+        return [_plain_tree(x) for x in v]
+    return json.loads(json.dumps(v, default=_plain))
 
 
 def _str(v) -> str | None:
@@ -115,7 +134,7 @@ class FindingBuilder:
     def _evidence(self, systems: dict, channel: str, first_diverged_at=None, **extra) -> dict:
         own = {"systems": systems, "first_diverged_at": first_diverged_at}
         own.update({k: v for k, v in extra.items() if v is not None})
-        own = json.loads(json.dumps(own, default=_plain))
+        own = _plain_tree(own)
         return {"systems": own.pop("systems"), "first_diverged_at": own.pop("first_diverged_at"),
                 **self._shared_evidence(channel), **own}
 
@@ -153,7 +172,7 @@ class FindingBuilder:
         ref_row = rows["row_id"].fillna(rows[["channel", "channel_sku"]].merge(
             same_sku, on=["channel", "channel_sku"], how="left")["row_id"].set_axis(rows.index))
         refs = inventory_refs(self.ledger, ref_row.dropna().astype("int64").unique().tolist())
-        others = frame.loc[frame["sku"].isin(rows["sku"].unique()), ["sku", "channel", "channel_location", "observed", "updated_at"]]
+        others = frame.loc[of_skus(frame, rows), ["sku", "channel", "channel_location", "observed", "updated_at"]]
         other_vals: dict = {}
         for sku, ch, loc, obs, at in zip(others["sku"], others["channel"], others["channel_location"],
                                          others["observed"].tolist(), _iso_list(others["updated_at"])):

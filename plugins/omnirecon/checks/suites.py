@@ -7,6 +7,7 @@ COMPLETE result format's unexpected_index_list (frame rows); findings take the k
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,9 @@ from omnirecon.config import Settings
 log = logging.getLogger(__name__)
 DATASOURCE = "omnirecon"
 CHECKPOINT = "omnirecon_reconcile"
+SETUP_MARKER = ".omnirecon-setup"   # in the GX dir: the stamp of the suites, definitions and checkpoints set up
+# unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
+RESULT_FORMAT = {"result_format": "COMPLETE", "return_unexpected_index_query": False}
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,18 @@ def _meta(rule: str, severity: str) -> dict:
 def build_suites(settings: Settings) -> dict:
     """name -> gx.ExpectationSuite (unsaved) for the given settings."""
     gx = import_gx()
+    suites = {}
+    for name, exps in expectations(settings).items():
+        suite = gx.ExpectationSuite(name=name, meta={"omnirecon": "reconciliation check " + name})
+        for e in exps:
+            suite.add_expectation(e)
+        suites[name] = suite
+    return suites
+
+
+def expectations(settings: Settings) -> dict:
+    """name -> the suite's expectations (GX objects, in no suite yet) for the given settings."""
+    import_gx()
     import great_expectations.expectations as gxe
 
     tol = int(settings["tolerance_units"])
@@ -114,14 +130,10 @@ def build_suites(settings: Settings) -> dict:
                                               meta=_meta("low_stock", "warning")),
         ],
     }
-    suites = {}
-    for name, exps in E.items():
-        suite = gx.ExpectationSuite(name=name, meta={"omnirecon": "reconciliation check " + name})
+    for exps in E.values():
         for e in exps:
             e.severity = e.meta["finding_severity"]   # GX's own severity field mirrors the finding severity
-            suite.add_expectation(e)
-        suites[name] = suite
-    return suites
+    return E
 
 
 def export_suites(directory: str | os.PathLike, settings: Settings | None = None) -> list[Path]:
@@ -151,8 +163,10 @@ def gx_frame(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     for c in spec.columns:
         if c not in frame:
             data[c] = np.full(len(frame), np.nan)
-        elif c in spec.coded:
-            data[c] = pd.factorize(frame[c].fillna("").astype(str), sort=False)[0].astype("int32")
+        elif c in spec.coded:   # the codes of factorize(frame[c].fillna("").astype(str)), from the distinct values
+            codes, uniques = pd.factorize(frame[c], sort=False, use_na_sentinel=False)
+            same = pd.factorize(pd.Series(uniques, dtype=object).fillna("").astype(str), sort=False)[0]
+            data[c] = same.astype("int32")[codes] if len(codes) else np.zeros(0, dtype="int32")
         else:
             data[c] = frame[c].to_numpy()
     return pd.DataFrame(data, index=pd.RangeIndex(len(frame)))
@@ -211,6 +225,37 @@ class SuiteRunner:
         except Exception:   # GX raises different errors per store for "not found"
             self.datasource = self.context.data_sources.add_pandas(DATASOURCE)
 
+    def _checkpoints(self, names: list[str]) -> dict:
+        """The checkpoint of each named suite. A file project is set up once (every suite's data asset, batch
+        definition, suite, validation definition and checkpoint written to its stores) and marked with a stamp
+        of what was written; later runs find the stamp and read the checkpoints back instead of writing them."""
+        stamp = self._stamp()
+        marker = Path(self.gx_dir) / SETUP_MARKER if self.gx_dir else None
+        if marker is not None and marker.exists() and marker.read_text() == stamp:
+            try:
+                return {name: self.context.checkpoints.get(f"{CHECKPOINT}_{name}") for name in names}
+            except Exception:   # a store edited or removed by hand: set the project up again
+                log.info("GX project %s: checkpoints not found, setting the suites up again", self.gx_dir)
+        if self._suites is None:
+            self._suites = build_suites(self.settings)
+        checkpoints = {}
+        for name in (self._suites if marker is not None else names):
+            cp = self.gx.Checkpoint(name=f"{CHECKPOINT}_{name}", validation_definitions=[self._definition(name)],
+                                    result_format=RESULT_FORMAT)
+            checkpoints[name] = self.context.checkpoints.add_or_update(cp)
+        if marker is not None:
+            marker.write_text(stamp)
+        return {name: checkpoints[name] for name in names}
+
+    def _stamp(self) -> str:
+        """What the project's suites, definitions and checkpoints are made of: every suite's expectations (their
+        GX configuration), the result format, the GX version. (Built without a suite: adding an expectation to a
+        suite the project's store already holds rewrites that store's file.)"""
+        docs = {name: [e.configuration.to_json_dict() for e in exps] for name, exps in expectations(self.settings).items()}
+        blob = json.dumps({"suites": docs, "result_format": RESULT_FORMAT, "gx": self.gx.__version__,
+                           "datasource": DATASOURCE, "checkpoint": CHECKPOINT}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
     def _definition(self, name: str):
         gx = self.gx
         try:
@@ -235,16 +280,10 @@ class SuiteRunner:
             return failures
         with self._config_lock():
             self._open()
-            if self._suites is None:
-                self._suites = build_suites(self.settings)
+            checkpoints = self._checkpoints(todo)
             for name in todo:
-                # unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
                 data = gx_frame(name, frames[name])
-                cp = self.gx.Checkpoint(name=f"{CHECKPOINT}_{name}", validation_definitions=[self._definition(name)],
-                                        result_format={"result_format": "COMPLETE",
-                                                       "return_unexpected_index_query": False})
-                cp = self.context.checkpoints.add_or_update(cp)
-                result = cp.run(batch_parameters={"dataframe": data}, run_id=RunIdentifier(run_name=run_name))
+                result = checkpoints[name].run(batch_parameters={"dataframe": data}, run_id=RunIdentifier(run_name=run_name))
                 failures[name] = _failures(name, result)
         return failures
 
