@@ -232,3 +232,34 @@ def test_the_monitor_starts_from_what_each_channel_showed_at_its_mapped_location
     assert {ch for ch, _k, _loc in monitor.channel_levels} <= {"shopify", "walmart", "amazon"}
     assert all(loc == "10001" for ch, _k, loc in monitor.channel_levels if ch == "walmart")
     assert monitor._baseline("shopify", "SKU-001") == rows[("SKU-001", "gid://shopify/Location/1001")]
+
+
+def test_the_planner_holds_a_push_whose_target_another_runs_correction_is_still_on_its_way_to(live):
+    """Live runs overlap: run 31 plans the same Walmart correction while run 30's is still planned (not pushed yet)
+    -> held with the reason, nothing written to the outbox; once run 30's is verified, run 32 plans it. A correction
+    whose fresh read found the target already there wrote nothing, so it is no round of the integration fight."""
+    ledger, settings, at = live["ledger"], live["settings"], live["ended"]
+    for n in (30, 31, 32):
+        ledger.begin_run(f"omnirecon_live/{n}", "live")
+    with ledger.session() as s:
+        [gap] = s.scalars(select(m.Finding).where(m.Finding.run_id == "omnirecon_live/1",
+                                                  m.Finding.check == Check.TRIGGER_GAP)).all()
+        fields = {c: getattr(gap, c) for c in ("fingerprint", "check", "severity", "channel", "sku", "location",
+                                                "order_id", "expected", "observed", "delta", "diagnosis", "action",
+                                                "detail", "evidence")}
+        for n in (31, 32):
+            s.add(m.Finding(run_id=f"omnirecon_live/{n}", **fields))
+        s.add(m.Correction(idempotency_key=f"{30:064d}", run_id="omnirecon_live/30", channel="walmart", sku="SKU-000",
+                           channel_sku="SKU-000", location="10001", from_qty=40, to_qty=37, status="planned",
+                           updated_at=at))
+    held = plan_corrections(ledger, settings, run_id="omnirecon_live/31", mode="apply", now=at)
+    assert held.created == 0 and held.counts == {} and held.batches == []
+    assert [u["reason"] for u in held.unplannable] == [
+        "a correction to 37 of run omnirecon_live/30 is still on its way (planned): not pushed twice"]
+    with ledger.session() as s:
+        assert [a.outcome for a in queries.audit_entries(s, "omnirecon_live/31", "plan_correction")] == ["held"]
+        c = s.scalars(select(m.Correction).where(m.Correction.run_id == "omnirecon_live/30")).one()
+        c.status, c.external_id, c.verified_at = "verified", m.NOTHING_WRITTEN, at
+    assert plan_corrections(ledger, settings, run_id="omnirecon_live/32", mode="apply", now=at).counts == {"planned": 1}
+    undone = [o["run_id"] for o in overwrites(ledger, "walmart", "SKU-000", at - timedelta(hours=1))]
+    assert "omnirecon_live/1" in undone and "omnirecon_live/30" not in undone

@@ -223,6 +223,7 @@ class FindingState(Base):
 
 
 OPEN_REQUEST = "pending_approval"    # at most one correction per (channel, sku, location) in this status
+NOTHING_WRITTEN = "write:none"       # external_id of a correction whose fresh read found the target already there
 
 
 class Correction(Base):

@@ -173,6 +173,14 @@ def corrections_in_flight(s, channel: str, sku: str, since: datetime) -> list[m.
         m.Correction.updated_at >= since).order_by(m.Correction.id)))
 
 
+def in_flight_targets(s, since: datetime, other_than: str) -> dict[tuple[str, str, str], m.Correction]:
+    """{(channel, SKU, location): the latest correction on its way there} of runs other than `other_than`,
+    touched since a moment."""
+    rows = s.scalars(select(m.Correction).where(m.Correction.status.in_(IN_FLIGHT), m.Correction.run_id != other_than,
+                                                m.Correction.updated_at >= since).order_by(m.Correction.id))
+    return {(c.channel, c.sku, c.location): c for c in rows}
+
+
 def corrections_waiting_for_approval(s) -> list[m.Correction]:
     """Every correction waiting for a person's decision, oldest first."""
     return list(s.scalars(select(m.Correction).where(m.Correction.status == "pending_approval")

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
@@ -101,11 +101,13 @@ def _mapped_channel_locations(settings, channel: str) -> dict[str, str]:
 
 def overwrites(ledger, channel: str, sku: str, since: datetime) -> list[dict]:
     """omnirecon's verified live corrections of (channel, SKU) since a moment: each one the integration undid if
-    the gap came back. One that changed nothing (the channel already showed its target) undid nothing."""
+    the gap came back. One that changed nothing (the channel already showed its target: planned so, or found so
+    by the fresh read before the write) undid nothing."""
     with ledger.session() as s:
         rows = s.scalars(select(m.Correction).where(
             m.Correction.channel == channel, m.Correction.sku == sku, m.Correction.status == "verified",
             m.Correction.from_qty != m.Correction.to_qty,
+            or_(m.Correction.external_id.is_(None), m.Correction.external_id != m.NOTHING_WRITTEN),
             m.Correction.run_id.like("omnirecon_live/%"), m.Correction.verified_at >= since)
             .order_by(m.Correction.id)).all()
         return [{"run_id": c.run_id, "to_qty": c.to_qty, "verified_at": iso(c.verified_at)} for c in rows]

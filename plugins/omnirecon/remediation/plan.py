@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from omnirecon.adapters import get_adapter
 from omnirecon.config import Settings
 from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.ledger.db import Ledger
 from omnirecon.timeutil import iso, parse_ts, utcnow
 
@@ -194,6 +195,7 @@ def plan_corrections(ledger: Ledger, settings: Settings, *, run_id: str, mode: s
             existing.update(s.scalars(select(m.Correction.idempotency_key)
                                       .where(m.Correction.idempotency_key.in_(keys[i:i + 500]))))
         new_rows = [r for r in rows if r["idempotency_key"] not in existing]
+        new_rows = _hold_in_flight(s, run_id, new_rows, now, result)
         trusted = {ch for ch in wanted if not (erp_problem or _snapshot_problem(_latest_attempt(s, ch), ch, now, freshness))}
         run = s.get(m.Run, run_id)
         new_rows, result.closed = _one_open_request(s, run_id, rows, new_rows, trusted,
@@ -214,6 +216,31 @@ def plan_corrections(ledger: Ledger, settings: Settings, *, run_id: str, mode: s
     log.info("planned run %s (%s): %d new corrections, %s, %d batches", run_id, mode, result.created,
              result.counts, len(result.batches))
     return result
+
+
+IN_FLIGHT_WINDOW = timedelta(minutes=15)   # planned or accepted longer ago than this: a crashed push's leftover
+
+
+def _hold_in_flight(s, run_id: str, rows: list[dict], now: datetime, result: PlanResult) -> list[dict]:
+    """Rows to push for a (channel, SKU, location) that another run's correction is still on its way to (planned,
+    or accepted and not read back: live runs overlap) are held, not planned: never two writes racing for one
+    count. The gap, if it stays, is the next run's."""
+    flying = queries.in_flight_targets(s, now - IN_FLIGHT_WINDOW, run_id)
+    if not flying:
+        return rows
+    keep = []
+    for r in rows:
+        other = flying.get((r["channel"], r["sku"], r["location"])) if r["status"] == "planned" else None
+        if other is None:
+            keep.append(r)
+            continue
+        reason = (f"a correction to {other.to_qty} of run {other.run_id} is still on its way ({other.status}): "
+                  "not pushed twice")
+        result.unplannable.append({"finding_id": None, "channel": r["channel"], "sku": r["sku"], "reason": reason})
+        s.add(m.AuditLog(run_id=run_id, actor=ACTOR, system=r["channel"], operation="plan_correction",
+                         target=f"{r['channel_sku']}@{r['location']}", idempotency_key=r["idempotency_key"],
+                         request={"from_qty": r["from_qty"], "to_qty": r["to_qty"]}, outcome="held", detail=reason))
+    return keep
 
 
 def _correction_row(run_id: str, it: dict, block: str | None, mode: str, threshold: int) -> dict:

@@ -203,6 +203,7 @@ def _precheck(audit: _Audit, c: m.Correction, current) -> bool:
     if current is None:
         _set(audit, c, "failed", "the channel no longer shows this SKU at this location", operation="write")
     elif current == c.to_qty:
+        c.external_id = m.NOTHING_WRITTEN
         _set(audit, c, "applied", "already at target on the channel", operation="write")
     elif current != c.from_qty:
         _set(audit, c, "skipped_changed", f"channel changed since the snapshot: {c.from_qty} -> {current}",
@@ -302,7 +303,8 @@ def _push_feed(ledger: Ledger, adapter: SystemAdapter, ids: list[int], hook, clo
             by_feed: dict[str | None, list[int]] = {}    # applied rows by feed id (None: no feed involved)
             for c in rows:
                 if c.status == "applied":
-                    by_feed.setdefault(c.external_id, []).append(c.id)
+                    feed = None if c.external_id == m.NOTHING_WRITTEN else c.external_id
+                    by_feed.setdefault(feed, []).append(c.id)
         new = by_feed.pop(FEED_PENDING, [])
         in_doubt = [cid for cid in new if cid not in {c.id for c in todo}]
         submitted = [c.id for c in todo]
