@@ -170,8 +170,8 @@ def _build_sku_checks(cmp: Comparison, view: LedgerView, settings: Settings, cha
         type_ok = np.append((items["item_type"].isna() | items["item_type"].isin(SELLABLE_TYPES)).to_numpy(dtype=bool), True)
         active = np.append((items["is_inactive"] != True).to_numpy(dtype=bool), True)  # noqa: E712
         observed["item_sellable"] = (type_ok[at] | codes.table(bundle_c)[obs_c]) & active[at]
-        observed["_k"], base_k = joint_codes(observed, cmp.base.assign(_sku=base_c), ["channel", "_sku", "channel_location"])
-        cmp.base = cmp.base.assign(_k=base_k, _sku=base_c)
+        cmp.base = cmp.base.assign(_sku=base_c)
+        observed["_k"], cmp.base["_k"] = joint_codes(observed, cmp.base, ["channel", "_sku", "channel_location"])
         observed["unique_key"] = ~observed["_k"].duplicated(keep=False)
         unposted = _unposted(view, settings, channels, erp_orders)
         cmp.inventory = _drift(observed, cmp.base, listings, unposted, aliases, settings)
@@ -280,18 +280,19 @@ def _mapping(observed, base, listings, settings, codes: SkuCodes) -> pd.DataFram
                     "item_sellable", "item_type", "is_inactive", "row_id", "updated_at"]].copy(deep=False)
     obs["listed_on_channel"] = True
     # sellable ERP SKUs a channel shows nowhere (neither inventory nor listing)
-    pos = base[(base["base"] > 0).to_numpy()]
-    ch_c, ch_names = pd.factorize(pos["channel"])
+    pos = np.flatnonzero((base["base"] > 0).to_numpy())
+    ch_c, ch_names = pd.factorize(base["channel"].take(pos))
     width = len(codes.names) + 1   # groupby(["channel", "sku"], sort=False) on one int key per pair
-    per = pd.Series(pos["base"].to_numpy()).groupby(ch_c.astype("int64") * width + pos["_sku"].to_numpy(dtype="int64"),
-                                                    sort=False).sum()
+    per = pd.Series(base["base"].take(pos).to_numpy()).groupby(
+        ch_c.astype("int64") * width + base["_sku"].to_numpy(dtype="int64")[pos], sort=False).sum()
     key = per.index.to_numpy(dtype="int64")
     sellable = pd.DataFrame({"channel": ch_names.take(key // width).to_numpy(dtype=object),
                              "sku": codes.names.take(key % width).to_numpy(dtype=object),
                              "_sku": key % width, "base": per.to_numpy()})
-    seen = pd.concat([observed[["channel", "_sku"]], listings[["channel", "_sku"]]], ignore_index=True)
-    k_sellable, k_seen = joint_codes(sellable, seen, ["channel", "_sku"])
-    absent = sellable[~np.isin(k_sellable, k_seen)].drop(columns="_sku")
+    def pairs(frame):   # the same int key for the (channel, sku) pairs a channel shows (-1: a channel none sells)
+        return ch_names.get_indexer(frame["channel"]).astype("int64") * width + frame["_sku"].to_numpy(dtype="int64")
+    seen = np.concatenate([pairs(observed), pairs(listings)])
+    absent = sellable[~pd.Series(key).isin(seen).to_numpy()].drop(columns="_sku")
     absent = ex.default_channel_sku(settings, absent).rename(columns={"base": "expected_units"})
     absent["listed_on_channel"], absent["erp_known"], absent["location_mapped"], absent["item_sellable"] = False, True, True, True
     absent["channel_location"] = ""
