@@ -30,7 +30,7 @@ nothing new arriving is still found):
    only after that, so a failed run leaves them to the next (the trigger rings again for work left
    unprocessed).
 2. `plan_corrections` / `push` / `alert` — the same outbox, guardrails, approvals, compare-and-swap or re-read
-   and read-back as the scheduled reconcile. Up to eight runs may be active: the next run's `watch` starts while
+   and read-back as the scheduled reconcile. Up to four runs may be active: the next run's `watch` starts while
    earlier runs' pushes still read back (one `watch` and one `plan_corrections` at a time across runs), and a SKU whose
    correction is still on its way is not pushed again. A gap the retailer's integration keeps re-opening after omnirecon
    closed it (`integration_fight_rounds` in an hour) is alerted, naming the hop, instead of pushed again.
@@ -49,11 +49,11 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     # runs' pushes may still read back (Amazon applies a patch seconds after accepting it) while the next run
-    # watches: detection never waits for a push. Watches and plans run one at a time, in order. A queued run
-    # counts as active, a run lasts ~30-40 s (push and alert included) and the bundled world wakes one every
-    # 5-10 s: with 2 or 4 slots all were at times held by runs still pushing, and the next watch started 20-50 s
-    # late (bench/README.md). A run that finds nothing new ends in its first tick.
-    max_active_runs=8,
+    # watches: detection never waits for a push. Watches and plans run one at a time, in order, so more runs
+    # only queue more watches: with 2 slots runs still pushing held the next watch 30-50 s; with 8, runs queued
+    # behind each other's watches (wake-up -> watch 50 s median); 4 lets wake-ups fold into the next run
+    # (bench/README.md)
+    max_active_runs=4,
     dagrun_timeout=timedelta(minutes=30),
     default_args=default_args(retries=1, retry_delay=timedelta(seconds=10), execution_timeout=timedelta(minutes=10)),
     doc_md=DOC,
