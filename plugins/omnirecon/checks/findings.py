@@ -7,7 +7,6 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
 
 from omnirecon.adapters import get_adapter
 from omnirecon.checks import diagnosis as dg
@@ -17,7 +16,7 @@ from omnirecon.checks.load import LedgerView, inventory_refs
 from omnirecon.checks.suites import Failure
 from omnirecon.config import Settings
 from omnirecon.ledger import finding_store
-from omnirecon.ledger import models as m
+from omnirecon.ledger import queries
 from omnirecon.timeutil import iso
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -90,8 +89,9 @@ def _str(v) -> str | None:
 class FindingBuilder:
     """Turns GX failures into finding dicts, with shared evidence (connector status, API errors)."""
 
-    def __init__(self, view: LedgerView, settings: Settings, cmp: Comparison, run_id: str, ledger):
+    def __init__(self, view: LedgerView, settings: Settings, cmp: Comparison, run_id: str, ledger, buckets=None):
         self.view, self.settings, self.cmp, self.run_id, self.ledger = view, settings, cmp, run_id, ledger
+        self.buckets = buckets       # a shard's SKU buckets: only its own open states are read
         self.connectors = self._connectors()
         self.api_errors = self._api_errors()
         self._shared: dict = {}
@@ -247,9 +247,8 @@ class FindingBuilder:
 
     def _first_seen(self) -> dict:
         with self.ledger.session() as s:
-            rows = s.execute(select(m.FindingState.fingerprint, m.FindingState.first_seen_at)
-                             .where(m.FindingState.status == "open")).all()
-        return {fp: _iso(at) for fp, at in rows}
+            rows = queries.first_seen_of_open(s, self.buckets)
+        return {fp: _iso(at) for fp, at in rows.items()}
 
     def _mapping(self, frame: pd.DataFrame, fails: list[Failure]) -> list[dict]:
         out, seen = [], set()

@@ -86,7 +86,8 @@ def reconcile(ledger, settings: Settings, *, run_id: str, now: datetime | None =
     runner = SuiteRunner(settings, gx_dir)
     failures = runner.run(cmp.frames, run_id if scope.label == "all" else f"{run_id}#{scope.label}")
     lap("gx")
-    findings = FindingBuilder(view, settings, cmp, run_id, ledger).build(failures)
+    findings = FindingBuilder(view, settings, cmp, run_id, ledger,
+                              buckets=None if scope.shard.whole else scope.shard.buckets()).build(failures)
     lap("findings")
     checked_channels = set(channels) | {"erp"}
     unusable = set(cmp.unusable)

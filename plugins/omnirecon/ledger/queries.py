@@ -233,10 +233,12 @@ def states_awaiting_resolved_notice(s) -> list[m.FindingState]:
                                                        m.FindingState.resolved_notice_sent.is_(False))))
 
 
-def first_seen_of_open(s) -> dict:
-    """{fingerprint: first_seen_at} of the open states."""
-    return dict(s.execute(select(m.FindingState.fingerprint, m.FindingState.first_seen_at)
-                          .where(m.FindingState.status == "open")).all())
+def first_seen_of_open(s, buckets=None) -> dict:
+    """{fingerprint: first_seen_at} of the open states (of these SKU buckets only, when given: a shard's)."""
+    where = m.FindingState.status == "open"
+    if buckets is not None:
+        where &= m.FindingState.sku_bucket.in_(list(buckets))
+    return dict(s.execute(select(m.FindingState.fingerprint, m.FindingState.first_seen_at).where(where)).all())
 
 
 def latest_findings_of(s, fingerprints) -> list[m.Finding]:
