@@ -73,8 +73,7 @@ def record_alert(s, *, fingerprint: str, kind: str, check: str | None, channel: 
     state = s.get(m.FindingState, fingerprint)
     if state is None:
         state = m.FindingState(fingerprint=fingerprint, check=check or "", channel=channel, sku=sku,
-                               sku_bucket=None if sku is None else sku_bucket(sku), order_id=order_id,
-                               status="open", severity=severity,
+                               order_id=order_id, status="open", severity=severity,   # sku_bucket: the column default
                                first_seen_at=now, first_seen_run=run_id, last_seen_at=now,
                                last_seen_run=run_id, alerts_sent=0, resolved_notice_sent=False)
         s.add(state)

@@ -33,13 +33,9 @@ class Vocabulary(TypeDecorator):
         return None if value is None else self.enum(value).value
 
 
-def _bucket_of_sku(context) -> int:
-    """The shard key of a row inserted without one: crc32(sku) mod 1024 (model/sharding.py)."""
-    return sku_bucket(context.get_current_parameters()["sku"])
-
-
-def _bucket_of_sku_or_none(context) -> int | None:
-    """The shard key of a finding state inserted without one: its SKU's bucket, None for a state of no SKU."""
+def _bucket_of_sku(context) -> int | None:
+    """The shard key of a row inserted without one: crc32(sku) mod 1024 (model/sharding.py); None for a finding
+    state of no SKU."""
     sku = context.get_current_parameters().get("sku")
     return None if sku is None else sku_bucket(sku)
 
@@ -208,7 +204,7 @@ class FindingState(Base):
     check: Mapped[str] = mapped_column(Vocabulary(Check, 32))
     channel: Mapped[str] = mapped_column(String(16))
     sku: Mapped[str | None] = mapped_column(String(255))
-    sku_bucket: Mapped[int | None] = mapped_column(SmallInteger, default=_bucket_of_sku_or_none)   # model/sharding.py
+    sku_bucket: Mapped[int | None] = mapped_column(SmallInteger, default=_bucket_of_sku)   # model/sharding.py
     order_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16))          # open | resolved
     severity: Mapped[str] = mapped_column(Vocabulary(Severity, 16))

@@ -5,7 +5,7 @@ Writes go through the table's owner (docs/ledger.md).
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 
@@ -163,22 +163,17 @@ def correction_counts(s, run_id: str) -> dict[str, int]:
 
 
 IN_FLIGHT = ("planned", "applied")     # on its way to the channel: not pushed yet, or accepted and not read back
+IN_FLIGHT_WINDOW = timedelta(minutes=15)   # planned or accepted longer ago than this: a crashed push's leftover, which
+                                           # the channel's own protection covers on a re-run
 
 
-def corrections_in_flight(s, channel: str, sku: str, since: datetime) -> list[m.Correction]:
-    """Corrections of (channel, SKU) on their way to the channel, touched since a moment (older ones are a crashed
-    push's leftovers, which the channel's own protection covers on a re-run)."""
-    return list(s.scalars(select(m.Correction).where(
-        m.Correction.channel == channel, m.Correction.sku == sku, m.Correction.status.in_(IN_FLIGHT),
-        m.Correction.updated_at >= since).order_by(m.Correction.id)))
-
-
-def in_flight_targets(s, since: datetime, other_than: str) -> dict[tuple[str, str, str], m.Correction]:
-    """{(channel, SKU, location): the latest correction on its way there} of runs other than `other_than`,
-    touched since a moment."""
-    rows = s.scalars(select(m.Correction).where(m.Correction.status.in_(IN_FLIGHT), m.Correction.run_id != other_than,
-                                                m.Correction.updated_at >= since).order_by(m.Correction.id))
-    return {(c.channel, c.sku, c.location): c for c in rows}
+def corrections_in_flight(s, now: datetime, other_than: str | None = None) -> list[m.Correction]:
+    """Corrections on their way to a channel (of runs other than `other_than`), oldest first: overlapping runs
+    must not write the same count twice."""
+    where = m.Correction.status.in_(IN_FLIGHT) & (m.Correction.updated_at >= now - IN_FLIGHT_WINDOW)
+    if other_than is not None:
+        where &= m.Correction.run_id != other_than
+    return list(s.scalars(select(m.Correction).where(where).order_by(m.Correction.id)))
 
 
 def corrections_waiting_for_approval(s) -> list[m.Correction]:

@@ -30,7 +30,6 @@ WAIT_AHEAD_S = 30.0          # a run waits for a propagation deadline at most th
                              # next run's, which the InboxTrigger starts shortly before (trigger.DEADLINE_LEAD_S)
 WINDOW_S = 6 * 3600          # notifications further back than this are not replayed into the monitor
 FIGHT_WINDOW = timedelta(hours=1)
-IN_FLIGHT_WINDOW = timedelta(minutes=15)   # planned or accepted longer ago than this: a crashed push's leftover
 
 
 def pending_deadline(monitor: ChainMonitor, now: datetime) -> datetime | None:
@@ -134,13 +133,16 @@ def close_gaps(ledger, settings, findings: list[dict], now: datetime, unposted: 
     yet (`unposted`), so a correction never offers stock that is already sold."""
     rounds = int(settings.get("integration_fight_rounds", 3))
     unposted = unposted or {}
+    in_flight: dict[tuple[str, str], list] = {}
+    if any(f["action"] == Action.PUSH for f in findings):
+        with ledger.session() as s:
+            for c in queries.corrections_in_flight(s, now):
+                in_flight.setdefault((c.channel, c.sku), []).append(c)
     for f in findings:
         if f["action"] != Action.PUSH:
             continue
-        with ledger.session() as s:
-            flying = queries.corrections_in_flight(s, f["channel"], f["sku"], now - IN_FLIGHT_WINDOW)
-            flying = [{"run_id": c.run_id, "to_qty": c.to_qty, "status": str(c.status)} for c in flying
-                      if c.run_id != f.get("run_id")]
+        flying = [{"run_id": c.run_id, "to_qty": c.to_qty, "status": str(c.status)}
+                  for c in in_flight.get((f["channel"], f["sku"]), ()) if c.run_id != f.get("run_id")]
         if flying:     # an earlier run's push of this SKU is still on its way (or reading back): never two writes
             f["action"] = Action.NONE
             f["detail"] += (f" A correction to {flying[-1]['to_qty']} (run {flying[-1]['run_id']}) is still on its "

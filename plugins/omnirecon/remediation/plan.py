@@ -218,14 +218,11 @@ def plan_corrections(ledger: Ledger, settings: Settings, *, run_id: str, mode: s
     return result
 
 
-IN_FLIGHT_WINDOW = timedelta(minutes=15)   # planned or accepted longer ago than this: a crashed push's leftover
-
-
 def _hold_in_flight(s, run_id: str, rows: list[dict], now: datetime, result: PlanResult) -> list[dict]:
     """Rows to push for a (channel, SKU, location) that another run's correction is still on its way to (planned,
     or accepted and not read back: live runs overlap) are held, not planned: never two writes racing for one
     count. The gap, if it stays, is the next run's."""
-    flying = queries.in_flight_targets(s, now - IN_FLIGHT_WINDOW, run_id)
+    flying = {(c.channel, c.sku, c.location): c for c in queries.corrections_in_flight(s, now, other_than=run_id)}
     if not flying:
         return rows
     keep = []
