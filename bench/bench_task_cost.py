@@ -13,11 +13,14 @@ time of an `--airflow-only` process; time both as whole processes, A/B in turn:
 `--forked DIR [--runs N]` measures what a task costs when the executor's worker has preloaded
 `omnirecon.checks.preload` (LocalExecutor with the scheduler's forkserver preload, see airflow_setup.py): the
 parent imports it once, then each run is a forked child timed from fork to exit.
+`--docs-growth DIR [--runs N]` reconciles N times in one GX project, each run building its Data Docs as the
+reconcile task does, and prints the Data Docs stage as the project's history grows.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -90,6 +93,30 @@ def task(work: Path, stages: bool = True, run: int = 0) -> dict:
     return laps
 
 
+def docs_growth(work: Path, runs: int) -> None:
+    """The Data Docs stage of run 1..N in one GX project (its validation results accumulate, as in production)."""
+    _env(work)
+    from omnirecon.checks.run import reconcile
+    from omnirecon.config import load_settings
+    from omnirecon.ledger import get_ledger
+    ledger, settings = get_ledger(), load_settings()
+    gx_dir = work / "gx-growth"
+    shutil.rmtree(gx_dir, ignore_errors=True)
+    docs, cpu = [], []
+    for i in range(1, runs + 1):
+        run_id = f"bench/docs-growth/{i}"
+        ledger.begin_run(run_id, "reconcile")
+        c = time.process_time()
+        result = reconcile(ledger, settings, run_id=run_id, gx_dir=str(gx_dir))
+        cpu.append(time.process_time() - c)
+        docs.append(result.timings["data_docs"])
+        if i in (1, 2, 5) or i % 10 == 0:
+            last = docs[-5:]
+            print(f"run {i:4d}: data_docs {docs[-1]:.3f} s (median of the last {len(last)}: "
+                  f"{statistics.median(last):.3f} s), reconcile CPU {cpu[-1]:.2f} s; load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+
+
 def forked(work: Path, runs: int) -> None:
     """Preload once, then fork a child per run (as the LocalExecutor worker forks each task) and time it."""
     t = time.monotonic()
@@ -119,6 +146,7 @@ def main() -> None:
     g.add_argument("--task", type=Path, metavar="DIR")
     g.add_argument("--forked", type=Path, metavar="DIR")
     g.add_argument("--airflow-only", action="store_true")
+    g.add_argument("--docs-growth", type=Path, metavar="DIR")
     p.add_argument("--stages", action="store_true", help="with --task: print the time of each stage")
     p.add_argument("--runs", type=int, default=7)
     a = p.parse_args()
@@ -128,6 +156,8 @@ def main() -> None:
         task(a.task, stages=a.stages)
     elif a.forked:
         forked(a.forked, a.runs)
+    elif a.docs_growth:
+        docs_growth(a.docs_growth, a.runs)
     else:
         airflow_only()
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from omnirecon.checks import suites
 from omnirecon.checks.suites import SPECS, SuiteRunner, build_suites, export_suites, gx_frame
 from omnirecon.config import settings_from_dict
 from omnirecon.model.canonical import CHECKS
@@ -43,6 +44,41 @@ def test_runner_returns_failing_rows_per_rule_and_builds_data_docs(tmp_path):
     assert index.exists() and str(tmp_path) in str(index)
     validations = list((tmp_path / "gx").rglob("validations/**/*.json"))
     assert validations, "GX validation results were not kept"
+
+
+def _drift_frame(delta):
+    return pd.DataFrame({"channel": ["shopify"], "sku": ["A"], "location": ["L"], "delta": [delta],
+                         "raw_delta": [delta], "sells_past_zero": [False], "row": [0]})
+
+
+def _pages(gx_dir: Path) -> dict:
+    """Rendered validation pages -> modification time (ns)."""
+    return {p: p.stat().st_mtime_ns for p in gx_dir.rglob("data_docs/local_site/validations/**/*.html")}
+
+
+def test_data_docs_render_only_this_runs_results_and_the_index_is_limited(tmp_path):
+    gx_dir = tmp_path / "gx"
+    SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir)).run({"inventory_drift": _drift_frame(4)}, "dag/run1")
+    # a sharded run: two shard parts and the global part validate under run2, one runner each (one task each)
+    for part in ("run2#0/2", "run2#1/2"):
+        SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir)).run({"inventory_drift": _drift_frame(1)}, f"dag/{part}")
+    final = SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir))
+    final.run({"inventory_drift": _drift_frame(0)}, "dag/run2#global")
+    final.build_data_docs("dag/run2")
+    pages = _pages(gx_dir)
+    assert len(pages) == 3 and all("run2" in str(p) for p in pages), "run1 was never asked for"
+    assert list(gx_dir.rglob("data_docs/local_site/expectations/inventory_drift.html")), "suite page on a new site"
+
+    later = SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir))
+    later.run({"inventory_drift": _drift_frame(2)}, "dag/run3")
+    later.build_data_docs()   # the runs this runner validated
+    after = _pages(gx_dir)
+    assert len(after) == 4
+    assert {p: after[p] for p in pages} == pages, "earlier runs' pages were rendered again"
+    sites = later.context.list_data_docs_sites()["local_site"]
+    assert sites["site_index_builder"]["validation_results_limit"] == suites.DATA_DOCS_RESULTS
+    index = (gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
+    assert "run3" in index and "run2#0__2" in index
 
 
 def test_clean_frame_has_no_failures():

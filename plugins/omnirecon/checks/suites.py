@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 DATASOURCE = "omnirecon"
 CHECKPOINT = "omnirecon_reconcile"
 SETUP_MARKER = ".omnirecon-setup"   # in the GX dir: the stamp of the suites, definitions and checkpoints set up
+DOCS_MARKER = ".omnirecon-docs"     # in the GX dir: the stamp of the suites whose Data Docs pages were rendered
+SITE = "local_site"
+DATA_DOCS_RESULTS = 70              # validation results the Data Docs index lists, newest first (10 runs of 7 suites)
 # unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
 RESULT_FORMAT = {"result_format": "COMPLETE", "return_unexpected_index_query": False}
 
@@ -197,6 +200,7 @@ class SuiteRunner:
             Path(gx_dir).mkdir(parents=True, exist_ok=True)
         self.context = None
         self._suites = None
+        self._run_names: list[str] = []   # the GX run names this runner validated (their Data Docs pages)
 
     @property
     def suites(self) -> dict:
@@ -224,6 +228,8 @@ class SuiteRunner:
             self.datasource = self.context.data_sources.get(DATASOURCE)
         except Exception:   # GX raises different errors per store for "not found"
             self.datasource = self.context.data_sources.add_pandas(DATASOURCE)
+        if self.gx_dir:
+            _limit_docs_index(self.context)
 
     def _checkpoints(self, names: list[str]) -> dict:
         """The checkpoint of each named suite. A file project is set up once (every suite's data asset, batch
@@ -273,7 +279,8 @@ class SuiteRunner:
     def run(self, frames: dict, run_id: str) -> dict[str, list[Failure]]:
         """Validate each frame with its suite; returns the failures per suite."""
         from great_expectations.core.run_identifier import RunIdentifier
-        run_name = re.sub(r"[/\\]", "__", run_id)   # GX's file store keys cannot hold path separators
+        run_name = gx_run_name(run_id)
+        self._run_names.append(run_name)
         failures: dict[str, list[Failure]] = {name: [] for name in frames}
         todo = [name for name, frame in frames.items() if frame is not None and not frame.empty]
         if not todo:
@@ -300,14 +307,46 @@ class SuiteRunner:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def build_data_docs(self) -> str | None:
+    def build_data_docs(self, run_id: str | None = None) -> str | None:
+        """Render the Data Docs pages of one run's validation results (every part's: a sharded run's shards
+        validated as `run_id#i/n`; default: the runs this runner validated) and the index. Earlier runs' pages
+        stay as rendered: re-rendering every stored result made this cost grow with every run. Suite pages are
+        rendered again only when the suites changed."""
         if not self.gx_dir:
             return None
+        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+        names = {gx_run_name(run_id)} if run_id else set(self._run_names)
         with self._config_lock():
             self._open()
-            self.context.build_data_docs()
-        sites = self.context.get_docs_sites_urls()
+            store = self.context.validation_results_store
+            ids = [k for k in store.list_keys()
+                   if k.run_id.run_name in names or k.run_id.run_name.split("#", 1)[0] in names]
+            marker, stamp = Path(self.gx_dir) / DOCS_MARKER, self._stamp()
+            suites_new = not marker.exists() or marker.read_text() != stamp
+            if suites_new or not ids:   # (no identifiers at all would make GX render every stored result)
+                ids += [ExpectationSuiteIdentifier(name) for name in SPECS]
+            self.context.build_data_docs(site_names=[SITE], resource_identifiers=ids)
+            if suites_new:
+                marker.write_text(stamp)
+        sites = self.context.get_docs_sites_urls(site_name=SITE)
         return sites[0]["site_url"] if sites else None
+
+
+def gx_run_name(run_id: str) -> str:
+    """The GX run name of a run (GX's file store keys cannot hold path separators)."""
+    return re.sub(r"[/\\]", "__", run_id)
+
+
+def _limit_docs_index(context) -> None:
+    """The Data Docs index lists the newest DATA_DOCS_RESULTS validation results: GX reads every listed result
+    to build it, so an unlimited index costs more with every run. Written once into the project's config."""
+    site = dict(context.list_data_docs_sites().get(SITE) or {})
+    index = dict(site.get("site_index_builder") or {"class_name": "DefaultSiteIndexBuilder"})
+    if not site or index.get("validation_results_limit") == DATA_DOCS_RESULTS:
+        return
+    index["validation_results_limit"] = DATA_DOCS_RESULTS
+    site["site_index_builder"] = index
+    context.update_data_docs_site(SITE, site)
 
 
 def _failures(name: str, result) -> list[Failure]:
