@@ -1,6 +1,8 @@
 """The ledger: migrations on SQLite and PostgreSQL, atomic snapshots, counts that add up."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import inspect, select
 
@@ -132,6 +134,14 @@ EXPECTED_EVIDENCE = {"tracked": None, "qty": 7, "ratio": None, "when": None, "at
 
 def test_json_evidence_from_pandas_is_stored_on_sqlite(sqlite_ledger):
     assert _store_finding(sqlite_ledger) == EXPECTED_EVIDENCE
+
+
+def test_json_text_is_the_same_whether_a_value_needs_cleaning_or_not():
+    """Plain evidence takes json.dumps as it is; anything else the _json_safe walk: the same text either way."""
+    from omnirecon.ledger.db import _json_safe, json_dumps
+    plain = {"sku": "S", "qty": 3, "ratio": 0.5, "ok": True, "none": None, 7: "int key", "rows": [1, [2, {"a": "b"}]]}
+    for value in (plain, _nan_evidence(), {"deep": [_nan_evidence(), plain]}, [float("inf")], "x", 1.5):
+        assert json_dumps(value) == json.dumps(_json_safe(value), allow_nan=False)
 
 
 @pytest.mark.postgres

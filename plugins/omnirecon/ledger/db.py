@@ -87,7 +87,12 @@ def _json_safe(value):
 
 
 def json_dumps(value) -> str:
-    return json.dumps(_json_safe(value), allow_nan=False)
+    """JSON text of a value for a JSON column. Values already plain (str keys, finite floats; evidence is built so)
+    are dumped as they are; anything else (NaN, numpy scalars, datetimes) goes through _json_safe first."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(_json_safe(value), allow_nan=False)
 
 
 def _make_engine(url: str) -> Engine:
