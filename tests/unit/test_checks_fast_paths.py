@@ -1,6 +1,7 @@
 """The 250k-SKU reconcile's shortcuts give what the plain code gave: SKU codes for joins and membership, the
 id-range read of a SQLite snapshot, timestamps parsed once per distinct value, evidence copied without a JSON
-round trip, and GX suites set up once per project (later runs read the checkpoints back)."""
+round trip, GX suites set up once per project (later runs read the checkpoints back), and a SQLite ledger's rows
+read as Arrow columns."""
 import json
 from datetime import datetime, timezone
 
@@ -63,6 +64,67 @@ def test_a_whole_sqlite_snapshot_reads_the_rows_the_index_gives_in_the_same_orde
     assert list(fast["id"]) == list(plain["id"]) and list(fast["sku"]) == [f"S{i:03d}" for i in range(1, 30, 2)]
     assert list(fast["available"]) == list(plain["available"])
     assert empty.empty and list(empty.columns) == ["id", "sku", "location", "available", "updated_at"]
+
+
+def _awkward_ledger(tmp_path, rows: int):
+    """A snapshot of channel inventory and listings with NULLs, an all-NULL column and JSON text."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    ledger.migrate()
+    now = datetime(2026, 12, 3, tzinfo=timezone.utc)
+    ledger.begin_run("snap", "snapshot")
+    with ledger.session() as s:
+        inv, lst = (m.Snapshot(run_id="snap", system="shopify", kind=k, status="complete", started_at=now,
+                               finished_at=now) for k in ("inventory", "listings"))
+        s.add_all([inv, lst])
+        s.flush()
+        s.add_all(m.InventoryRow(snapshot_id=inv.id, system="shopify", sku=f"S{i:05d}", location=f"L{i % 3}",
+                                 available=None if i % 7 == 0 else i - 5, updated_at=None if i < 1500 else now)
+                  for i in range(rows))
+        s.add_all(m.ListingRow(snapshot_id=lst.id, system="shopify", sku=f"S{i:05d}", state="active",
+                               inventory_policy=None, tracked=None if i % 2 else bool(i % 4),
+                               issues=None if i % 3 else [{"code": "x", "n": i}])
+                  for i in range(rows))
+        s.flush()
+        return ledger, inv.id, lst.id
+
+
+def _cursor_only(monkeypatch):
+    import omnirecon.checks.load as load
+    monkeypatch.setattr(load, "_read_arrow", lambda *args: None)
+
+
+def test_arrow_reads_of_a_sqlite_ledger_equal_the_cursors(tmp_path, monkeypatch):
+    """NULLs in the first 1,500 rows (beyond one default Arrow batch), an all-NULL column, booleans with
+    NULLs and JSON text: the same frame, dtypes included, whole and by shard."""
+    from omnirecon.checks.load import _read_arrow
+    from omnirecon.model.sharding import Shard
+    ledger, inv, lst = _awkward_ledger(tmp_path, 3000)
+    with ledger.engine.connect() as conn:
+        assert _read_arrow(conn, "SELECT sku FROM inventory_rows WHERE snapshot_id = ?", [inv], ["sku"]) is not None
+        reads = [read_rows(conn, kind, sid, "shopify", shard) for kind, sid in (("inventory", inv), ("listings", lst))
+                 for shard in (Shard(0, 1), Shard(1, 4))]
+        with monkeypatch.context() as mp:
+            _cursor_only(mp)
+            plain = [read_rows(conn, kind, sid, "shopify", shard) for kind, sid in (("inventory", inv), ("listings", lst))
+                     for shard in (Shard(0, 1), Shard(1, 4))]
+    for a, b in zip(reads, plain):
+        pd.testing.assert_frame_equal(a, b)
+    assert reads[2]["inventory_policy"].isna().all() and reads[2]["inventory_policy"].dtype == object
+
+
+def test_rows_arrow_cannot_type_are_read_through_the_cursor(tmp_path):
+    """A column holding an integer and text in one batch (SQLite keeps what it is given): Arrow cannot type it, the
+    cursor reads it, and the frame holds both values."""
+    from sqlalchemy import text
+    from omnirecon.checks.load import _read, _read_arrow
+    ledger, inv, _ = _awkward_ledger(tmp_path, 10)
+    with ledger.engine.begin() as conn:
+        conn.execute(text("UPDATE inventory_rows SET available = 'n/a' WHERE sku = 'S00003'"))
+    sql = "SELECT sku, available FROM inventory_rows WHERE snapshot_id = :sid ORDER BY sku"
+    with ledger.engine.connect() as conn:
+        assert _read_arrow(conn, sql.replace(":sid", "?"), [inv], ["sku", "available"], {"available"}) is None
+        frame = _read(conn, "inventory_rows", sql, ["sku", "available"], sid=inv)
+    assert frame["available"].tolist()[2:5] == [-3, "n/a", -1]
 
 
 def test_evidence_copy_equals_the_json_round_trip():

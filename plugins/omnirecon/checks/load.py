@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -13,6 +14,8 @@ from omnirecon.ledger import models as m
 from omnirecon.ledger import queries
 from omnirecon.model.canonical import SNAPSHOT_KINDS, SYSTEMS
 from omnirecon.model.sharding import WHOLE, Shard
+
+log = logging.getLogger(__name__)
 
 # only the columns the checks read, per kind and system class ("erp" | "channel")
 INVENTORY_COLS = {"erp": ["sku", "location", "available", "on_hand", "committed", "updated_at"],
@@ -76,19 +79,78 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _read(conn, sql: str, cols: list[str], **params) -> pd.DataFrame:
-    """Rows through the DB-API cursor (no per-row SQLAlchemy Row objects: this reads ~1M rows)."""
+def _read(conn, table: str, sql: str, cols: list[str], **params) -> pd.DataFrame:
+    """Rows of one ledger table as a frame: from a SQLite file through Arrow (ADBC) when it can, else through the
+    DB-API cursor (no per-row SQLAlchemy Row objects either way: this reads ~1M rows)."""
     compiled = text(sql).bindparams(**params).compile(conn.engine)
+    if conn.dialect.paramstyle == "qmark":
+        args = [compiled.params[k] for k in compiled.positiontup]
+        frame = _read_arrow(conn, str(compiled), args, cols, _numeric(table, cols))
+        if frame is not None:
+            return frame
+    else:
+        args = compiled.params
     raw = conn.connection.driver_connection.cursor()
     try:
-        if conn.dialect.paramstyle == "qmark":
-            raw.execute(str(compiled), [compiled.params[k] for k in compiled.positiontup])
-        else:
-            raw.execute(str(compiled), compiled.params)
+        raw.execute(str(compiled), args)
         rows = raw.fetchall()
     finally:
         raw.close()
     return pd.DataFrame.from_records(rows, columns=cols)
+
+
+ARROW_BATCH_ROWS = 1 << 20   # the SQLite ADBC driver infers a column's type from its first batch: make it large
+
+
+def _sqlite_file(conn) -> str | None:
+    url = conn.engine.url
+    if conn.dialect.name != "sqlite" or url.query or not url.database or url.database == ":memory:":
+        return None
+    return url.database
+
+
+def _numeric(table: str, cols: list[str]) -> set:
+    """The columns the ledger's model declares numeric (integers, booleans, floats)."""
+    def python_type(column):
+        try:
+            return column.type.python_type
+        except NotImplementedError:
+            return None
+    columns = m.Base.metadata.tables[table].columns
+    return {c for c in cols if python_type(columns[c]) in (int, float, bool)}
+
+
+def _read_arrow(conn, sql: str, args: list, cols: list[str], numeric: set = frozenset()) -> pd.DataFrame | None:
+    """The rows of a SQLite ledger file through the Arrow ADBC driver: columns built in C, ~3x less CPU than
+    1M Python tuples. The frame equals the cursor's (text -> str objects, integers with NULLs -> float64 NaN,
+    an all-NULL column -> None). None when the ledger is no file or Arrow would not give what the cursor gives:
+    a type it cannot infer, or a `numeric` column it made text (SQLite keeps text put in a numeric column, and
+    Arrow then turns the whole column into text); the caller reads those rows through the cursor instead."""
+    path = _sqlite_file(conn)
+    if path is None or not all(isinstance(a, (int, str)) for a in args):
+        return None
+    try:
+        import adbc_driver_sqlite.dbapi as adbc
+        import pyarrow as pa
+        from adbc_driver_sqlite import StatementOptions
+        with adbc.connect(path) as db, db.cursor() as cur:
+            cur.adbc_statement.set_options(**{StatementOptions.BATCH_ROWS.value: str(ARROW_BATCH_ROWS)})
+            cur.execute(sql, args)
+            table = cur.fetch_arrow_table()
+    except Exception as e:   # noqa: BLE001 - the cursor reads what Arrow cannot
+        log.debug("Arrow read of %s fell back to the cursor: %s", path, e)
+        return None
+    if not len(table):
+        return pd.DataFrame.from_records([], columns=cols)
+    if any(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+           for c, t in zip(cols, table.schema.types) if c in numeric):
+        return None
+    frame = table.to_pandas()
+    frame.columns = cols
+    for c, column in zip(cols, table.columns):
+        if column.null_count == len(table):
+            frame[c] = pd.Series([None] * len(table), dtype=object)
+    return frame
 
 
 def _flag(series: pd.Series) -> pd.Series:
@@ -104,17 +166,17 @@ def _read_shard(conn, table: str, cols: list[str], snapshot_id: int, shard: Shar
         # same order as the snapshot_id index gives them, without a lookup of every row through the index)
         lo, hi = conn.execute(text(f"SELECT min(id), max(id) FROM {table} WHERE snapshot_id = :sid"),
                               {"sid": snapshot_id}).one()
-        return _read(conn, f"SELECT {', '.join(cols)} FROM {table} WHERE id BETWEEN :lo AND :hi AND +snapshot_id = :sid",
+        return _read(conn, table, f"SELECT {', '.join(cols)} FROM {table} WHERE id BETWEEN :lo AND :hi AND +snapshot_id = :sid",
                      cols, lo=lo if lo is not None else 0, hi=hi if hi is not None else -1, sid=snapshot_id)
     if shard.whole:
-        return _read(conn, sql, cols, sid=snapshot_id)
+        return _read(conn, table, sql, cols, sid=snapshot_id)
     buckets = ", ".join(str(int(b)) for b in shard.buckets())
-    parts = [_read(conn, f"{sql} AND sku_bucket IN ({buckets})", cols, sid=snapshot_id)]
+    parts = [_read(conn, table, f"{sql} AND sku_bucket IN ({buckets})", cols, sid=snapshot_id)]
     names = sorted(extra)
     for i in range(0, len(names), 500):
         chunk = names[i:i + 500]
         marks = ", ".join(f":x{k}" for k in range(len(chunk)))
-        parts.append(_read(conn, f"{sql} AND sku IN ({marks}) AND sku_bucket NOT IN ({buckets})", cols,
+        parts.append(_read(conn, table, f"{sql} AND sku IN ({marks}) AND sku_bucket NOT IN ({buckets})", cols,
                            sid=snapshot_id, **{f"x{k}": v for k, v in enumerate(chunk)}))
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
@@ -140,7 +202,7 @@ def read_rows(conn, kind: str, snapshot_id: int, system: str = "erp", shard: Sha
             if c in df:
                 df[c] = _flag(df[c])
         return df
-    df = _read(conn, f"SELECT {', '.join(ORDER_COLS)} FROM order_rows WHERE snapshot_id = :sid",
+    df = _read(conn, "order_rows", f"SELECT {', '.join(ORDER_COLS)} FROM order_rows WHERE snapshot_id = :sid",
                ORDER_COLS, sid=snapshot_id)
     df["lines"] = df["lines"].map(lambda v: _json(v) or [])
     for c in ("created_at", "updated_at", "fulfilled_at"):
@@ -160,7 +222,7 @@ def read_order_state(conn, s, system: str, now: datetime) -> tuple[pd.DataFrame,
     for i in range(0, len(ids), 500):
         part = ids[i:i + 500]
         marks = ", ".join(f":s{k}" for k in range(len(part)))
-        frames.append(_read(conn, f"SELECT {', '.join(cols)} FROM order_rows WHERE snapshot_id IN ({marks})",
+        frames.append(_read(conn, "order_rows", f"SELECT {', '.join(cols)} FROM order_rows WHERE snapshot_id IN ({marks})",
                             cols, **{f"s{k}": v for k, v in enumerate(part)}))
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
     df["lines"] = df["lines"].map(lambda v: _json(v) or [])

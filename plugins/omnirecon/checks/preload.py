@@ -16,6 +16,8 @@ import_gx()
 import omnirecon.checks.run  # noqa: E402,F401  (pandas, SQLAlchemy, the ledger, the checks)
 import great_expectations.core.run_identifier  # noqa: E402,F401  (imported inside SuiteRunner.run)
 import great_expectations.data_context.types.base  # noqa: E402,F401
+import great_expectations.data_context.types.resource_identifiers  # noqa: E402,F401  (Data Docs of a run)
+import adbc_driver_sqlite.dbapi  # noqa: E402,F401  (snapshot rows of a SQLite ledger, checks/load.py)
 
 # what the DAG files import from Airflow (every task process parses its DAG file again)
 import airflow.sdk  # noqa: E402,F401
