@@ -52,6 +52,7 @@ class RuntimeOptions:
     airflow_base_url: str = "http://localhost:8080"
     reconcile_shard_skus: int = 100000          # SKUs per reconcile shard (memory per task grows with it)
     reconcile_max_shards: int = 64              # at most this many mapped shard tasks per run
+    gx_results_days: float = 30                 # GX validation results and their Data Docs pages kept (0: all)
 
     @classmethod
     def from_mapping(cls, doc: dict | None, source: str = "runtime") -> "RuntimeOptions":
@@ -172,6 +173,7 @@ _RUNTIME_CHECKS = {
     "airflow_base_url": _http_url,
     "reconcile_shard_skus": _number(1, 10**9, integer=True),
     "reconcile_max_shards": _number(1, 1024, integer=True),
+    "gx_results_days": _number(0),
 }
 DEFAULT_RUNTIME: dict = RuntimeOptions().to_dict()
 

@@ -81,6 +81,27 @@ def test_data_docs_render_only_this_runs_results_and_the_index_is_limited(tmp_pa
     assert "run3" in index and "run2#0__2" in index
 
 
+def test_results_older_than_the_retention_are_deleted_with_their_pages(tmp_path):
+    from datetime import datetime, timedelta, timezone
+    gx_dir = tmp_path / "gx"
+    for run in ("dag/old1", "dag/old2"):
+        runner = SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir))
+        runner.run({"inventory_drift": _drift_frame(4)}, run)
+        runner.build_data_docs(keep_days=30)   # nothing is 30 days old yet
+    assert len(_pages(gx_dir)) == 2 and len(list(gx_dir.rglob("validations/**/*.json"))) == 2
+
+    later = SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir))
+    later.run({"inventory_drift": _drift_frame(1)}, "dag/new")
+    # GX stamps results with the wall clock: 31 days on, old1 and old2 are past a 30-day retention
+    later.build_data_docs("dag/new", now=datetime.now(timezone.utc) + timedelta(days=31), keep_days=30)
+    results = list(gx_dir.rglob("uncommitted/validations/**/*.json"))
+    assert len(results) == 1 and "new" in str(results[0])
+    pages = _pages(gx_dir)
+    assert len(pages) == 1 and "new" in str(next(iter(pages)))
+    index = (gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
+    assert "old1" not in index and "new" in index
+
+
 def test_clean_frame_has_no_failures():
     frame = pd.DataFrame({"channel": ["shopify"], "sku": ["A"], "location": ["L"], "delta": [0], "raw_delta": [0],
                           "sells_past_zero": [False], "row": [0]})

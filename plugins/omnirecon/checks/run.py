@@ -104,7 +104,7 @@ def reconcile(ledger, settings: Settings, *, run_id: str, now: datetime | None =
     persist(ledger, run_id, findings, now, in_scope, shard=scope.label, checks=scope.checks,
             buckets=None if scope.shard.whole else scope.shard.buckets())
     lap("persist")
-    docs = runner.build_data_docs(run_id) if data_docs else None
+    docs = runner.build_data_docs(run_id, keep_days=settings.runtime["gx_results_days"]) if data_docs else None
     lap("data_docs")
     counts = Counter(f["check"] for f in findings)
     log.info("reconcile %s [%s]: %d SKUs, %d findings %s, unusable %s", run_id, scope.label, cmp.skus_checked,

@@ -14,7 +14,9 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
@@ -307,29 +309,50 @@ class SuiteRunner:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def build_data_docs(self, run_id: str | None = None) -> str | None:
+    def build_data_docs(self, run_id: str | None = None, now: datetime | None = None,
+                        keep_days: float = 0) -> str | None:
         """Render the Data Docs pages of one run's validation results (every part's: a sharded run's shards
         validated as `run_id#i/n`; default: the runs this runner validated) and the index. Earlier runs' pages
         stay as rendered: re-rendering every stored result made this cost grow with every run. Suite pages are
-        rendered again only when the suites changed."""
+        rendered again only when the suites changed. With keep_days, results (and their pages) of runs older
+        than that before `now` are deleted: the store, and listing it, would otherwise grow without end."""
         if not self.gx_dir:
             return None
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
         names = {gx_run_name(run_id)} if run_id else set(self._run_names)
         with self._config_lock():
             self._open()
-            store = self.context.validation_results_store
-            ids = [k for k in store.list_keys()
-                   if k.run_id.run_name in names or k.run_id.run_name.split("#", 1)[0] in names]
+            keys = self.context.validation_results_store.list_keys()
+            ids = [k for k in keys if k.run_id.run_name in names or k.run_id.run_name.split("#", 1)[0] in names]
             marker, stamp = Path(self.gx_dir) / DOCS_MARKER, self._stamp()
             suites_new = not marker.exists() or marker.read_text() != stamp
             if suites_new or not ids:   # (no identifiers at all would make GX render every stored result)
                 ids += [ExpectationSuiteIdentifier(name) for name in SPECS]
+            if keep_days:   # (results carry GX's wall-clock run time: so does the cut-off, unless a test sets now)
+                cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=keep_days)
+                self._delete_results_before(cutoff, [k for k in keys if k not in ids])
             self.context.build_data_docs(site_names=[SITE], resource_identifiers=ids)
             if suites_new:
                 marker.write_text(stamp)
         sites = self.context.get_docs_sites_urls(site_name=SITE)
         return sites[0]["site_url"] if sites else None
+
+    def _delete_results_before(self, cutoff: datetime, keys) -> int:
+        """Delete the validation results of runs before cutoff and their rendered pages; the number deleted."""
+        store, deleted = self.context.validation_results_store, 0
+        for key in keys:
+            at = key.run_id.run_time
+            if at is None or (at if at.tzinfo else at.replace(tzinfo=timezone.utc)) >= cutoff:
+                continue
+            for site in self.context.get_docs_sites_urls(resource_identifier=key, site_name=SITE):
+                url = site.get("site_url") or ""
+                if url.startswith("file://"):
+                    Path(unquote(urlparse(url).path)).unlink(missing_ok=True)
+            store.remove_key(key)
+            deleted += 1
+        if deleted:
+            log.info("GX project %s: deleted %d validation results of runs before %s", self.gx_dir, deleted, cutoff)
+        return deleted
 
 
 def gx_run_name(run_id: str) -> str:
