@@ -52,7 +52,7 @@ class RuntimeOptions:
     airflow_base_url: str = "http://localhost:8080"
     reconcile_shard_skus: int = 100000          # SKUs per reconcile shard (memory per task grows with it)
     reconcile_max_shards: int = 64              # at most this many mapped shard tasks per run
-    gx_results_days: float = 30                 # GX validation results and their Data Docs pages kept (0: all)
+    gx_results_days: float = 30                 # days archived GX results and their Data Docs pages are kept (0: all)
 
     @classmethod
     def from_mapping(cls, doc: dict | None, source: str = "runtime") -> "RuntimeOptions":

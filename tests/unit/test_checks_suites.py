@@ -56,7 +56,7 @@ def _pages(gx_dir: Path) -> dict:
     return {p: p.stat().st_mtime_ns for p in gx_dir.rglob("data_docs/local_site/validations/**/*.html")}
 
 
-def test_data_docs_render_only_this_runs_results_and_the_index_is_limited(tmp_path):
+def test_data_docs_render_only_this_runs_results(tmp_path):
     gx_dir = tmp_path / "gx"
     SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir)).run({"inventory_drift": _drift_frame(4)}, "dag/run1")
     # a sharded run: two shard parts and the global part validate under run2, one runner each (one task each)
@@ -75,31 +75,42 @@ def test_data_docs_render_only_this_runs_results_and_the_index_is_limited(tmp_pa
     after = _pages(gx_dir)
     assert len(after) == 4
     assert {p: after[p] for p in pages} == pages, "earlier runs' pages were rendered again"
-    sites = later.context.list_data_docs_sites()["local_site"]
-    assert sites["site_index_builder"]["validation_results_limit"] == suites.DATA_DOCS_RESULTS
     index = (gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
     assert "run3" in index and "run2#0__2" in index
 
 
-def test_results_older_than_the_retention_are_deleted_with_their_pages(tmp_path):
-    from datetime import datetime, timedelta, timezone
-    gx_dir = tmp_path / "gx"
-    for run in ("dag/old1", "dag/old2"):
-        runner = SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir))
-        runner.run({"inventory_drift": _drift_frame(4)}, run)
-        runner.build_data_docs(keep_days=30)   # nothing is 30 days old yet
-    assert len(_pages(gx_dir)) == 2 and len(list(gx_dir.rglob("validations/**/*.json"))) == 2
+def _validate_and_build(gx_dir: Path, run: str, **kwargs) -> SuiteRunner:
+    runner = SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir))
+    runner.run({"inventory_drift": _drift_frame(4), "low_stock": pd.DataFrame({"sku": ["A"], "cover_days": [1.0],
+                                                                               "row": [0]})}, run)
+    runner.build_data_docs(run, **kwargs)
+    return runner
 
-    later = SuiteRunner(settings_from_dict({}), gx_dir=str(gx_dir))
-    later.run({"inventory_drift": _drift_frame(1)}, "dag/new")
-    # GX stamps results with the wall clock: 31 days on, old1 and old2 are past a 30-day retention
-    later.build_data_docs("dag/new", now=datetime.now(timezone.utc) + timedelta(days=31), keep_days=30)
-    results = list(gx_dir.rglob("uncommitted/validations/**/*.json"))
-    assert len(results) == 1 and "new" in str(results[0])
-    pages = _pages(gx_dir)
-    assert len(pages) == 1 and "new" in str(next(iter(pages)))
+
+def test_older_runs_results_leave_gx_for_the_archive_which_the_retention_empties(tmp_path, monkeypatch):
+    """GX keeps the newest DOCS_RUNS runs' results (every Data Docs build lists and parses all it holds); older
+    runs' results and pages move to the archive by run day, and archive days past gx_results_days are deleted."""
+    from datetime import datetime, timedelta, timezone
+    monkeypatch.setattr(suites, "DOCS_RUNS", 2)
+    gx_dir = tmp_path / "gx"
+    for run in ("dag/r1", "dag/r2", "dag/r3#0/2", "dag/r3#1/2", "dag/r3#global", "dag/r4"):
+        _validate_and_build(gx_dir, run.split("#")[0] if run.endswith("global") else run, keep_days=30)
+    store = gx_dir / "gx" / "uncommitted" / "validations"
+    kept = sorted(p.parent.parent.name for p in store.rglob("*.json"))
+    assert set(kept) == {"dag__r3#0__2", "dag__r3#1__2", "dag__r3", "dag__r4"}, kept   # r3's three parts: one run
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    archive = gx_dir / "gx" / "uncommitted" / "archive" / day
+    moved = sorted(p.relative_to(archive).parts[:3] for p in archive.rglob("*.json"))
+    assert moved == sorted(("validations", s, r) for r in ("dag__r1", "dag__r2") for s in ("inventory_drift", "low_stock"))
+    assert len(list(archive.rglob("data_docs/**/*.html"))) == 4, "rendered pages go with their results"
+    assert not list((gx_dir / "gx" / "uncommitted" / "data_docs").rglob("*dag__r1*")), "no page or folder of r1 left"
     index = (gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
-    assert "old1" not in index and "new" in index
+    assert "dag__r4" in index and "dag__r1" not in index
+
+    _validate_and_build(gx_dir, "dag/r5", keep_days=30, now=datetime.now(timezone.utc) + timedelta(days=31))
+    assert not archive.exists(), "an archive day past the retention is deleted (with r3, archived by this build)"
+    assert sorted(p.parent.parent.name for p in store.rglob("*.json")) == ["dag__r4"] * 2 + ["dag__r5"] * 2, \
+        "the newest two runs stay in GX, whatever their age"
 
 
 def test_clean_frame_has_no_failures():

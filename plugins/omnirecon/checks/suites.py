@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -30,7 +31,8 @@ CHECKPOINT = "omnirecon_reconcile"
 SETUP_MARKER = ".omnirecon-setup"   # in the GX dir: the stamp of the suites, definitions and checkpoints set up
 DOCS_MARKER = ".omnirecon-docs"     # in the GX dir: the stamp of the suites whose Data Docs pages were rendered
 SITE = "local_site"
-DATA_DOCS_RESULTS = 70              # validation results the Data Docs index lists, newest first (10 runs of 7 suites)
+DOCS_RUNS = 10                      # runs whose validation results GX's store, and so the Data Docs index, holds
+ARCHIVE = "archive"                 # gx/uncommitted/archive/<run day>/: older runs' results and pages, until removed
 # unexpected_index_list = frame rows (the default index); the pandas "query" would repeat them
 RESULT_FORMAT = {"result_format": "COMPLETE", "return_unexpected_index_query": False}
 
@@ -230,8 +232,6 @@ class SuiteRunner:
             self.datasource = self.context.data_sources.get(DATASOURCE)
         except Exception:   # GX raises different errors per store for "not found"
             self.datasource = self.context.data_sources.add_pandas(DATASOURCE)
-        if self.gx_dir:
-            _limit_docs_index(self.context)
 
     def _checkpoints(self, names: list[str]) -> dict:
         """The checkpoint of each named suite. A file project is set up once (every suite's data asset, batch
@@ -313,9 +313,12 @@ class SuiteRunner:
                         keep_days: float = 0) -> str | None:
         """Render the Data Docs pages of one run's validation results (every part's: a sharded run's shards
         validated as `run_id#i/n`; default: the runs this runner validated) and the index. Earlier runs' pages
-        stay as rendered: re-rendering every stored result made this cost grow with every run. Suite pages are
-        rendered again only when the suites changed. With keep_days, results (and their pages) of runs older
-        than that before `now` are deleted: the store, and listing it, would otherwise grow without end."""
+        stay as rendered, and suite pages are rendered again only when the suites changed: re-rendering every
+        stored result made this cost grow with every run.
+
+        GX's store keeps the results of the newest DOCS_RUNS runs (and this one's); older runs' results and pages
+        move to gx/uncommitted/archive/<run day>/, since GX lists and parses every stored key several times per
+        build. With keep_days, archive days older than that before `now` are deleted."""
         if not self.gx_dir:
             return None
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
@@ -323,36 +326,60 @@ class SuiteRunner:
         with self._config_lock():
             self._open()
             keys = self.context.validation_results_store.list_keys()
-            ids = [k for k in keys if k.run_id.run_name in names or k.run_id.run_name.split("#", 1)[0] in names]
+            self._archive_older_runs(keys, names)
+            if keep_days:   # (results carry GX's wall-clock run time: so does the cut-off, unless a test sets now)
+                self._drop_archive_before((now or datetime.now(timezone.utc)) - timedelta(days=keep_days))
+            ids = [k for k in keys if _base_run(k) in names]
             marker, stamp = Path(self.gx_dir) / DOCS_MARKER, self._stamp()
             suites_new = not marker.exists() or marker.read_text() != stamp
             if suites_new or not ids:   # (no identifiers at all would make GX render every stored result)
                 ids += [ExpectationSuiteIdentifier(name) for name in SPECS]
-            if keep_days:   # (results carry GX's wall-clock run time: so does the cut-off, unless a test sets now)
-                cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=keep_days)
-                self._delete_results_before(cutoff, [k for k in keys if k not in ids])
             self.context.build_data_docs(site_names=[SITE], resource_identifiers=ids)
             if suites_new:
                 marker.write_text(stamp)
         sites = self.context.get_docs_sites_urls(site_name=SITE)
         return sites[0]["site_url"] if sites else None
 
-    def _delete_results_before(self, cutoff: datetime, keys) -> int:
-        """Delete the validation results of runs before cutoff and their rendered pages; the number deleted."""
-        store, deleted = self.context.validation_results_store, 0
-        for key in keys:
-            at = key.run_id.run_time
-            if at is None or (at if at.tzinfo else at.replace(tzinfo=timezone.utc)) >= cutoff:
-                continue
-            for site in self.context.get_docs_sites_urls(resource_identifier=key, site_name=SITE):
-                url = site.get("site_url") or ""
-                if url.startswith("file://"):
-                    Path(unquote(urlparse(url).path)).unlink(missing_ok=True)
-            store.remove_key(key)
-            deleted += 1
-        if deleted:
-            log.info("GX project %s: deleted %d validation results of runs before %s", self.gx_dir, deleted, cutoff)
-        return deleted
+    def _archive_root(self) -> Path:
+        return Path(self.gx_dir) / "gx" / "uncommitted" / ARCHIVE
+
+    def _archive_older_runs(self, keys, names: set) -> int:
+        """Move the results (and rendered pages) of runs older than the newest DOCS_RUNS out of GX's stores, into
+        archive/<run day>/validations/... and archive/<run day>/data_docs/... (the stores' own paths); the number
+        of results moved."""
+        newest: dict = {}
+        for k in keys:
+            newest[_base_run(k)] = max(newest.get(_base_run(k), _utc(k.run_id.run_time)), _utc(k.run_id.run_time))
+        keep = set(sorted(newest, key=newest.get, reverse=True)[:DOCS_RUNS]) | names
+        old = [k for k in keys if _base_run(k) not in keep]
+        if not old:
+            return 0
+        backend = self.context.validation_results_store.store_backend
+        results = Path(backend.full_base_directory)
+        index = self.context.get_docs_sites_urls(site_name=SITE, only_if_exists=False)
+        site = _file(index[0]["site_url"]).parent if index else None
+        for k in old:
+            day = self._archive_root() / _utc(k.run_id.run_time).strftime("%Y-%m-%d")
+            json_file = _file(backend.get_url_for_key(k.to_tuple()))
+            _move_within(json_file, results, day / "validations")
+            if site is not None:
+                for page in self.context.get_docs_sites_urls(resource_identifier=k, site_name=SITE):
+                    _move_within(_file(page["site_url"]), site, day / "data_docs")
+        log.info("GX project %s: %d validation results of older runs moved to %s", self.gx_dir, len(old),
+                 self._archive_root())
+        return len(old)
+
+    def _drop_archive_before(self, cutoff: datetime) -> list[str]:
+        """Delete the archive's days before the cut-off's day; the days deleted."""
+        root, gone = self._archive_root(), []
+        for day in sorted(root.iterdir()) if root.is_dir() else []:
+            if day.is_dir() and day.name < cutoff.strftime("%Y-%m-%d"):
+                shutil.rmtree(day, ignore_errors=True)
+                gone.append(day.name)
+        if gone:
+            log.info("GX project %s: archived results of %s deleted (older than the retention)", self.gx_dir,
+                     ", ".join(gone))
+        return gone
 
 
 def gx_run_name(run_id: str) -> str:
@@ -360,16 +387,35 @@ def gx_run_name(run_id: str) -> str:
     return re.sub(r"[/\\]", "__", run_id)
 
 
-def _limit_docs_index(context) -> None:
-    """The Data Docs index lists the newest DATA_DOCS_RESULTS validation results: GX reads every listed result
-    to build it, so an unlimited index costs more with every run. Written once into the project's config."""
-    site = dict(context.list_data_docs_sites().get(SITE) or {})
-    index = dict(site.get("site_index_builder") or {"class_name": "DefaultSiteIndexBuilder"})
-    if not site or index.get("validation_results_limit") == DATA_DOCS_RESULTS:
+def _base_run(key) -> str:
+    """The run a validation result belongs to (a shard validates as `run#i/n`)."""
+    return key.run_id.run_name.split("#", 1)[0]
+
+
+def _utc(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+def _file(url: str) -> Path:
+    return Path(unquote(urlparse(url).path))
+
+
+def _move_within(src: Path, base: Path, dest_base: Path) -> None:
+    """Move src (under base) to the same relative path under dest_base; remove the directories it leaves empty."""
+    if not src.exists():
         return
-    index["validation_results_limit"] = DATA_DOCS_RESULTS
-    site["site_index_builder"] = index
-    context.update_data_docs_site(SITE, site)
+    dest = dest_base / src.relative_to(base)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dest)
+    parent = src.parent
+    while parent != base and parent.is_relative_to(base):
+        try:
+            parent.rmdir()
+        except OSError:   # not empty
+            break
+        parent = parent.parent
 
 
 def _failures(name: str, result) -> list[Failure]:
