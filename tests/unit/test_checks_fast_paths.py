@@ -10,7 +10,7 @@ import pandas as pd
 
 from omnirecon.checks.compare import SkuCodes, of_skus
 from omnirecon.checks.findings import _plain, _plain_tree
-from omnirecon.checks.load import _ts, read_rows
+from omnirecon.checks.load import _read_arrow, _ts, read_rows
 from omnirecon.checks.suites import CHECKPOINT, SETUP_MARKER, SuiteRunner
 from omnirecon.config import settings_from_dict
 from omnirecon.ledger import models as m
@@ -94,15 +94,20 @@ def _cursor_only(monkeypatch):
 
 
 def test_arrow_reads_of_a_sqlite_ledger_equal_the_cursors(tmp_path, monkeypatch):
-    """NULLs in the first 1,500 rows (beyond one default Arrow batch), an all-NULL column, booleans with
-    NULLs and JSON text: the same frame, dtypes included, whole and by shard."""
-    from omnirecon.checks.load import _read_arrow
+    """Snapshots of at least ARROW_MIN_ROWS rows are read through Arrow. NULLs in the first 1,500 rows (beyond one
+    default Arrow batch), an all-NULL column, booleans with NULLs and JSON text: the same frame, dtypes included,
+    whole and by shard."""
+    import omnirecon.checks.load as load
     from omnirecon.model.sharding import Shard
     ledger, inv, lst = _awkward_ledger(tmp_path, 3000)
+    monkeypatch.setattr(load, "ARROW_MIN_ROWS", 1000)   # (3,000 rows: a snapshot this small reads through the cursor)
+    arrow_reads = []
+    monkeypatch.setattr(load, "_read_arrow", lambda *a: arrow_reads.append(a[1]) or _read_arrow(*a))
     with ledger.engine.connect() as conn:
-        assert _read_arrow(conn, "SELECT sku FROM inventory_rows WHERE snapshot_id = ?", [inv], ["sku"]) is not None
         reads = [read_rows(conn, kind, sid, "shopify", shard) for kind, sid in (("inventory", inv), ("listings", lst))
                  for shard in (Shard(0, 1), Shard(1, 4))]
+    assert len(arrow_reads) == 4
+    with ledger.engine.connect() as conn:
         with monkeypatch.context() as mp:
             _cursor_only(mp)
             plain = [read_rows(conn, kind, sid, "shopify", shard) for kind, sid in (("inventory", inv), ("listings", lst))
@@ -116,7 +121,7 @@ def test_rows_arrow_cannot_type_are_read_through_the_cursor(tmp_path):
     """A column holding an integer and text in one batch (SQLite keeps what it is given): Arrow cannot type it, the
     cursor reads it, and the frame holds both values."""
     from sqlalchemy import text
-    from omnirecon.checks.load import _read, _read_arrow
+    from omnirecon.checks.load import _read
     ledger, inv, _ = _awkward_ledger(tmp_path, 10)
     with ledger.engine.begin() as conn:
         conn.execute(text("UPDATE inventory_rows SET available = 'n/a' WHERE sku = 'S00003'"))

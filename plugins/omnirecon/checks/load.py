@@ -79,13 +79,13 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _read(conn, table: str, sql: str, cols: list[str], **params) -> pd.DataFrame:
-    """Rows of one ledger table as a frame: from a SQLite file through Arrow (ADBC) when it can, else through the
-    DB-API cursor (no per-row SQLAlchemy Row objects either way: this reads ~1M rows)."""
+def _read(conn, table: str, sql: str, cols: list[str], arrow: bool = False, **params) -> pd.DataFrame:
+    """Rows of one ledger table as a frame: with `arrow`, from a SQLite file through Arrow (ADBC) when it can, else
+    through the DB-API cursor (no per-row SQLAlchemy Row objects either way: this reads ~1M rows)."""
     compiled = text(sql).bindparams(**params).compile(conn.engine)
     if conn.dialect.paramstyle == "qmark":
         args = [compiled.params[k] for k in compiled.positiontup]
-        frame = _read_arrow(conn, str(compiled), args, cols, _numeric(table, cols))
+        frame = _read_arrow(conn, str(compiled), args, cols, _numeric(table, cols)) if arrow else None
         if frame is not None:
             return frame
     else:
@@ -100,6 +100,7 @@ def _read(conn, table: str, sql: str, cols: list[str], **params) -> pd.DataFrame
 
 
 ARROW_BATCH_ROWS = 1 << 20   # the SQLite ADBC driver infers a column's type from its first batch: make it large
+ARROW_MIN_ROWS = 20_000      # a snapshot smaller than this reads faster through the cursor (no second connection)
 
 
 def _sqlite_file(conn) -> str | None:
@@ -161,17 +162,22 @@ def _flag(series: pd.Series) -> pd.Series:
 def _read_shard(conn, table: str, cols: list[str], snapshot_id: int, shard: Shard, extra: set) -> pd.DataFrame:
     """A snapshot's rows of one shard (indexed on snapshot_id, sku_bucket), plus the named extra SKUs."""
     sql = f"SELECT {', '.join(cols)} FROM {table} WHERE snapshot_id = :sid"
-    if shard.whole and conn.dialect.name == "sqlite":
-        # a snapshot's rows were inserted together: scan their id range in the table itself (the same rows in the
-        # same order as the snapshot_id index gives them, without a lookup of every row through the index)
+    if conn.dialect.name == "sqlite":
         lo, hi = conn.execute(text(f"SELECT min(id), max(id) FROM {table} WHERE snapshot_id = :sid"),
                               {"sid": snapshot_id}).one()
-        return _read(conn, table, f"SELECT {', '.join(cols)} FROM {table} WHERE id BETWEEN :lo AND :hi AND +snapshot_id = :sid",
-                     cols, lo=lo if lo is not None else 0, hi=hi if hi is not None else -1, sid=snapshot_id)
+        lo, hi = (lo, hi) if lo is not None else (0, -1)
+        arrow = hi - lo + 1 >= ARROW_MIN_ROWS
+        if shard.whole:
+            # a snapshot's rows were inserted together: scan their id range in the table itself (the same rows in
+            # the same order as the snapshot_id index gives them, without a lookup of every row through the index)
+            return _read(conn, table, f"SELECT {', '.join(cols)} FROM {table} WHERE id BETWEEN :lo AND :hi "
+                         "AND +snapshot_id = :sid", cols, arrow=arrow, lo=lo, hi=hi, sid=snapshot_id)
+    else:
+        arrow = False
     if shard.whole:
         return _read(conn, table, sql, cols, sid=snapshot_id)
     buckets = ", ".join(str(int(b)) for b in shard.buckets())
-    parts = [_read(conn, table, f"{sql} AND sku_bucket IN ({buckets})", cols, sid=snapshot_id)]
+    parts = [_read(conn, table, f"{sql} AND sku_bucket IN ({buckets})", cols, arrow=arrow, sid=snapshot_id)]
     names = sorted(extra)
     for i in range(0, len(names), 500):
         chunk = names[i:i + 500]
