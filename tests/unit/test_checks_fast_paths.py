@@ -128,7 +128,7 @@ def test_rows_arrow_cannot_type_are_read_through_the_cursor(tmp_path):
     sql = "SELECT sku, available FROM inventory_rows WHERE snapshot_id = :sid ORDER BY sku"
     with ledger.engine.connect() as conn:
         assert _read_arrow(conn, sql.replace(":sid", "?"), [inv], ["sku", "available"], {"available"}) is None
-        frame = _read(conn, "inventory_rows", sql, ["sku", "available"], sid=inv)
+        frame = _read(conn, "inventory_rows", sql, ["sku", "available"], arrow=True, sid=inv)   # Arrow asked, cursor reads
     assert frame["available"].tolist()[2:5] == [-3, "n/a", -1]
 
 
